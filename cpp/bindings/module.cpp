@@ -1,0 +1,58 @@
+// fastinfluence._core: the private compiled module. The public API lives in
+// python/fastinfluence; the stable low-level API in fastinfluence.kernels.
+#include "bindings.hpp"
+
+namespace fastinfluence::bindings {
+namespace {
+
+// Installed as the core's interrupt hook: called between row chunks on the
+// thread that entered the kernel (with the GIL released), it briefly takes
+// the GIL back to look for Ctrl-C.
+bool python_interrupt_requested() {
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) {
+    PyErr_Clear();  // re-raised as KeyboardInterrupt by the translator below
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+}  // namespace fastinfluence::bindings
+
+PYBIND11_MODULE(_core, m) {
+  namespace fb = fastinfluence::bindings;
+  m.doc() = "Private compiled core of fastinfluence; use fastinfluence.kernels instead.";
+  fastinfluence::interrupt_hook() = &fb::python_interrupt_requested;
+  pybind11::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const fastinfluence::Interrupted&) {
+      PyErr_SetNone(PyExc_KeyboardInterrupt);
+    }
+  });
+
+  m.def("build_info", [] {
+    pybind11::dict info;
+    info["eigen_version"] = fastinfluence::eigen_version();
+    info["openmp"] = fastinfluence::openmp_enabled();
+    info["max_threads"] = fastinfluence::max_threads();
+    info["simd"] = fastinfluence::simd_instruction_sets();
+#ifdef FASTINFLUENCE_BUILD_TYPE
+    info["build_type"] = FASTINFLUENCE_BUILD_TYPE;
+#else
+    info["build_type"] = "unknown";
+#endif
+#ifdef NDEBUG
+    info["assertions"] = false;
+#else
+    info["assertions"] = true;
+#endif
+    return info;
+  });
+
+  fb::register_losses(m);
+  fb::register_kernels(m);
+  fb::register_fit(m);
+  fb::register_scoring(m);
+}

@@ -1,0 +1,74 @@
+// Fused passes over X: per-row derivatives, objective/gradient/Hessian, HVP.
+#include "bindings.hpp"
+
+namespace fastinfluence::bindings {
+
+void register_kernels(py::module_& m) {
+  m.def(
+      "row_derivatives",
+      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& theta, bool fit_intercept,
+         int n_threads) {
+        const LossSpec spec = make_loss(kind, t);
+        const Index n = X.shape(0);
+        require_length(y, n, "y");
+        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        py::array_t<double> eta(n), value(n), d1(n), d2(n);
+        Eigen::Map<VectorXd> e(eta.mutable_data(), n), v(value.mutable_data(), n), g(d1.mutable_data(), n),
+            h(d2.mutable_data(), n);
+        with_matrix(X, "X", [&](const auto& Xm) {
+          // Safe: only Eigen views of buffers kept alive by this frame are used.
+          py::gil_scoped_release release;
+          row_derivatives(spec, Xm, vector_view(y), vector_view(theta), fit_intercept, e, v, g, h, n_threads);
+        });
+        return py::make_tuple(eta, value, d1, d2);
+      },
+      py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("fit_intercept"),
+      py::arg("n_threads"));
+
+  m.def(
+      "evaluate",
+      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& weights,
+         const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
+         int n_threads) {
+        const LossSpec spec = make_loss(kind, t);
+        require_length(y, X.shape(0), "y");
+        if (weights.size() != 0) require_length(weights, X.shape(0), "sample_weight");
+        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        Evaluation ev = with_matrix(X, "X", [&](const auto& Xm) {
+          using XType = std::decay_t<decltype(Xm)>;
+          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          return evaluate(spec, prob, vector_view(theta), Want{want_gradient, want_hessian}, n_threads);
+        });
+        py::object gradient = py::none(), hessian = py::none();
+        if (want_gradient) gradient = py::cast(std::move(ev.gradient));
+        if (want_hessian) hessian = py::cast(std::move(ev.hessian));
+        return py::make_tuple(ev.value, gradient, hessian);
+      },
+      py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
+      py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"),
+      py::arg("n_threads"));
+
+  m.def(
+      "hessian_vector_product",
+      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& weights,
+         const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V,
+         int n_threads) {
+        const LossSpec spec = make_loss(kind, t);
+        require_length(y, X.shape(0), "y");
+        if (weights.size() != 0) require_length(weights, X.shape(0), "sample_weight");
+        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        if (V.rows() != theta.size()) throw std::invalid_argument("V must have one row per parameter");
+        MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
+          using XType = std::decay_t<decltype(Xm)>;
+          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          return hessian_vector_product(spec, prob, vector_view(theta), V, n_threads);
+        });
+        return HV;
+      },
+      py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
+      py::arg("fit_intercept"), py::arg("l2"), py::arg("V"), py::arg("n_threads"));
+}
+
+}  // namespace fastinfluence::bindings

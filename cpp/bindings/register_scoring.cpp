@@ -1,0 +1,87 @@
+// Batch scoring: the dense products that turn solved test gradients into
+// influence values for every training row.
+#include "bindings.hpp"
+
+namespace fastinfluence::bindings {
+
+void register_scoring(py::module_& m) {
+  m.def(
+      "scaled_row_products",
+      [](const py::array& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
+         const py::object& out, int n_threads) {
+        const Index n = X.shape(0);
+        require_length(row_scale, n, "row_scale");
+        if (M.rows() != X.shape(1) + (fit_intercept ? 1 : 0))
+          throw std::invalid_argument("M must have one row per parameter");
+        py::array_t<double> result = output_matrix(out, n, M.cols());
+        auto dst = mutable_matrix_view(result);
+        with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by this frame
+          scaled_row_products(Xm, fit_intercept, vector_view(row_scale), M, dst, n_threads);
+        });
+        return result;
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("M"), py::arg("out") = py::none(),
+      py::arg("n_threads") = 0);
+
+  m.def(
+      "row_quadratic_forms",
+      [](const py::array& X, bool fit_intercept, const Eigen::Ref<const MatrixXd>& A, int n_threads) {
+        const Index p = X.shape(1) + (fit_intercept ? 1 : 0);
+        if (A.rows() != p || A.cols() != p) throw std::invalid_argument("A must be p x p");
+        py::array_t<double> q(X.shape(0));
+        Eigen::Map<VectorXd> qv(q.mutable_data(), X.shape(0));
+        with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by this frame
+          row_quadratic_forms(Xm, fit_intercept, A, qv, n_threads);
+        });
+        return q;
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("A"), py::arg("n_threads") = 0);
+
+  m.def(
+      "loo_loss_change",
+      [](int kind, double t, const py::array& X, bool fit_intercept, const DoubleArray& row_scale,
+         const Eigen::Ref<const MatrixXd>& U, const DoubleArray& y_test, const DoubleArray& eta_test,
+         const py::object& out, int n_threads) {
+        const LossSpec spec = make_loss(kind, t);
+        const Index n = X.shape(0), m_test = U.cols();
+        require_length(row_scale, n, "row_scale");
+        require_length(y_test, m_test, "y_test");
+        require_length(eta_test, m_test, "eta_test");
+        if (U.rows() != X.shape(1) + (fit_intercept ? 1 : 0))
+          throw std::invalid_argument("U must have one row per parameter");
+        py::array_t<double> result = output_matrix(out, n, m_test);
+        auto dst = mutable_matrix_view(result);
+        with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by this frame
+          loo_loss_change(spec, Xm, fit_intercept, vector_view(row_scale), U, vector_view(y_test),
+                          vector_view(eta_test), dst, n_threads);
+        });
+        return result;
+      },
+      py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("U"),
+      py::arg("y_test"), py::arg("eta_test"), py::arg("out") = py::none(), py::arg("n_threads") = 0);
+
+  m.def(
+      "perturbation_loss",
+      [](const py::array& X, bool fit_intercept, const DoubleArray& d1, const DoubleArray& d2,
+         const Eigen::Ref<const MatrixXd>& V, const DoubleArray& w, int n_threads) {
+        const Index n = X.shape(0), d = X.shape(1), m_test = V.cols();
+        require_length(d1, n, "d1");
+        require_length(d2, n, "d2");
+        require_length(w, d, "w");
+        if (V.rows() != d + (fit_intercept ? 1 : 0)) throw std::invalid_argument("V must have one row per parameter");
+        py::array_t<double> result({n, m_test, d});
+        double* dst = result.mutable_data();
+        with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by this frame
+          perturbation_loss(Xm, fit_intercept, vector_view(d1), vector_view(d2), V, vector_view(w), dst, n_threads);
+        });
+        return result;
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("d1"), py::arg("d2"), py::arg("V"), py::arg("w"),
+      py::arg("n_threads") = 0);
+}
+
+}  // namespace fastinfluence::bindings

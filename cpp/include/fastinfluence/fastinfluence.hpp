@@ -1,0 +1,9 @@
+// The whole header-only core: include this one file.
+#pragma once
+
+#include "config.hpp"
+#include "fit.hpp"
+#include "kernels.hpp"
+#include "losses.hpp"
+#include "parallel.hpp"
+#include "solvers.hpp"

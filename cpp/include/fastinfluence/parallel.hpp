@@ -1,0 +1,128 @@
+// Row-block parallelism shared by every kernel.
+//
+// Rows are cut into a fixed number of chunks that depends on n (and the size
+// of each chunk's accumulator) but never on the thread count; partial results
+// are reduced in chunk order. Results are therefore bitwise identical for any
+// number of threads, which keeps LiSSA and the tests reproducible.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <stdexcept>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastinfluence {
+
+using Index = Eigen::Index;
+
+inline bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// n_threads <= 0 means "all cores".
+inline int resolve_threads(int n_threads) { return n_threads > 0 ? n_threads : max_threads(); }
+
+// Raised when the interrupt hook reports a request to stop (Ctrl-C).
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+// The core knows nothing of Python: the bindings install a hook that checks
+// for pending signals. It is only ever called from the thread that entered
+// the kernel (OpenMP thread 0), between chunks.
+using InterruptHook = bool (*)();
+inline InterruptHook& interrupt_hook() {
+  static InterruptHook hook = nullptr;
+  return hook;
+}
+
+struct ChunkPlan {
+  Index n_rows = 0;
+  Index chunk_rows = 1;
+  Index n_chunks = 0;
+  Index begin(Index c) const { return c * chunk_rows; }
+  Index size(Index c) const { return std::min(chunk_rows, n_rows - c * chunk_rows); }
+};
+
+// At most max_chunks chunks of at least min_rows rows each.
+inline ChunkPlan plan_chunks(Index n_rows, Index max_chunks = 64, Index min_rows = 256) {
+  ChunkPlan plan;
+  plan.n_rows = n_rows;
+  if (n_rows <= 0) return plan;
+  max_chunks = std::max<Index>(1, max_chunks);
+  plan.chunk_rows = std::max(min_rows, (n_rows + max_chunks - 1) / max_chunks);
+  plan.n_chunks = (n_rows + plan.chunk_rows - 1) / plan.chunk_rows;
+  return plan;
+}
+
+// Runs body(chunk) for every chunk on n_threads threads. No exception leaves
+// the OpenMP region: the first one is captured, remaining chunks are skipped,
+// and it is rethrown after the region (as hnswlib's ParallelFor does).
+template <class Body>
+void parallel_for_chunks(Index n_chunks, int n_threads, Body&& body) {
+  std::exception_ptr error = nullptr;
+  std::atomic<bool> stop{false};
+  const InterruptHook hook = interrupt_hook();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(resolve_threads(n_threads))
+#endif
+  for (Index c = 0; c < n_chunks; ++c) {
+    if (stop.load(std::memory_order_relaxed)) continue;
+    try {
+#ifdef _OPENMP
+      const bool is_entry_thread = omp_get_thread_num() == 0;
+#else
+      const bool is_entry_thread = true;
+#endif
+      if (hook != nullptr && is_entry_thread && hook()) throw Interrupted();
+      body(c);
+    } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(fastinfluence_error)
+#endif
+      {
+        if (!error) error = std::current_exception();
+      }
+      stop.store(true, std::memory_order_relaxed);
+    }
+  }
+  (void)n_threads;
+  if (error) std::rethrow_exception(error);
+}
+
+// Deterministic map-reduce over row chunks: make() builds one zeroed
+// accumulator per chunk, body(acc, begin, size) fills it, and the partials are
+// summed in chunk order into the first.
+template <class Acc, class Make, class Body>
+Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body&& body) {
+  if (plan.n_chunks == 0) return make();
+  std::vector<Acc> partial(static_cast<size_t>(plan.n_chunks));
+  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
+    Acc acc = make();
+    body(acc, plan.begin(c), plan.size(c));
+    partial[static_cast<size_t>(c)] = std::move(acc);
+  });
+  Acc total = std::move(partial[0]);
+  for (size_t c = 1; c < partial.size(); ++c) total += partial[c];
+  return total;
+}
+
+}  // namespace fastinfluence

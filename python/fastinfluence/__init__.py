@@ -1,0 +1,47 @@
+"""fastinfluence: fast, exact influence functions for convex linear models.
+
+Which training rows made my model say this? Influence functions (Koh & Liang,
+ICML 2017) answer without retraining; for linear models they can be computed
+exactly, and this package does so with a C++ (Eigen, OpenMP) core.
+
+>>> import fastinfluence as fi
+>>> model = fi.LogisticRegression(l2=1e-3).fit(X, y)          # doctest: +SKIP
+>>> inf = fi.Influence(model, X, y)                            # doctest: +SKIP
+>>> scores = inf.loss(X_test, y_test)    # (n_train, n_test)   # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from . import kernels, losses
+from ._config import build_info, show_config
+from .exceptions import (
+    ConvergenceWarning,
+    FastInfluenceWarning,
+    IllConditionedHessianError,
+    LeverageWarning,
+    NotAtOptimumWarning,
+    NotFittedError,
+)
+from .influence import Influence, exact_loo
+from .losses import Loss
+from .models import LinearRegression, LogisticRegression, PoissonRegression, SmoothHingeClassifier
+
+__all__ = [
+    "ConvergenceWarning",
+    "FastInfluenceWarning",
+    "IllConditionedHessianError",
+    "Influence",
+    "LeverageWarning",
+    "LinearRegression",
+    "LogisticRegression",
+    "Loss",
+    "NotAtOptimumWarning",
+    "NotFittedError",
+    "PoissonRegression",
+    "SmoothHingeClassifier",
+    "build_info",
+    "exact_loo",
+    "kernels",
+    "losses",
+    "show_config",
+]

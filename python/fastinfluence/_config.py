@@ -1,0 +1,48 @@
+"""Build and runtime information: fastinfluence.show_config()."""
+
+from __future__ import annotations
+
+import sys
+
+
+def build_info() -> dict:
+    """Versions, OpenMP and SIMD settings of the compiled core, as a dict."""
+    import numpy as np
+
+    from . import __version__
+
+    info = {"fastinfluence": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
+    try:
+        from . import _core
+    except ImportError as exc:  # the NumPy backend still works without the compiled core
+        info["compiled_core"] = f"unavailable ({exc})"
+        return info
+    core = _core.build_info()
+    info["compiled_core"] = "available"
+    info.update(
+        eigen=core["eigen_version"],
+        openmp="on" if core["openmp"] else "off",
+        threads=core["max_threads"],
+        simd=core["simd"],
+        build_type=core["build_type"],
+    )
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
+    except ImportError:
+        pass
+    return info
+
+
+def show_config(file=None) -> dict:
+    """Print the build information (Eigen version, OpenMP and threads, SIMD, build type) and return it."""
+    info = build_info()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:>{width}}: {value}", file=file if file is not None else sys.stdout)
+    return info

@@ -1,0 +1,69 @@
+"""The compiled backend: thin adapters from the common backend signature to
+:mod:`fastinfluence._core` (losses become (kind, t); absent weights an empty
+array; ``n_jobs`` the thread count, 0 for every core)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+
+_NO_WEIGHTS = np.empty(0)
+
+CholeskySolver = _core.CholeskySolver
+
+
+def _weights(weights):
+    return _NO_WEIGHTS if weights is None else weights
+
+
+def loss_terms(loss, y, eta):
+    return _core.loss_terms(loss.kind, loss.t, y, eta)
+
+
+def loss_difference(loss, y, eta, delta):
+    y, eta, delta = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (y, eta, delta)))
+    shape = y.shape
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (y, eta, delta)]
+    return _core.loss_difference(loss.kind, loss.t, *flat).reshape(shape)
+
+
+def row_derivatives(loss, X, y, theta, fit_intercept, n_jobs=0):
+    return _core.row_derivatives(loss.kind, loss.t, X, y, theta, fit_intercept, n_jobs)
+
+
+def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
+    return _core.evaluate(
+        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs
+    )
+
+
+def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs=0):
+    V = np.asarray(V, dtype=np.float64)
+    vec = V.ndim == 1
+    HV = _core.hessian_vector_product(
+        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, V[:, None] if vec else V, n_jobs
+    )
+    return HV[:, 0] if vec else HV
+
+
+def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0):
+    return _core.fit_newton(
+        loss.kind, loss.t, X, y, _weights(weights), theta0, fit_intercept, l2, tol, max_iter, n_jobs
+    )
+
+
+def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):
+    return _core.scaled_row_products(X, fit_intercept, row_scale, M, out, n_jobs)
+
+
+def row_quadratic_forms(X, fit_intercept, A, n_jobs=0):
+    return _core.row_quadratic_forms(X, fit_intercept, A, n_jobs)
+
+
+def loo_loss_change(loss, X, fit_intercept, row_scale, U, y_test, eta_test, out=None, n_jobs=0):
+    return _core.loo_loss_change(loss.kind, loss.t, X, fit_intercept, row_scale, U, y_test, eta_test, out, n_jobs)
+
+
+def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):
+    return _core.perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs)

@@ -1,0 +1,340 @@
+"""Influence functions of training points (Koh & Liang, ICML 2017) for fitted linear models.
+
+Notation: ``theta = (w, b)`` minimises ``R(theta) = (1/n) sum_i s_i loss(z_i)
++ (l2/2)||w||^2``; ``H`` is the Hessian of ``R`` at ``theta`` (plus
+``damping * I``); ``g_i = loss'_i * xa_i`` is the gradient in theta of the
+*unweighted* loss of training point ``z_i``, with ``xa_i = (x_i, 1)`` when the
+model has an intercept. Test losses carry no weight and no penalty.
+
+=========================  ==================================================  =========
+quantity                   formula                                             shape
+=========================  ==================================================  =========
+``params``                 ``I_up,params(z_i) = -H^{-1} g_i``                  (k, p)
+``loss``                   ``I_up,loss(z_i, z_j) = -g_j^T H^{-1} g_i``          (k, m)
+``self_influence``         ``I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0``     (k,)
+``pert_loss``              ``-g_j^T H^{-1} grad_x grad_theta loss(z_i)``        (k, m, d)
+``loo_params``             estimate of ``theta_{-i} - theta``                  (k, p)
+``loo``                    estimate of ``loss(z_j, theta_{-i}) - loss(z_j)``   (k, m)
+=========================  ==================================================  =========
+
+Upweighting ``z_i`` by a small ``eps`` (adding ``eps * loss(z_i)`` to R) moves
+theta by ``eps * I_up,params(z_i)`` and the test loss by ``eps * I_up,loss``. So
+a *negative* ``I_up,loss(z_i, z_j)`` means upweighting z_i lowers the loss on
+z_j: z_i is *helpful* to z_j; a positive value marks a *harmful* point.
+
+Removing ``z_i`` is upweighting by ``-s_i/n`` (n stays fixed: dropping a point
+is setting ``s_i = 0``), so the influence estimates are
+
+    theta_{-i} - theta                  ~  -(s_i/n) I_up,params(z_i) = (s_i/n) H^{-1} g_i
+    loss(z_j, theta_{-i}) - loss(z_j)   ~  -(s_i/n) I_up,loss(z_i, z_j).
+
+The *Newton* estimate takes one exact Newton step on the objective without
+``z_i``, whose Hessian is ``H - (s_i/n) loss''_i xa_i xa_i^T``. By
+Sherman-Morrison, with the leverage ``h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i``,
+
+    delta_newton_i = (s_i/n) H^{-1} g_i / (1 - h_i),
+
+and ``loo(method="newton")`` evaluates the test loss at ``theta + delta_newton_i``
+(exact for the squared loss, whose objective is quadratic).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _validation as V
+from .backends import get_backend
+from .exceptions import ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
+from .models import _LinearModel
+from .solvers import make_solver
+
+__all__ = ["Influence", "exact_loo"]
+
+LOO_METHODS = ("influence", "newton")
+
+#: ||grad R(theta)|| above this (relative to max(1, ||grad R(0)||)) means theta
+#: is not the optimum of the data given to Influence.
+OPTIMUM_TOLERANCE = 1e-6
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, _LinearModel):
+        raise TypeError(
+            f"model must be a fastinfluence model (LinearRegression, LogisticRegression, "
+            f"SmoothHingeClassifier, PoissonRegression), got {type(model).__name__}"
+        )
+    if not hasattr(model, "theta_"):
+        raise NotFittedError(f"model ({type(model).__name__}) is not fitted yet; call model.fit(X, y) first")
+
+
+class Influence:
+    """Influence of training points on parameters and test losses of a fitted model.
+
+    Parameters
+    ----------
+    model : a fitted fastinfluence model
+        Its ``theta_`` must minimise the objective on ``(X, y, sample_weight)``.
+    X : array of shape (n, d)
+        The training data the model was fitted on.
+    y : array of shape (n,)
+        Training labels, in the encoding the model was fitted with.
+    sample_weight : array of shape (n,) or None
+        The weights the model was fitted with.
+    solver : {"direct"}
+        How to apply H^{-1}: ``"direct"`` factorises H (Cholesky) once.
+    damping : float >= 0
+        Added to the diagonal of H, as in Koh & Liang (section 4.2) for
+        non-convex or singular problems. With damping > 0 the estimates are of a
+        damped problem; leave it at 0 when H is well conditioned.
+    backend : {"cpp", "numpy"}
+        Compiled kernels, or the pure-NumPy reference.
+    n_jobs : int or None
+        Threads for the compiled kernels (None or -1: every core).
+
+    Attributes
+    ----------
+    hessian_ : (p, p) Hessian of R at theta (without damping)
+    gradient_norm_ : ||grad R(theta)|| on the given data
+    loss_derivative_, loss_second_derivative_ : (n,) loss'_i and loss''_i at the training points
+    """
+
+    def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
+                 n_jobs=None):
+        _check_model(model)
+        self.model = model
+        self.damping = V.check_nonnegative(damping, "damping")
+        self.backend = backend
+        self._backend = get_backend(backend)
+        self._n_jobs = V.check_n_jobs(n_jobs)
+        self._X = V.check_matrix(X, "X")
+        V.check_same_features(self._X, model.n_features_in_, "X")
+        self.n_samples_ = self._X.shape[0]
+        self._y = model._encode_targets(y, self.n_samples_, "y")
+        self._weights = V.check_sample_weight(sample_weight, self.n_samples_)
+        self._s = np.ones(self.n_samples_) if self._weights is None else self._weights
+        self._loss = model.loss
+        self._fit_intercept = bool(model.fit_intercept)
+        self._theta = model.theta_
+        self.n_params_ = self._theta.shape[0]
+
+        _, _, self.loss_derivative_, self.loss_second_derivative_ = self._backend.row_derivatives(
+            self._loss, self._X, self._y, self._theta, self._fit_intercept, self._n_jobs
+        )
+        _, gradient, self.hessian_ = self._backend.evaluate(
+            self._loss, self._X, self._y, self._weights, self._theta, self._fit_intercept, float(model.l2),
+            True, True, self._n_jobs,
+        )
+        self.gradient_norm_ = float(np.linalg.norm(gradient))
+        zero_gradient = self._backend.evaluate(
+            self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
+            float(model.l2), True, False, self._n_jobs,
+        )[1]
+        scale = max(1.0, float(np.linalg.norm(zero_gradient)))
+        if self.gradient_norm_ > OPTIMUM_TOLERANCE * scale:
+            warnings.warn(
+                f"the model is not at the optimum of the objective on this data (gradient norm "
+                f"{self.gradient_norm_:.3e}, relative {self.gradient_norm_ / scale:.1e}): was it fitted on "
+                "the same X, y and sample_weight, to convergence? Influence values assume the optimum.",
+                NotAtOptimumWarning,
+                stacklevel=2,
+            )
+        self.solver = solver
+        self._solver = make_solver(solver, self.hessian_, self.damping, self._backend)
+        self._inverse_factor = None
+        self._leverage_all = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _rows(self, indices):
+        """(X rows, loss', loss'', s) for the selected training points."""
+        idx = V.check_indices(indices, self.n_samples_)
+        if idx is None:
+            return self._X, self.loss_derivative_, self.loss_second_derivative_, self._s
+        return (self._X[idx], self.loss_derivative_[idx], self.loss_second_derivative_[idx], self._s[idx])
+
+    def _test_side(self, X_test, y_test):
+        """(X_test, encoded y_test, eta_test, loss'_test) after validation."""
+        X_test = V.check_matrix(X_test, "X_test")
+        V.check_same_features(X_test, self.model.n_features_in_, "X_test")
+        y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
+        eta, _, d1, _ = self._backend.row_derivatives(
+            self._loss, X_test, y_test, self._theta, self._fit_intercept, self._n_jobs
+        )
+        return X_test, y_test, eta, d1
+
+    def _augmented_transpose(self, X, row_scale):
+        """(p, m) matrix whose column j is row_scale_j * xa_j."""
+        Xd = np.asarray(X, dtype=np.float64)
+        cols = [Xd.T * row_scale]
+        if self._fit_intercept:
+            cols.append(row_scale[None, :])
+        return np.vstack(cols)
+
+    def _solved_test_gradients(self, X_test, y_test):
+        """V = H^{-1} G_test, (p, m): all test gradients solved at once."""
+        X_test, y_test, eta, d1 = self._test_side(X_test, y_test)
+        return self._solver.solve(self._augmented_transpose(X_test, d1))
+
+    def _quadratic_forms(self, X_rows):
+        """xa_i^T H^{-1} xa_i for the given rows."""
+        if self._inverse_factor is None:
+            self._inverse_factor = np.asfortranarray(self._solver.inverse_factor())
+        return self._backend.row_quadratic_forms(X_rows, self._fit_intercept, self._inverse_factor, self._n_jobs)
+
+    def _check_method(self, method):
+        if method not in LOO_METHODS:
+            raise ValueError(f"method must be one of {LOO_METHODS}, got {method!r}")
+
+    def _removal_scale(self, method, X_rows, d1, d2, s):
+        """Per-row factor c_i with theta_{-i} - theta ~ c_i H^{-1} xa_i."""
+        scale = s / self.n_samples_ * d1
+        if method == "newton":
+            h = s / self.n_samples_ * d2 * self._quadratic_forms(X_rows)
+            one_minus_h = 1.0 - h
+            risky = one_minus_h <= 1e-12
+            if np.any(risky):
+                warnings.warn(
+                    f"{int(risky.sum())} training point(s) have leverage h_i >= 1: the objective without them "
+                    "has a singular Hessian, so their Newton estimates are set to NaN",
+                    LeverageWarning,
+                    stacklevel=3,
+                )
+            scale = np.where(risky, np.nan, scale / np.where(risky, 1.0, one_minus_h))
+        return scale
+
+    # -- public quantities ---------------------------------------------------------------------
+    def params(self, indices=None):
+        """I_up,params(z_i) = -H^{-1} g_i for the training points ``indices`` (all if None).
+
+        Returns (k, p): row i is the derivative of theta with respect to the weight
+        of z_i in the objective (eps in R + eps * loss(z_i)).
+        """
+        X_rows, d1, _, _ = self._rows(indices)
+        return self._backend.scaled_row_products(
+            X_rows, self._fit_intercept, -d1, self._solver.inverse(), None, self._n_jobs
+        )
+
+    def loss(self, X_test, y_test, indices=None):
+        """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m).
+
+        Rows are training points, columns test points. Negative: upweighting z_i
+        lowers the test loss (helpful); positive: harmful. All test gradients are
+        solved at once and scored by one dense product per row block.
+        """
+        V_test = self._solved_test_gradients(X_test, y_test)
+        X_rows, d1, _, _ = self._rows(indices)
+        return self._backend.scaled_row_products(X_rows, self._fit_intercept, -d1, V_test, None, self._n_jobs)
+
+    def self_influence(self, indices=None):
+        """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, shape (k,).
+
+        Large magnitude marks points the model bends most to fit: candidates for
+        mislabelled data (Koh & Liang, section 5.4).
+        """
+        X_rows, d1, _, _ = self._rows(indices)
+        return -(d1 * d1) * self._quadratic_forms(X_rows)
+
+    def leverage(self, indices=None):
+        """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage."""
+        X_rows, _, d2, s = self._rows(indices)
+        return s / self.n_samples_ * d2 * self._quadratic_forms(X_rows)
+
+    def pert_loss(self, X_test, y_test, indices=None):
+        """I_pert,loss(z_i, z_test_j) = -g_test_j^T H^{-1} grad_x grad_theta loss(z_i), shape (k, m, d).
+
+        Moving training input x_i to x_i + delta (with weight eps) changes the test
+        loss by about eps * I_pert,loss . delta. For a linear model
+        grad_x grad_theta loss = loss''_i xa_i w^T + loss'_i [I_d; 0].
+        """
+        V_test = self._solved_test_gradients(X_test, y_test)
+        X_rows, d1, d2, _ = self._rows(indices)
+        w = self._theta[: self.model.n_features_in_]
+        return self._backend.perturbation_loss(X_rows, self._fit_intercept, d1, d2, V_test, w, self._n_jobs)
+
+    def loo_params(self, method="influence", indices=None):
+        """Estimated theta_{-i} - theta when z_i is removed, shape (k, p).
+
+        ``method="influence"``: ``(s_i/n) H^{-1} g_i``; ``"newton"``: the same divided by
+        ``1 - h_i`` (one exact Newton step, by Sherman-Morrison).
+        """
+        self._check_method(method)
+        X_rows, d1, d2, s = self._rows(indices)
+        scale = self._removal_scale(method, X_rows, d1, d2, s)
+        return self._backend.scaled_row_products(
+            X_rows, self._fit_intercept, scale, self._solver.inverse(), None, self._n_jobs
+        )
+
+    def loo(self, X_test, y_test, method="influence", indices=None):
+        """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta).
+
+        Shape (k, m). ``method="influence"`` is the first-order estimate
+        ``-(s_i/n) I_up,loss(z_i, z_j)``; ``"newton"`` evaluates the test loss at
+        ``theta + delta_newton_i`` (exact for the squared loss).
+        """
+        self._check_method(method)
+        X_rows, d1, d2, s = self._rows(indices)
+        if method == "influence":
+            V_test = self._solved_test_gradients(X_test, y_test)
+            return self._backend.scaled_row_products(
+                X_rows, self._fit_intercept, s / self.n_samples_ * d1, V_test, None, self._n_jobs
+            )
+        X_test, y_test, eta_test, _ = self._test_side(X_test, y_test)
+        # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = c_i xa_i . U_j
+        U = self._solver.solve(self._augmented_transpose(X_test, np.ones(X_test.shape[0])))
+        scale = self._removal_scale(method, X_rows, d1, d2, s)
+        return self._backend.loo_loss_change(
+            self._loss, X_rows, self._fit_intercept, scale, U, y_test, eta_test, None, self._n_jobs
+        )
+
+
+def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, return_params=False):
+    """Brute-force leave-one-out: refit with s_i = 0 for each i in ``indices``.
+
+    The reference the influence estimates are validated against. Each refit is
+    warm-started at ``model.theta_`` and run to the model's tolerance; n stays
+    fixed (the objective keeps its 1/n), matching the influence definitions.
+
+    Returns
+    -------
+    change : (k, m) array
+        loss(z_test_j, theta_{-i}) - loss(z_test_j, theta).
+    delta_params : (k, p) array, only with ``return_params=True``
+        theta_{-i} - theta.
+    """
+    _check_model(model)
+    backend = get_backend(model.backend)
+    n_jobs = V.check_n_jobs(model.n_jobs)
+    X = V.check_matrix(X, "X")
+    V.check_same_features(X, model.n_features_in_, "X")
+    n = X.shape[0]
+    y = model._encode_targets(y, n, "y")
+    s = V.check_sample_weight(sample_weight, n)
+    s = np.ones(n) if s is None else s
+    idx = V.check_indices(indices, n)
+    idx = np.arange(n) if idx is None else idx
+    X_test = V.check_matrix(X_test, "X_test")
+    V.check_same_features(X_test, model.n_features_in_, "X_test")
+    y_test = model._encode_targets(y_test, X_test.shape[0], "y_test")
+
+    loss, fit_intercept, d = model.loss, bool(model.fit_intercept), model.n_features_in_
+    theta = model.theta_
+    eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
+    X_test64 = np.asarray(X_test, dtype=np.float64)
+    change = np.empty((idx.size, X_test.shape[0]))
+    delta_params = np.empty((idx.size, theta.size))
+    for row, i in enumerate(idx):
+        weights = s.copy()
+        weights[i] = 0.0
+        result = backend.fit_newton(
+            loss, X, y, weights, theta, fit_intercept, float(model.l2), float(model.tol), int(model.max_iter),
+            n_jobs,
+        )
+        if not result["converged"]:
+            warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
+                          ConvergenceWarning, stacklevel=2)
+        delta = np.asarray(result["theta"]) - theta
+        delta_params[row] = delta
+        delta_eta = X_test64 @ delta[:d] + (delta[d] if fit_intercept else 0.0)
+        change[row] = backend.loss_difference(loss, y_test, eta_test, delta_eta)
+    return (change, delta_params) if return_params else change

@@ -1,0 +1,167 @@
+"""The stable low-level kernel API, for libraries that build on fastinfluence.
+
+Every function validates its arguments (shapes, dtypes, finiteness, label
+domains) and then calls the chosen backend: ``"cpp"`` (compiled, OpenMP) or
+``"numpy"`` (pure-NumPy reference). Signatures here are stable across minor
+versions; :mod:`fastinfluence._core` is private and may change.
+
+Conventions: ``X`` is (n, d), float32 or float64, C or F order, never copied
+when it is one of those; ``theta = (w, b)`` has ``p = d + 1`` entries with an
+intercept (``b`` last, unpenalised) and ``d`` without; labels ``y`` are in the
+loss's internal encoding (see :mod:`fastinfluence.losses`); ``weights`` are the
+sample weights ``s_i`` (None for all ones). The objective is
+
+    R(theta) = (1/n) sum_i s_i loss(y_i, x_i . w + b) + (l2/2) ||w||^2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation as V
+from .backends import get_backend
+from .losses import Loss, get_loss
+
+__all__ = [
+    "loss_terms",
+    "loss_difference",
+    "row_derivatives",
+    "objective",
+    "gradient",
+    "hessian",
+    "hessian_vector_product",
+    "fit_newton",
+    "scaled_row_products",
+    "row_quadratic_forms",
+]
+
+
+def _problem(loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None):
+    loss = get_loss(loss, t)
+    X = V.check_matrix(X, "X")
+    y = V.check_vector(y, X.shape[0], "y")
+    loss.check_targets(y)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    theta = V.check_vector(theta, p, "theta") if theta is not None else None
+    weights = V.check_sample_weight(weights, X.shape[0])
+    l2 = V.check_nonnegative(l2, "l2")
+    return loss, X, y, theta, bool(fit_intercept), weights, l2
+
+
+def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
+    """Elementwise ``(loss(y, eta), d loss/d eta, d^2 loss/d eta^2)``, each of shape (n,)."""
+    loss = get_loss(loss, t)
+    y = V.check_vector(y, None, "y")
+    loss.check_targets(y)
+    eta = V.check_vector(eta, y.shape[0], "eta")
+    return get_backend(backend).loss_terms(loss, y, eta)
+
+
+def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
+    """``loss(y, eta + delta) - loss(y, eta)`` elementwise, accurate for small delta."""
+    loss = get_loss(loss, t)
+    y = V.check_vector(y, None, "y")
+    loss.check_targets(y)
+    eta = V.check_vector(eta, y.shape[0], "eta")
+    delta = V.check_vector(delta, y.shape[0], "delta")
+    return get_backend(backend).loss_difference(loss, y, eta, delta)
+
+
+def row_derivatives(loss, X, y, theta, *, fit_intercept=True, t=None, backend="cpp", n_jobs=None):
+    """Per-row ``(eta, loss, loss', loss'')`` at theta, each (n,), in one pass over X."""
+    loss, X, y, theta, fit_intercept, _, _ = _problem(loss, X, y, theta, fit_intercept, t=t)
+    return get_backend(backend).row_derivatives(loss, X, y, theta, fit_intercept, V.check_n_jobs(n_jobs))
+
+
+def _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, want_gradient, want_hessian):
+    loss, X, y, theta, fit_intercept, weights, l2 = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+    return get_backend(backend).evaluate(
+        loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, V.check_n_jobs(n_jobs)
+    )
+
+
+def objective(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
+              n_jobs=None) -> float:
+    """``R(theta)``."""
+    return float(_evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, False)[0])
+
+
+def gradient(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
+             n_jobs=None) -> np.ndarray:
+    """``grad R(theta) = (1/n) sum_i s_i loss'_i xa_i + l2 [w; 0]``, shape (p,)."""
+    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, True, False)[1]
+
+
+def hessian(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
+            n_jobs=None) -> np.ndarray:
+    """``H = (1/n) sum_i s_i loss''_i xa_i xa_i^T + l2 diag(1, .., 1, 0)``, shape (p, p)."""
+    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, True)[2]
+
+
+def hessian_vector_product(loss, X, y, theta, v, *, weights=None, l2=0.0, fit_intercept=True, t=None,
+                           backend="cpp", n_jobs=None) -> np.ndarray:
+    """``H v`` without forming H; ``v`` of shape (p,) or a block (p, k)."""
+    loss, X, y, theta, fit_intercept, weights, l2 = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim not in (1, 2) or v.shape[0] != theta.shape[0]:
+        raise ValueError(f"v must have shape ({theta.shape[0]},) or ({theta.shape[0]}, k), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError("v contains NaN or infinity")
+    return get_backend(backend).hessian_vector_product(
+        loss, X, y, weights, theta, fit_intercept, l2, v, V.check_n_jobs(n_jobs)
+    )
+
+
+def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=True, t=None, tol=1e-10,
+               max_iter=100, backend="cpp", n_jobs=None) -> dict:
+    """Minimise R by Newton's method with line search (warm-started at ``theta0``, default zeros).
+
+    Returns a dict with ``theta``, ``n_iter``, ``grad_norm``, ``grad_norm_scale``
+    (``max(1, ||grad R(0)||)``, the tolerance is relative to it), ``objective``,
+    ``converged`` and ``message``.
+    """
+    loss, X, y, _, fit_intercept, weights, l2 = _problem(loss, X, y, None, fit_intercept, weights, l2, t)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    theta0 = np.zeros(p) if theta0 is None else V.check_vector(theta0, p, "theta0")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    max_iter = V.check_positive_int(max_iter, "max_iter")
+    return get_backend(backend).fit_newton(
+        loss, X, y, weights, theta0, fit_intercept, l2, float(tol), max_iter, V.check_n_jobs(n_jobs)
+    )
+
+
+def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None):
+    """``out[i] = row_scale[i] * (x_i^T M[:d] + M[d])``, shape (n, m): the batch-scoring product.
+
+    With ``M = H^{-1} G_test`` and ``row_scale = -loss'`` this is the matrix of
+    I_up,loss. ``out`` may be a preallocated C-contiguous float64 (n, m) array
+    (a ``numpy.memmap`` for results larger than memory).
+    """
+    X = V.check_matrix(X, "X")
+    row_scale = V.check_vector(row_scale, X.shape[0], "row_scale")
+    M = np.asfortranarray(M, dtype=np.float64)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    if M.ndim != 2 or M.shape[0] != p:
+        raise ValueError(f"M must have shape ({p}, m), got {M.shape}")
+    if out is not None:
+        out_arr = np.asarray(out) if not isinstance(out, np.ndarray) else out
+        if out_arr.shape != (X.shape[0], M.shape[1]) or out_arr.dtype != np.float64 or not (
+            out_arr.flags.c_contiguous and out_arr.flags.writeable
+        ):
+            raise ValueError(
+                f"out must be a writable C-contiguous float64 array of shape {(X.shape[0], M.shape[1])}"
+            )
+    return get_backend(backend).scaled_row_products(
+        X, bool(fit_intercept), row_scale, M, out, V.check_n_jobs(n_jobs)
+    )
+
+
+def row_quadratic_forms(X, A, *, fit_intercept=True, backend="cpp", n_jobs=None):
+    """``q_i = ||A xa_i||^2``, shape (n,); with ``A = L^{-1}`` (H = L L^T) it is ``xa_i^T H^{-1} xa_i``."""
+    X = V.check_matrix(X, "X")
+    A = np.asfortranarray(A, dtype=np.float64)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    if A.shape != (p, p):
+        raise ValueError(f"A must have shape ({p}, {p}), got {A.shape}")
+    return get_backend(backend).row_quadratic_forms(X, bool(fit_intercept), A, V.check_n_jobs(n_jobs))

@@ -10,7 +10,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <optional>
 #include <fastinfluence/fastinfluence.hpp>
+#include <utility>
 #include <stdexcept>
 #include <string>
 
@@ -23,27 +26,82 @@ using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecas
 template <class T, int Order>
 using MatrixMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>>;
 
-// Calls f(Map) on a 2-D float32/float64 array in C or Fortran order, without
-// copying. Any other layout is a programming error of the Python wrapper.
-template <class F>
-decltype(auto) with_matrix(const py::array& X, const char* name, F&& f) {
-  if (X.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
-  const Index rows = X.shape(0), cols = X.shape(1);
-  const bool c_order = (X.flags() & py::array::c_style) != 0;
-  const bool f_order = (X.flags() & py::array::f_style) != 0;
-  if (!c_order && !f_order) throw std::invalid_argument(std::string(name) + " must be C- or F-contiguous");
-  if (py::isinstance<py::array_t<double>>(X)) {
-    const auto* data = static_cast<const double*>(X.data());
-    if (c_order) return f(MatrixMap<double, Eigen::RowMajor>(data, rows, cols));
-    return f(MatrixMap<double, Eigen::ColMajor>(data, rows, cols));
+// The design matrix as passed from Python: a 2-D float32/float64 NumPy array
+// in C or Fortran order, or a SciPy CSR matrix (canonical: sorted indices, no
+// duplicates; float32/float64 data; indices and indptr of one integer type,
+// int32 or int64). The Python wrapper guarantees these; the arrays are held
+// here so the Eigen views below stay valid.
+struct MatrixArg {
+  py::array dense;
+  py::array data, indices, indptr;
+  Index rows = 0, cols = 0;
+  bool sparse = false;
+};
+
+inline MatrixArg parse_matrix(const py::handle& obj) {
+  MatrixArg X;
+  if (py::isinstance<py::array>(obj)) {
+    X.dense = py::reinterpret_borrow<py::array>(obj);
+    if (X.dense.ndim() != 2) throw std::invalid_argument("X must be 2-D");
+    X.rows = X.dense.shape(0);
+    X.cols = X.dense.shape(1);
+    return X;
   }
-  if (py::isinstance<py::array_t<float>>(X)) {
-    const auto* data = static_cast<const float*>(X.data());
-    if (c_order) return f(MatrixMap<float, Eigen::RowMajor>(data, rows, cols));
-    return f(MatrixMap<float, Eigen::ColMajor>(data, rows, cols));
+  if (!py::hasattr(obj, "indptr") || !py::hasattr(obj, "indices") || !py::hasattr(obj, "data"))
+    throw std::invalid_argument("X must be a NumPy array or a SciPy CSR matrix");
+  X.sparse = true;
+  X.data = obj.attr("data").cast<py::array>();
+  X.indices = obj.attr("indices").cast<py::array>();
+  X.indptr = obj.attr("indptr").cast<py::array>();
+  const auto shape = obj.attr("shape").cast<std::pair<Index, Index>>();
+  X.rows = shape.first;
+  X.cols = shape.second;
+  if (X.indptr.ndim() != 1 || X.indptr.shape(0) != X.rows + 1)
+    throw std::invalid_argument("X.indptr must have n_rows + 1 entries");
+  return X;
+}
+
+// Calls f(Map) with an Eigen view of X (no copy): dense row- or column-major,
+// or row-major sparse, over float or double.
+template <class F>
+decltype(auto) with_matrix(const MatrixArg& X, const char* name, F&& f) {
+  if (X.sparse) {
+    const Index nnz = X.data.shape(0);
+    auto sparse_view = [&](auto scalar_tag, auto index_tag) {
+      using T = decltype(scalar_tag);
+      using I = decltype(index_tag);
+      if (!py::isinstance<py::array_t<I>>(X.indptr))
+        throw std::invalid_argument(std::string(name) + ".indices and .indptr must share one integer dtype");
+      return Eigen::Map<const Eigen::SparseMatrix<T, Eigen::RowMajor, I>>(
+          X.rows, X.cols, nnz, static_cast<const I*>(X.indptr.data()), static_cast<const I*>(X.indices.data()),
+          static_cast<const T*>(X.data.data()));
+    };
+    const bool f64 = py::isinstance<py::array_t<double>>(X.data);
+    const bool f32 = py::isinstance<py::array_t<float>>(X.data);
+    const bool i64 = py::isinstance<py::array_t<std::int64_t>>(X.indices);
+    const bool i32 = py::isinstance<py::array_t<std::int32_t>>(X.indices);
+    if (f64 && i32) return f(sparse_view(double{}, std::int32_t{}));
+    if (f64 && i64) return f(sparse_view(double{}, std::int64_t{}));
+    if (f32 && i32) return f(sparse_view(float{}, std::int32_t{}));
+    if (f32 && i64) return f(sparse_view(float{}, std::int64_t{}));
+    throw std::invalid_argument(std::string(name) + ": sparse data must be float32/float64 with int32/int64 indices");
+  }
+  const py::array& A = X.dense;
+  const bool c_order = (A.flags() & py::array::c_style) != 0;
+  const bool f_order = (A.flags() & py::array::f_style) != 0;
+  if (!c_order && !f_order) throw std::invalid_argument(std::string(name) + " must be C- or F-contiguous");
+  if (py::isinstance<py::array_t<double>>(A)) {
+    const auto* data = static_cast<const double*>(A.data());
+    if (c_order) return f(MatrixMap<double, Eigen::RowMajor>(data, X.rows, X.cols));
+    return f(MatrixMap<double, Eigen::ColMajor>(data, X.rows, X.cols));
+  }
+  if (py::isinstance<py::array_t<float>>(A)) {
+    const auto* data = static_cast<const float*>(A.data());
+    if (c_order) return f(MatrixMap<float, Eigen::RowMajor>(data, X.rows, X.cols));
+    return f(MatrixMap<float, Eigen::ColMajor>(data, X.rows, X.cols));
   }
   throw std::invalid_argument(std::string(name) + " must have dtype float32 or float64, got " +
-                              std::string(py::str(X.dtype())));
+                              std::string(py::str(A.dtype())));
 }
 
 // A read-only view of a contiguous float64 vector (converted once if needed).
@@ -81,5 +139,18 @@ void register_losses(py::module_& m);
 void register_kernels(py::module_& m);
 void register_fit(py::module_& m);
 void register_scoring(py::module_& m);
+void register_solvers(py::module_& m);
 
 }  // namespace fastinfluence::bindings
+
+// MatrixArg converts from any Python object holding X (see parse_matrix).
+namespace pybind11::detail {
+template <>
+struct type_caster<fastinfluence::bindings::MatrixArg> {
+  PYBIND11_TYPE_CASTER(fastinfluence::bindings::MatrixArg, const_name("numpy.ndarray | scipy.sparse.csr_matrix"));
+  bool load(handle src, bool) {
+    value = fastinfluence::bindings::parse_matrix(src);
+    return true;
+  }
+};
+}  // namespace pybind11::detail

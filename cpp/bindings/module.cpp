@@ -55,4 +55,5 @@ PYBIND11_MODULE(_core, m) {
   fb::register_kernels(m);
   fb::register_fit(m);
   fb::register_scoring(m);
+  fb::register_solvers(m);
 }

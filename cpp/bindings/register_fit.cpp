@@ -6,18 +6,22 @@ namespace fastinfluence::bindings {
 void register_fit(py::module_& m) {
   m.def(
       "fit_newton",
-      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& weights,
-         const DoubleArray& theta0, bool fit_intercept, double l2, double tol, int max_iter, int n_threads) {
+      [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
+         const DoubleArray& theta0, bool fit_intercept, double l2, double tol, int max_iter, int n_threads,
+         const std::string& method) {
+        if (method != "newton" && method != "newton_cg")
+          throw std::invalid_argument("method must be 'newton' or 'newton_cg'");
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.shape(0), "y");
-        if (weights.size() != 0) require_length(weights, X.shape(0), "sample_weight");
-        require_length(theta0, X.shape(1) + (fit_intercept ? 1 : 0), "theta0");
+        require_length(y, X.rows, "y");
+        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
+        require_length(theta0, X.cols + (fit_intercept ? 1 : 0), "theta0");
         FitOptions options{tol, max_iter, n_threads};
         FitResult res = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return fit_newton(spec, prob, vector_view(theta0), options);
+          return method == "newton" ? fit_newton(spec, prob, vector_view(theta0), options)
+                                    : fit_newton_cg(spec, prob, vector_view(theta0), options);
         });
         py::dict out;
         out["theta"] = py::cast(std::move(res.theta));
@@ -30,7 +34,7 @@ void register_fit(py::module_& m) {
         return out;
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta0"),
-      py::arg("fit_intercept"), py::arg("l2"), py::arg("tol"), py::arg("max_iter"), py::arg("n_threads"));
+      py::arg("fit_intercept"), py::arg("l2"), py::arg("tol"), py::arg("max_iter"), py::arg("n_threads"), py::arg("method") = "newton");
 
   py::class_<CholeskySolver>(m, "CholeskySolver")
       .def(py::init([](const Eigen::Ref<const MatrixXd>& H, double damping) {

@@ -6,12 +6,12 @@ namespace fastinfluence::bindings {
 void register_kernels(py::module_& m) {
   m.def(
       "row_derivatives",
-      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& theta, bool fit_intercept,
+      [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& theta, bool fit_intercept,
          int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        const Index n = X.shape(0);
+        const Index n = X.rows;
         require_length(y, n, "y");
-        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
         py::array_t<double> eta(n), value(n), d1(n), d2(n);
         Eigen::Map<VectorXd> e(eta.mutable_data(), n), v(value.mutable_data(), n), g(d1.mutable_data(), n),
             h(d2.mutable_data(), n);
@@ -27,13 +27,13 @@ void register_kernels(py::module_& m) {
 
   m.def(
       "evaluate",
-      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& weights,
+      [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
          const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
          int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.shape(0), "y");
-        if (weights.size() != 0) require_length(weights, X.shape(0), "sample_weight");
-        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        require_length(y, X.rows, "y");
+        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
+        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
         Evaluation ev = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
@@ -51,13 +51,13 @@ void register_kernels(py::module_& m) {
 
   m.def(
       "hessian_vector_product",
-      [](int kind, double t, const py::array& X, const DoubleArray& y, const DoubleArray& weights,
+      [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
          const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V,
          int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.shape(0), "y");
-        if (weights.size() != 0) require_length(weights, X.shape(0), "sample_weight");
-        require_length(theta, X.shape(1) + (fit_intercept ? 1 : 0), "theta");
+        require_length(y, X.rows, "y");
+        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
+        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
         if (V.rows() != theta.size()) throw std::invalid_argument("V must have one row per parameter");
         MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;

@@ -7,11 +7,11 @@ namespace fastinfluence::bindings {
 void register_scoring(py::module_& m) {
   m.def(
       "scaled_row_products",
-      [](const py::array& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
          const py::object& out, int n_threads) {
-        const Index n = X.shape(0);
+        const Index n = X.rows;
         require_length(row_scale, n, "row_scale");
-        if (M.rows() != X.shape(1) + (fit_intercept ? 1 : 0))
+        if (M.rows() != X.cols + (fit_intercept ? 1 : 0))
           throw std::invalid_argument("M must have one row per parameter");
         py::array_t<double> result = output_matrix(out, n, M.cols());
         auto dst = mutable_matrix_view(result);
@@ -26,11 +26,11 @@ void register_scoring(py::module_& m) {
 
   m.def(
       "row_quadratic_forms",
-      [](const py::array& X, bool fit_intercept, const Eigen::Ref<const MatrixXd>& A, int n_threads) {
-        const Index p = X.shape(1) + (fit_intercept ? 1 : 0);
+      [](const MatrixArg& X, bool fit_intercept, const Eigen::Ref<const MatrixXd>& A, int n_threads) {
+        const Index p = X.cols + (fit_intercept ? 1 : 0);
         if (A.rows() != p || A.cols() != p) throw std::invalid_argument("A must be p x p");
-        py::array_t<double> q(X.shape(0));
-        Eigen::Map<VectorXd> qv(q.mutable_data(), X.shape(0));
+        py::array_t<double> q(X.rows);
+        Eigen::Map<VectorXd> qv(q.mutable_data(), X.rows);
         with_matrix(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           row_quadratic_forms(Xm, fit_intercept, A, qv, n_threads);
@@ -41,15 +41,15 @@ void register_scoring(py::module_& m) {
 
   m.def(
       "loo_loss_change",
-      [](int kind, double t, const py::array& X, bool fit_intercept, const DoubleArray& row_scale,
+      [](int kind, double t, const MatrixArg& X, bool fit_intercept, const DoubleArray& row_scale,
          const Eigen::Ref<const MatrixXd>& U, const DoubleArray& y_test, const DoubleArray& eta_test,
          const py::object& out, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        const Index n = X.shape(0), m_test = U.cols();
+        const Index n = X.rows, m_test = U.cols();
         require_length(row_scale, n, "row_scale");
         require_length(y_test, m_test, "y_test");
         require_length(eta_test, m_test, "eta_test");
-        if (U.rows() != X.shape(1) + (fit_intercept ? 1 : 0))
+        if (U.rows() != X.cols + (fit_intercept ? 1 : 0))
           throw std::invalid_argument("U must have one row per parameter");
         py::array_t<double> result = output_matrix(out, n, m_test);
         auto dst = mutable_matrix_view(result);
@@ -65,9 +65,9 @@ void register_scoring(py::module_& m) {
 
   m.def(
       "perturbation_loss",
-      [](const py::array& X, bool fit_intercept, const DoubleArray& d1, const DoubleArray& d2,
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& d1, const DoubleArray& d2,
          const Eigen::Ref<const MatrixXd>& V, const DoubleArray& w, int n_threads) {
-        const Index n = X.shape(0), d = X.shape(1), m_test = V.cols();
+        const Index n = X.rows, d = X.cols, m_test = V.cols();
         require_length(d1, n, "d1");
         require_length(d2, n, "d2");
         require_length(w, d, "w");
@@ -81,6 +81,23 @@ void register_scoring(py::module_& m) {
         return result;
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("d1"), py::arg("d2"), py::arg("V"), py::arg("w"),
+      py::arg("n_threads") = 0);
+
+  m.def(
+      "top_k_scores",
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
+         Index k, int n_threads) {
+        require_length(row_scale, X.rows, "row_scale");
+        if (M.rows() != X.cols + (fit_intercept ? 1 : 0))
+          throw std::invalid_argument("M must have one row per parameter");
+        if (k < 1) throw std::invalid_argument("k must be >= 1");
+        TopKResult res = with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by this frame
+          return top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads);
+        });
+        return py::make_tuple(res.helpful_rows, res.helpful_scores, res.harmful_rows, res.harmful_scores);
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("M"), py::arg("k"),
       py::arg("n_threads") = 0);
 }
 

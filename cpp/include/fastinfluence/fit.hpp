@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels.hpp"
+#include "solvers.hpp"
 
 namespace fastinfluence {
 
@@ -54,8 +55,14 @@ inline VectorXd newton_direction(const MatrixXd& H, const VectorXd& g, bool* shi
   return -g;
 }
 
-template <class XType>
-FitResult fit_newton(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta0, const FitOptions& opt) {
+// The outer loop shared by both methods: stop at the gradient tolerance,
+// otherwise take direction(theta, current evaluation) with a backtracking
+// (Armijo) line search. Near the optimum the decrease falls below rounding of
+// R, so a step that keeps R within rounding and shrinks the gradient is
+// accepted too. `want_hessian` says whether direction() needs H.
+template <class XType, class Direction>
+FitResult newton_loop(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta0, const FitOptions& opt,
+                      bool want_hessian, Direction&& direction) {
   constexpr double eps = std::numeric_limits<double>::epsilon();
   FitResult res;
   res.theta = theta0;
@@ -64,7 +71,7 @@ FitResult fit_newton(const LossSpec& spec, const Problem<XType>& prob, VectorCRe
     res.grad_norm_scale = std::max(1.0, evaluate(spec, prob, zero, Want{true, false}, opt.n_threads).gradient.norm());
   }
   const double target = opt.tol * res.grad_norm_scale;
-  Evaluation cur = evaluate(spec, prob, res.theta, Want{true, true}, opt.n_threads);
+  Evaluation cur = evaluate(spec, prob, res.theta, Want{true, want_hessian}, opt.n_threads);
   bool any_shift = false;
   for (res.n_iter = 0;; ++res.n_iter) {
     res.grad_norm = cur.gradient.norm();
@@ -84,25 +91,24 @@ FitResult fit_newton(const LossSpec& spec, const Problem<XType>& prob, VectorCRe
       return res;
     }
     bool shifted = false;
-    const VectorXd step = newton_direction(cur.hessian, cur.gradient, &shifted);
+    const VectorXd step = direction(res.theta, cur, &shifted);
     any_shift = any_shift || shifted;
     const double slope = cur.gradient.dot(step);  // < 0 for a descent direction
-    // Backtracking (Armijo) line search. Near the optimum the decrease falls
-    // below rounding of R, so a step that keeps R within rounding and shrinks
-    // the gradient is accepted too.
     double t = 1.0;
     bool accepted = false;
     for (int halvings = 0; halvings < 60; ++halvings, t *= 0.5) {
       const VectorXd candidate = res.theta + t * step;
       // The full step is usually taken: evaluate its Hessian in the same pass.
-      Evaluation trial = evaluate(spec, prob, candidate, Want{true, halvings == 0}, opt.n_threads);
+      Evaluation trial = evaluate(spec, prob, candidate, Want{true, want_hessian && halvings == 0}, opt.n_threads);
       if (!std::isfinite(trial.value)) continue;
       const bool armijo = trial.value <= cur.value + 1e-4 * t * slope;
       const bool within_rounding = trial.value <= cur.value + 64.0 * eps * std::fabs(cur.value) &&
                                    trial.gradient.norm() < res.grad_norm;
       if (armijo || within_rounding) {
         res.theta = candidate;
-        cur = halvings == 0 ? std::move(trial) : evaluate(spec, prob, res.theta, Want{true, true}, opt.n_threads);
+        cur = (halvings == 0 || !want_hessian)
+                  ? std::move(trial)
+                  : evaluate(spec, prob, res.theta, Want{true, true}, opt.n_threads);
         accepted = true;
         break;
       }
@@ -113,6 +119,49 @@ FitResult fit_newton(const LossSpec& spec, const Problem<XType>& prob, VectorCRe
       return res;
     }
   }
+}
+
+// Newton's method on the dense p x p Hessian (p up to a few thousand).
+template <class XType>
+FitResult fit_newton(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta0, const FitOptions& opt) {
+  return newton_loop(spec, prob, theta0, opt, true, [&](const VectorXd&, const Evaluation& cur, bool* shifted) {
+    return newton_direction(cur.hessian, cur.gradient, shifted);
+  });
+}
+
+// Truncated Newton (Newton-CG): the direction solves H s = -g by Jacobi-
+// preconditioned CG over Hessian-vector products, to a relative residual
+// min(0.5, sqrt(||g|| / scale)) (superlinear convergence, Nocedal & Wright
+// 7.1), so H is never formed: memory O(p) for any number of features.
+template <class XType>
+FitResult fit_newton_cg(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta0, const FitOptions& opt) {
+  double scale = 1.0;
+  auto direction = [&](const VectorXd& theta, const Evaluation& cur, bool* shifted) -> VectorXd {
+    *shifted = false;
+    const VectorXd c = curvature_weights(spec, prob, theta, opt.n_threads);
+    VectorXd diag = gram_diagonal(prob.X, prob.fit_intercept, c, opt.n_threads);
+    diag.head(prob.n_features()).array() += prob.l2;
+    // A zero diagonal entry (an all-zero column with l2 = 0) gets no preconditioning.
+    const VectorXd inv_diag = diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
+    CGOptions cg;
+    const double gnorm = cur.gradient.norm();
+    cg.tol = std::min(0.5, std::sqrt(gnorm / scale));
+    cg.max_iter = std::max<int>(100, static_cast<int>(std::min<Index>(prob.n_params(), 2000)));
+    const MatrixXd minus_g = -cur.gradient;
+    CGResult r = conjugate_gradient(
+        [&](const MatrixXd& V) { return regularised_gram_product(prob.X, prob.fit_intercept, c, prob.l2, V, opt.n_threads); },
+        minus_g, inv_diag, MatrixXd(), cg);
+    VectorXd step = r.solution.col(0);
+    if (!step.allFinite() || step.dot(cur.gradient) >= 0.0) {  // not a descent direction: fall back to -g
+      *shifted = true;
+      step = -cur.gradient;
+    }
+    return step;
+  };
+  // The forcing term is relative to the gradient at zero, as the stopping rule is.
+  const VectorXd zero = VectorXd::Zero(prob.n_params());
+  scale = std::max(1.0, evaluate(spec, prob, zero, Want{true, false}, opt.n_threads).gradient.norm());
+  return newton_loop(spec, prob, theta0, opt, false, direction);
 }
 
 }  // namespace fastinfluence

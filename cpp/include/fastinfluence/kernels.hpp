@@ -7,14 +7,19 @@
 // pass over X, in row chunks spread over OpenMP threads, with per-chunk
 // accumulators reduced in a fixed order (see parallel.hpp).
 //
-// X is any Eigen dense expression with rows (a Map over a C- or F-order NumPy
-// buffer of float or double). Sums are always accumulated in double.
+// X is an Eigen Map over a NumPy buffer (float or double, C or F order) or a
+// row-major sparse Map over a SciPy CSR matrix (int32 or int64 indices).
+// Sums are always accumulated in double.
 #pragma once
 
 #include <Eigen/Core>
+#include <Eigen/SparseCore>
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "losses.hpp"
 #include "parallel.hpp"
@@ -42,25 +47,37 @@ struct Problem {
   double weight(Index i) const { return weights.size() == 0 ? 1.0 : weights[i]; }
 };
 
-// Rows per inner block: the block (and its double copy for float input) stays
-// in cache, whatever the number of features.
-inline Index block_rows_for(Index n_features) {
-  return std::clamp<Index>((Index{1} << 17) / std::max<Index>(1, n_features), 8, 512);
+template <class XType>
+inline constexpr bool is_sparse_v = std::is_base_of_v<Eigen::SparseMatrixBase<XType>, XType>;
+
+// Rows per inner block: a dense block (and its double copy for float input)
+// stays in cache whatever the number of features; sparse rows cost their
+// non-zeros only.
+template <class XType>
+Index block_rows_for(const XType& X) {
+  if constexpr (is_sparse_v<XType>) {
+    return 1024;
+  } else {
+    return std::clamp<Index>((Index{1} << 17) / std::max<Index>(1, X.cols()), 8, 512);
+  }
 }
 
 // Calls f(Xb, begin, size) on consecutive inner blocks of rows [begin, begin + size),
-// with Xb a double-valued dense block (a copy only when X holds float).
+// with Xb a double-valued block (a copy only when X holds float).
 template <class XType, class F>
 void for_each_block(const XType& X, Index begin, Index size, F&& f) {
   using Scalar = typename XType::Scalar;
-  const Index step = block_rows_for(X.cols());
-  MatrixXd converted;
+  const Index step = block_rows_for(X);
   for (Index b = begin; b < begin + size; b += step) {
     const Index nb = std::min(step, begin + size - b);
     if constexpr (std::is_same_v<Scalar, double>) {
       f(X.middleRows(b, nb), b, nb);
+    } else if constexpr (is_sparse_v<XType>) {
+      const Eigen::SparseMatrix<double, Eigen::RowMajor, typename XType::StorageIndex> converted =
+          X.middleRows(b, nb).template cast<double>();
+      f(converted, b, nb);
     } else {
-      converted = X.middleRows(b, nb).template cast<double>();
+      const MatrixXd converted = X.middleRows(b, nb).template cast<double>();
       f(converted, b, nb);
     }
   }
@@ -102,6 +119,30 @@ void row_derivatives(const LossSpec& spec, const XType& X, VectorCRef y, VectorC
       });
     });
   });
+}
+
+// G += Xa_b^T diag(c) Xa_b, lower triangle of the (d, d) block and the
+// intercept row; c >= 0 for convex losses.
+template <class Block>
+void accumulate_gram(const Block& Xb, const VectorXd& c, bool fit_intercept, MatrixXd& G) {
+  const Index d = Xb.cols();
+  if constexpr (is_sparse_v<std::decay_t<Block>>) {
+    // Per row, every pair of non-zeros: O(nnz_row^2), never a d x d temporary.
+    for (Index i = 0; i < Xb.rows(); ++i) {
+      for (Eigen::InnerIterator<Block> a(Xb, i); a; ++a) {
+        const double ca = c[i] * a.value();
+        for (Eigen::InnerIterator<Block> b(Xb, i); b && b.index() <= a.index(); ++b)
+          G(a.index(), b.index()) += ca * b.value();
+        if (fit_intercept) G(d, a.index()) += ca;
+      }
+    }
+  } else {
+    // = Z^T Z with Z = diag(sqrt c) Xb: a symmetric rank-k update
+    const MatrixXd Z = c.array().sqrt().matrix().asDiagonal() * Xb;
+    G.topLeftCorner(d, d).template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose());
+    if (fit_intercept) G.row(d).head(d).noalias() += c.transpose() * Xb;
+  }
+  if (fit_intercept) G(d, d) += c.sum();
 }
 
 // ---------------------------------------------------------------------------
@@ -154,16 +195,7 @@ Evaluation evaluate(const LossSpec& spec, const Problem<XType>& prob, VectorCRef
               acc.gradient.head(d).noalias() += Xb.transpose() * r;
               if (prob.fit_intercept) acc.gradient[d] += r.sum();
             }
-            if (want.hessian) {
-              // H_ww += Xb^T diag(c) Xb = Z^T Z with Z = diag(sqrt c) Xb (c >= 0: convex loss)
-              const MatrixXd Z = c.array().sqrt().matrix().asDiagonal() * Xb;
-              acc.hessian.topLeftCorner(d, d).template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose());
-              if (prob.fit_intercept) {
-                // H_bw += c^T Xb ;  H_bb += sum c
-                acc.hessian.row(d).head(d).noalias() += c.transpose() * Xb;
-                acc.hessian(d, d) += c.sum();
-              }
-            }
+            if (want.hessian) accumulate_gram(Xb, c, prob.fit_intercept, acc.hessian);
           });
         });
   });
@@ -179,7 +211,8 @@ Evaluation evaluate(const LossSpec& spec, const Problem<XType>& prob, VectorCRef
 }
 
 // ---------------------------------------------------------------------------
-// Hessian-vector products H V for a block of vectors V (p x k), without H.
+// Hessian-vector products H V for a block of vectors V (p x k), never forming H.
+//   H = Xa^T diag(c) Xa + l2 P,  c_i = s_i loss''_i / n,  P = diag(1, .., 1, 0)
 // ---------------------------------------------------------------------------
 struct MatrixAcc {
   MatrixXd m;
@@ -189,30 +222,95 @@ struct MatrixAcc {
   }
 };
 
+// c_i = s_i loss''_i / n at theta: the per-row weights of the data part of H.
+template <class XType>
+VectorXd curvature_weights(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta, int n_threads) {
+  const Index n = prob.n_rows();
+  VectorXd c(n);
+  const double inv_n = 1.0 / static_cast<double>(n);
+  visit_loss(spec, [&](const auto& loss) {
+    const ChunkPlan plan = plan_chunks(n);
+    parallel_for_chunks(plan.n_chunks, n_threads, [&](Index ch) {
+      for_each_block(prob.X, plan.begin(ch), plan.size(ch), [&](const auto& Xb, Index b, Index nb) {
+        const VectorXd eta = linear_predictor(Xb, theta, prob.fit_intercept);
+        for (Index i = 0; i < nb; ++i) c[b + i] = prob.weight(b + i) * inv_n * loss.d2(prob.y[b + i], eta[i]);
+      });
+    });
+  });
+  return c;
+}
+
+// Xa^T diag(c) Xa V for V (p x k), one pass over X for all k vectors.
+template <class XType>
+MatrixXd gram_product(const XType& X, bool fit_intercept, VectorCRef c, MatrixCRef V, int n_threads) {
+  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0), k = V.cols();
+  MatrixAcc total = parallel_reduce_rows<MatrixAcc>(
+      plan_reduction(X.rows(), p * k), n_threads, [&] { return MatrixAcc{MatrixXd::Zero(p, k)}; },
+      [&](MatrixAcc& acc, Index begin, Index size) {
+        for_each_block(X, begin, size, [&](const auto& Xb, Index b, Index nb) {
+          // U = diag(c) Xa_b V ;  acc += Xa_b^T U
+          MatrixXd U = Xb * V.topRows(d);
+          if (fit_intercept) U.rowwise() += V.row(d);
+          U = c.segment(b, nb).asDiagonal() * U;
+          acc.m.topRows(d).noalias() += Xb.transpose() * U;
+          if (fit_intercept) acc.m.row(d) += U.colwise().sum();
+        });
+      });
+  return total.m;
+}
+
+// sum over the listed rows (repeats count) of c_i xa_i xa_i^T V: the data
+// part of a mini-batch Hessian applied to V, on one thread (batches are small).
+template <class XType>
+MatrixXd gram_product_rows(const XType& X, bool fit_intercept, VectorCRef c, const std::vector<Index>& rows,
+                           MatrixCRef V) {
+  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0);
+  MatrixXd out = MatrixXd::Zero(p, V.cols());
+  for (const Index i : rows) {
+    const auto xi = X.row(i).template cast<double>();
+    // u = c_i xa_i^T V ;  out += xa_i u
+    Eigen::RowVectorXd u = xi * V.topRows(d);
+    if (fit_intercept) u += V.row(d);
+    u *= c[i];
+    if constexpr (is_sparse_v<XType>) {
+      for (typename XType::InnerIterator it(X, i); it; ++it) out.row(it.index()) += static_cast<double>(it.value()) * u;
+    } else {
+      out.topRows(d).noalias() += xi.transpose() * u;
+    }
+    if (fit_intercept) out.row(d) += u;
+  }
+  return out;
+}
+
+// diag(Xa^T diag(c) Xa): the Jacobi preconditioner of CG.
+template <class XType>
+VectorXd gram_diagonal(const XType& X, bool fit_intercept, VectorCRef c, int n_threads) {
+  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0);
+  MatrixAcc total = parallel_reduce_rows<MatrixAcc>(
+      plan_reduction(X.rows(), p), n_threads, [&] { return MatrixAcc{MatrixXd::Zero(p, 1)}; },
+      [&](MatrixAcc& acc, Index begin, Index size) {
+        for_each_block(X, begin, size, [&](const auto& Xb, Index b, Index nb) {
+          acc.m.col(0).head(d).noalias() += Xb.cwiseAbs2().transpose() * c.segment(b, nb);
+          if (fit_intercept) acc.m(d, 0) += c.segment(b, nb).sum();
+        });
+      });
+  return total.m.col(0);
+}
+
+// H V = Xa^T diag(c) Xa V + l2 P V, with c given (fixed at the optimum).
+template <class XType>
+MatrixXd regularised_gram_product(const XType& X, bool fit_intercept, VectorCRef c, double l2, MatrixCRef V,
+                                  int n_threads) {
+  MatrixXd HV = gram_product(X, fit_intercept, c, V, n_threads);
+  HV.topRows(X.cols()) += l2 * V.topRows(X.cols());
+  return HV;
+}
+
 template <class XType>
 MatrixXd hessian_vector_product(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta, MatrixCRef V,
                                 int n_threads) {
-  const Index d = prob.n_features(), p = prob.n_params(), k = V.cols();
-  const double inv_n = 1.0 / static_cast<double>(prob.n_rows());
-  MatrixAcc total = visit_loss(spec, [&](const auto& loss) {
-    return parallel_reduce_rows<MatrixAcc>(
-        plan_reduction(prob.n_rows(), p * k), n_threads, [&] { return MatrixAcc{MatrixXd::Zero(p, k)}; },
-        [&](MatrixAcc& acc, Index begin, Index size) {
-          for_each_block(prob.X, begin, size, [&](const auto& Xb, Index b, Index nb) {
-            const VectorXd eta = linear_predictor(Xb, theta, prob.fit_intercept);
-            VectorXd c(nb);
-            for (Index i = 0; i < nb; ++i) c[i] = prob.weight(b + i) * inv_n * loss.d2(prob.y[b + i], eta[i]);
-            // U = Xa_b V ;  U <- diag(c) U ;  HV += Xa_b^T U
-            MatrixXd U = Xb * V.topRows(d);
-            if (prob.fit_intercept) U.rowwise() += V.row(d);
-            U = c.asDiagonal() * U;
-            acc.m.topRows(d).noalias() += Xb.transpose() * U;
-            if (prob.fit_intercept) acc.m.row(d) += U.colwise().sum();
-          });
-        });
-  });
-  total.m.topRows(d) += prob.l2 * V.topRows(d);
-  return total.m;
+  const VectorXd c = curvature_weights(spec, prob, theta, n_threads);
+  return regularised_gram_product(prob.X, prob.fit_intercept, c, prob.l2, V, n_threads);
 }
 
 // ---------------------------------------------------------------------------
@@ -296,6 +394,100 @@ void perturbation_loss(const XType& X, bool fit_intercept, VectorCRef d1, Vector
       }
     });
   });
+}
+
+// ---------------------------------------------------------------------------
+// Streaming top-k: the k most negative (helpful) and k most positive
+// (harmful) entries of every column of S = diag(row_scale) Xa M, without
+// ever holding S: O(threads * m * k) memory.
+// ---------------------------------------------------------------------------
+
+// Keeps the k largest keys seen (a min-heap on the key). Keys are
+// (value, -index): ties go to the lower row index, so the result is the same
+// for any thread count.
+class BoundedTopK {
+ public:
+  using Key = std::pair<double, Index>;
+  explicit BoundedTopK(Index k = 0) : k_(static_cast<size_t>(k)) { heap_.reserve(k_); }
+  void push(double value, Index row) {
+    const Key key{value, -row};
+    if (heap_.size() < k_) {
+      heap_.push_back(key);
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<Key>());
+    } else if (k_ > 0 && key > heap_.front()) {
+      std::pop_heap(heap_.begin(), heap_.end(), std::greater<Key>());
+      heap_.back() = key;
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<Key>());
+    }
+  }
+  void merge(const BoundedTopK& other) {
+    for (const Key& key : other.heap_) push(key.first, -key.second);
+  }
+  // Best first.
+  std::vector<Key> sorted() const {
+    std::vector<Key> out = heap_;
+    std::sort(out.begin(), out.end(), std::greater<Key>());
+    return out;
+  }
+
+ private:
+  size_t k_;
+  std::vector<Key> heap_;
+};
+
+struct TopKResult {
+  Eigen::Matrix<Index, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> helpful_rows, harmful_rows;  // (m, k)
+  RowMatrixXd helpful_scores, harmful_scores;                                                       // (m, k)
+};
+
+template <class XType>
+TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, Index k,
+                        int n_threads) {
+  const Index d = X.cols(), m = M.cols();
+  k = std::min(k, X.rows());
+  const int threads = resolve_threads(n_threads);
+  // [thread][column]: helpful keeps -score (most negative scores), harmful keeps +score.
+  std::vector<std::vector<BoundedTopK>> helpful(static_cast<size_t>(threads), std::vector<BoundedTopK>(static_cast<size_t>(m), BoundedTopK(k)));
+  std::vector<std::vector<BoundedTopK>> harmful = helpful;
+  const ChunkPlan plan = plan_chunks(X.rows(), 4096, 64);
+  parallel_for_chunks(plan.n_chunks, threads, [&](Index c) {
+    auto& help = helpful[static_cast<size_t>(current_thread())];
+    auto& harm = harmful[static_cast<size_t>(current_thread())];
+    for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
+      // S_b = diag(row_scale_b) (Xb M_w + 1 M_b)
+      MatrixXd S = Xb * M.topRows(d);
+      if (fit_intercept) S.rowwise() += M.row(d);
+      S = row_scale.segment(b, nb).asDiagonal() * S;
+      for (Index j = 0; j < m; ++j) {
+        auto& hj = help[static_cast<size_t>(j)];
+        auto& rj = harm[static_cast<size_t>(j)];
+        for (Index i = 0; i < nb; ++i) {
+          hj.push(-S(i, j), b + i);
+          rj.push(S(i, j), b + i);
+        }
+      }
+    });
+  });
+  TopKResult res;
+  res.helpful_rows.resize(m, k);
+  res.harmful_rows.resize(m, k);
+  res.helpful_scores.resize(m, k);
+  res.harmful_scores.resize(m, k);
+  for (Index j = 0; j < m; ++j) {
+    BoundedTopK help(k), harm(k);
+    for (int t = 0; t < threads; ++t) {
+      help.merge(helpful[static_cast<size_t>(t)][static_cast<size_t>(j)]);
+      harm.merge(harmful[static_cast<size_t>(t)][static_cast<size_t>(j)]);
+    }
+    const auto hs = help.sorted(), rs = harm.sorted();
+    for (Index r = 0; r < k; ++r) {
+      res.helpful_rows(j, r) = -hs[static_cast<size_t>(r)].second;
+      res.helpful_scores(j, r) = -hs[static_cast<size_t>(r)].first;
+      res.harmful_rows(j, r) = -rs[static_cast<size_t>(r)].second;
+      res.harmful_scores(j, r) = rs[static_cast<size_t>(r)].first;
+    }
+  }
+  return res;
 }
 
 }  // namespace fastinfluence

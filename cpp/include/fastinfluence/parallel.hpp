@@ -37,6 +37,15 @@ inline int max_threads() {
 #endif
 }
 
+// The OpenMP thread number inside a parallel region (0 outside).
+inline int current_thread() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // n_threads <= 0 means "all cores".
 inline int resolve_threads(int n_threads) { return n_threads > 0 ? n_threads : max_threads(); }
 

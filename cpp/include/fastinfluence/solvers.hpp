@@ -7,7 +7,11 @@
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace fastinfluence {
 
@@ -43,5 +47,154 @@ class CholeskySolver {
   bool ok_ = false;
   double rcond_ = 0.0;
 };
+
+}  // namespace fastinfluence
+
+namespace fastinfluence {
+
+// ---------------------------------------------------------------------------
+// Preconditioned conjugate gradient for (H + damping I) X = B, all columns of
+// B at once: each iteration applies H to every unconverged column in a
+// single pass over the data (one fused HVP), never forming H.
+// ---------------------------------------------------------------------------
+struct CGOptions {
+  double tol = 1e-10;  // on the relative residual ||b - A x|| / ||b||, per column
+  int max_iter = 1000;
+};
+
+struct CGResult {
+  Eigen::MatrixXd solution;     // (p, m)
+  Eigen::VectorXi iterations;   // (m,)
+  Eigen::VectorXd residual;     // (m,) final relative residual
+  bool converged = false;       // every column within tol
+};
+
+// apply(V) returns (H + damping I) V for a (p, k) block. inv_diag is the
+// Jacobi preconditioner 1 / diag(H + damping I), or empty for none. X0 is a
+// warm start, or empty for zeros.
+template <class Apply>
+CGResult conjugate_gradient(Apply&& apply, const Eigen::MatrixXd& B, const Eigen::VectorXd& inv_diag,
+                            const Eigen::MatrixXd& X0, const CGOptions& opt) {
+  using Eigen::MatrixXd;
+  using Eigen::VectorXd;
+  const Eigen::Index p = B.rows(), m = B.cols();
+  CGResult res;
+  res.solution = X0.size() ? X0 : MatrixXd::Zero(p, m);
+  res.iterations = Eigen::VectorXi::Zero(m);
+  res.residual = VectorXd::Zero(m);
+  const VectorXd b_norm = B.colwise().norm();
+  auto precondition = [&](const MatrixXd& R) -> MatrixXd {
+    return inv_diag.size() ? MatrixXd(inv_diag.asDiagonal() * R) : R;
+  };
+  // r = b - A x ;  z = M^{-1} r ;  d = z
+  MatrixXd R = X0.size() ? MatrixXd(B - apply(res.solution)) : B;
+  MatrixXd Z = precondition(R);
+  MatrixXd D = Z;
+  VectorXd rz = (R.cwiseProduct(Z)).colwise().sum();
+  std::vector<Eigen::Index> active;
+  for (Eigen::Index j = 0; j < m; ++j) {
+    res.residual[j] = b_norm[j] > 0 ? R.col(j).norm() / b_norm[j] : 0.0;
+    if (b_norm[j] == 0.0) res.solution.col(j).setZero();
+    else if (res.residual[j] > opt.tol) active.push_back(j);
+  }
+  for (int it = 1; it <= opt.max_iter && !active.empty(); ++it) {
+    const auto k = static_cast<Eigen::Index>(active.size());
+    MatrixXd Dk(p, k);
+    for (Eigen::Index a = 0; a < k; ++a) Dk.col(a) = D.col(active[static_cast<size_t>(a)]);
+    const MatrixXd ADk = apply(Dk);
+    std::vector<Eigen::Index> still;
+    for (Eigen::Index a = 0; a < k; ++a) {
+      const Eigen::Index j = active[static_cast<size_t>(a)];
+      // alpha = r.z / d.Ad ;  x += alpha d ;  r -= alpha Ad
+      const double curvature = Dk.col(a).dot(ADk.col(a));
+      res.iterations[j] = it;
+      if (!(curvature > 0.0)) {  // A is not positive definite along d: stop this column
+        res.residual[j] = R.col(j).norm() / b_norm[j];
+        continue;
+      }
+      const double alpha = rz[j] / curvature;
+      res.solution.col(j) += alpha * Dk.col(a);
+      R.col(j) -= alpha * ADk.col(a);
+      res.residual[j] = R.col(j).norm() / b_norm[j];
+      if (res.residual[j] <= opt.tol) continue;
+      // z = M^{-1} r ;  beta = r.z (new) / r.z (old) ;  d = z + beta d
+      const VectorXd z = inv_diag.size() ? VectorXd(inv_diag.cwiseProduct(R.col(j))) : VectorXd(R.col(j));
+      const double rz_new = R.col(j).dot(z);
+      D.col(j) = z + (rz_new / rz[j]) * D.col(j);
+      rz[j] = rz_new;
+      still.push_back(j);
+    }
+    active.swap(still);
+  }
+  res.converged = (res.residual.array() <= opt.tol).all();
+  return res;
+}
+
+// ---------------------------------------------------------------------------
+// LiSSA (Agarwal, Bullins & Hazan 2017; Koh & Liang 2017, section 3):
+//   v_0 = b,  v_j = b + (I - (H_j + damping I) / scale) v_{j-1},  result v_depth / scale,
+// with H_j the Hessian of a random mini-batch of rows, averaged over repeats.
+// Converges when every eigenvalue of (H + damping I) / scale lies in (0, 2).
+// ---------------------------------------------------------------------------
+struct LissaOptions {
+  double scale = 1.0;
+  double damping = 0.0;
+  int depth = 1000;
+  int repeats = 1;
+  Eigen::Index batch_size = 256;
+  std::uint64_t seed = 0;
+};
+
+struct LissaResult {
+  Eigen::MatrixXd solution;                 // (p, m); NaN columns where the recursion diverged
+  Eigen::Matrix<bool, Eigen::Dynamic, 1> diverged;  // (m,)
+};
+
+// splitmix64: a tiny, portable generator, so a seed gives the same batches
+// on every platform and for every thread count.
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  Eigen::Index below(Eigen::Index n) { return static_cast<Eigen::Index>(next() % static_cast<std::uint64_t>(n)); }
+};
+
+// apply_batch(rows, V) returns the Hessian of the mini-batch `rows` (without
+// damping) applied to V.
+template <class ApplyBatch>
+LissaResult lissa(ApplyBatch&& apply_batch, Eigen::Index n_rows, const Eigen::MatrixXd& B, const LissaOptions& opt) {
+  using Eigen::MatrixXd;
+  const Eigen::Index m = B.cols();
+  LissaResult res;
+  res.solution = MatrixXd::Zero(B.rows(), m);
+  res.diverged = Eigen::Matrix<bool, Eigen::Dynamic, 1>::Constant(m, false);
+  const Eigen::VectorXd b_norm = B.colwise().norm();
+  std::vector<Eigen::Index> rows(static_cast<size_t>(std::min(opt.batch_size, n_rows)));
+  for (int r = 0; r < opt.repeats; ++r) {
+    SplitMix64 rng{opt.seed * 0x100000001B3ULL + static_cast<std::uint64_t>(r)};
+    MatrixXd V = B;
+    for (int j = 0; j < opt.depth; ++j) {
+      for (auto& row : rows) row = rng.below(n_rows);
+      std::sort(rows.begin(), rows.end());  // sequential access; the batch is a multiset either way
+      // v = b + v - (H_batch v + damping v) / scale
+      const MatrixXd HV = apply_batch(rows, V);
+      V = B + (1.0 - opt.damping / opt.scale) * V - HV / opt.scale;
+      for (Eigen::Index c = 0; c < m; ++c) {
+        const double norm = V.col(c).norm();
+        if (!std::isfinite(norm) || norm > 1e8 * std::max(b_norm[c], 1e-300) * (j + 1)) res.diverged[c] = true;
+      }
+      if (res.diverged.all()) break;
+    }
+    res.solution += V / opt.scale;
+  }
+  res.solution /= static_cast<double>(opt.repeats);
+  for (Eigen::Index c = 0; c < m; ++c)
+    if (res.diverged[c]) res.solution.col(c).setConstant(std::numeric_limits<double>::quiet_NaN());
+  return res;
+}
 
 }  // namespace fastinfluence

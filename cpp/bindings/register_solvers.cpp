@@ -1,0 +1,120 @@
+// Matrix-free solvers over the Hessian-vector product: CG and LiSSA, and the
+// pieces they are built from (curvature weights, Gram products, diagonal).
+#include "bindings.hpp"
+
+namespace fastinfluence::bindings {
+
+namespace {
+void require_params(const MatrixArg& X, bool fit_intercept, Index rows, const char* name) {
+  if (rows != X.cols + (fit_intercept ? 1 : 0))
+    throw std::invalid_argument(std::string(name) + " must have one row per parameter");
+}
+}  // namespace
+
+void register_solvers(py::module_& m) {
+  m.def(
+      "curvature_weights",
+      [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
+         const DoubleArray& theta, bool fit_intercept, int n_threads) {
+        const LossSpec spec = make_loss(kind, t);
+        require_length(y, X.rows, "y");
+        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
+        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
+        VectorXd c = with_matrix(X, "X", [&](const auto& Xm) {
+          using XType = std::decay_t<decltype(Xm)>;
+          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, 0.0};
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          return curvature_weights(spec, prob, vector_view(theta), n_threads);
+        });
+        return c;
+      },
+      py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
+      py::arg("fit_intercept"), py::arg("n_threads") = 0);
+
+  m.def(
+      "regularised_gram_product",
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, double l2, const Eigen::Ref<const MatrixXd>& V,
+         int n_threads) {
+        require_length(c, X.rows, "c");
+        require_params(X, fit_intercept, V.rows(), "V");
+        MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          return regularised_gram_product(Xm, fit_intercept, vector_view(c), l2, V, n_threads);
+        });
+        return HV;
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("V"), py::arg("n_threads") = 0);
+
+  m.def(
+      "gram_diagonal",
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, int n_threads) {
+        require_length(c, X.rows, "c");
+        VectorXd diag = with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          return gram_diagonal(Xm, fit_intercept, vector_view(c), n_threads);
+        });
+        return diag;
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("n_threads") = 0);
+
+  m.def(
+      "cg_solve",
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, double l2, double damping, const MatrixXd& B,
+         double tol, int max_iter, const std::optional<MatrixXd>& x0, bool precondition, int n_threads) {
+        require_length(c, X.rows, "c");
+        require_params(X, fit_intercept, B.rows(), "B");
+        if (x0 && (x0->rows() != B.rows() || x0->cols() != B.cols()))
+          throw std::invalid_argument("x0 must have the shape of B");
+        CGResult res = with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          const auto cv = vector_view(c);
+          VectorXd inv_diag;
+          if (precondition) {
+            VectorXd diag = gram_diagonal(Xm, fit_intercept, cv, n_threads);
+            diag.head(Xm.cols()).array() += l2;
+            diag.array() += damping;
+            inv_diag = diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
+          }
+          // (H + damping I) V
+          auto apply = [&](const MatrixXd& V) {
+            MatrixXd HV = regularised_gram_product(Xm, fit_intercept, cv, l2, V, n_threads);
+            if (damping != 0.0) HV += damping * V;
+            return HV;
+          };
+          return conjugate_gradient(apply, B, inv_diag, x0 ? *x0 : MatrixXd(), CGOptions{tol, max_iter});
+        });
+        return py::make_tuple(res.solution, res.iterations, res.residual);
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("damping"), py::arg("B"),
+      py::arg("tol"), py::arg("max_iter"), py::arg("x0") = py::none(), py::arg("precondition") = true,
+      py::arg("n_threads") = 0);
+
+  m.def(
+      "lissa_solve",
+      [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, double l2, double damping, const MatrixXd& B,
+         double scale, int depth, int repeats, Index batch_size, std::uint64_t seed) {
+        require_length(c, X.rows, "c");
+        require_params(X, fit_intercept, B.rows(), "B");
+        if (!(scale > 0.0) || depth < 1 || repeats < 1 || batch_size < 1)
+          throw std::invalid_argument("scale must be > 0 and depth, repeats, batch_size >= 1");
+        LissaResult res = with_matrix(X, "X", [&](const auto& Xm) {
+          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+          const auto cv = vector_view(c);
+          const Index n = Xm.rows();
+          const Index d = Xm.cols();
+          // Mini-batch Hessian: (n / |B|) sum_{i in B} c_i xa_i xa_i^T + l2 P (unbiased for H).
+          auto apply_batch = [&](const std::vector<Index>& rows, const MatrixXd& V) {
+            MatrixXd HV = gram_product_rows(Xm, fit_intercept, cv, rows, V);
+            HV *= static_cast<double>(n) / static_cast<double>(rows.size());
+            HV.topRows(d) += l2 * V.topRows(d);
+            return HV;
+          };
+          return lissa(apply_batch, n, B, LissaOptions{scale, damping, depth, repeats, batch_size, seed});
+        });
+        return py::make_tuple(res.solution, res.diverged);
+      },
+      py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("damping"), py::arg("B"),
+      py::arg("scale"), py::arg("depth"), py::arg("repeats"), py::arg("batch_size"), py::arg("seed"));
+}
+
+}  // namespace fastinfluence::bindings

@@ -15,18 +15,22 @@ __version__ = "0.1.0"
 from . import kernels, losses
 from ._config import build_info, show_config
 from .exceptions import (
+    ApproximationWarning,
     ConvergenceWarning,
     FastInfluenceWarning,
     IllConditionedHessianError,
     LeverageWarning,
     NotAtOptimumWarning,
     NotFittedError,
+    PolishingWarning,
 )
 from .influence import Influence, exact_loo
 from .losses import Loss
 from .models import LinearRegression, LogisticRegression, PoissonRegression, SmoothHingeClassifier
+from .sklearn import from_sklearn  # imports scikit-learn only when called
 
 __all__ = [
+    "ApproximationWarning",
     "ConvergenceWarning",
     "FastInfluenceWarning",
     "IllConditionedHessianError",
@@ -38,9 +42,11 @@ __all__ = [
     "NotAtOptimumWarning",
     "NotFittedError",
     "PoissonRegression",
+    "PolishingWarning",
     "SmoothHingeClassifier",
     "build_info",
     "exact_loo",
+    "from_sklearn",
     "kernels",
     "losses",
     "show_config",

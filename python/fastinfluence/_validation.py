@@ -7,6 +7,11 @@ import numbers
 
 import numpy as np
 
+try:  # SciPy is a dependency; the guard keeps this module importable on its own
+    from scipy import sparse as _scipy_sparse
+except ImportError:  # pragma: no cover
+    _scipy_sparse = None
+
 # Rows checked for finiteness at a time: bounds the temporary boolean array.
 _FINITE_CHECK_ROWS = 65536
 
@@ -19,14 +24,25 @@ def _all_finite(a: np.ndarray) -> bool:
     )
 
 
-def check_matrix(X, name: str = "X", *, allow_empty: bool = False) -> np.ndarray:
-    """A 2-D float32/float64 array in C or F order, finite; copied only when it must be.
+def is_sparse(X) -> bool:
+    """True for SciPy sparse matrices and arrays (any format)."""
+    return _scipy_sparse is not None and _scipy_sparse.issparse(X)
 
-    float32 stays float32 (the kernels accumulate in double). Integers, bools
-    and other real dtypes become float64. The caller's array is never modified.
+
+def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
+    """X as the kernels take it, after checks; copied only when it must be.
+
+    Dense input becomes a 2-D float32/float64 array in C or F order (float32
+    stays float32: the kernels accumulate in double; integers, bools and other
+    real dtypes become float64). Sparse input becomes a canonical CSR matrix:
+    CSR (``csr_matrix`` or ``csr_array``) is used as is; CSC, COO and the other
+    formats are converted once (``tocsr``: O(nnz) time and a copy of the
+    data); unsorted or duplicate indices are fixed on a copy; indices and
+    indptr are given one integer type (int32 or int64). The caller's object is
+    never modified.
     """
-    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(f"{name} is a sparse matrix; pass a dense NumPy array")
+    if is_sparse(X):
+        return _check_sparse_matrix(X, name, allow_empty)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # pragma: no cover - exotic inputs
@@ -46,6 +62,34 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False) -> np.ndarray
     if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
+
+
+def _check_sparse_matrix(X, name, allow_empty):
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
+    if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
+        raise ValueError(f"{name} is empty: shape {X.shape}")
+    dtype = X.dtype
+    if dtype == object or not (np.issubdtype(dtype, np.number) or dtype == bool) or np.issubdtype(
+        dtype, np.complexfloating
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    csr = X if X.format == "csr" else X.tocsr()  # CSC/COO/...: one conversion
+    copied = csr is not X
+    if csr.dtype not in (np.float32, np.float64):
+        csr = csr.astype(np.float64)
+        copied = True
+    if not csr.has_canonical_format:  # unsorted or duplicate column indices
+        csr = csr.copy() if not copied else csr
+        csr.sum_duplicates()
+        copied = True
+    if csr.indices.dtype != csr.indptr.dtype or csr.indices.dtype not in (np.int32, np.int64):
+        csr = csr.copy() if not copied else csr
+        csr.indices = csr.indices.astype(np.int64)
+        csr.indptr = csr.indptr.astype(np.int64)
+    if not np.isfinite(csr.data).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return csr
 
 
 def check_vector(v, n: int | None, name: str) -> np.ndarray:
@@ -127,3 +171,20 @@ def check_n_jobs(n_jobs) -> int:
 def check_same_features(X: np.ndarray, n_features: int, name: str) -> None:
     if X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
+
+
+def linear_predictor(X, theta: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """eta = X w + b for dense or sparse X, in float64."""
+    d = X.shape[1]
+    eta = X @ theta[:d] if is_sparse(X) else np.asarray(X, dtype=np.float64) @ theta[:d]
+    eta = np.asarray(eta, dtype=np.float64).reshape(-1)
+    return eta + theta[d] if fit_intercept else eta
+
+
+def augmented_transpose(X, row_scale: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """The dense (p, m) matrix whose column j is row_scale_j * xa_j (xa = (x, 1))."""
+    if is_sparse(X):
+        top = (X.T @ _scipy_sparse.diags(row_scale)).toarray()
+    else:
+        top = np.asarray(X, dtype=np.float64).T * row_scale
+    return np.vstack([top, row_scale[None, :]]) if fit_intercept else np.asarray(top)

@@ -17,6 +17,23 @@ class NotAtOptimumWarning(FastInfluenceWarning):
     """
 
 
+class PolishingWarning(NotAtOptimumWarning):
+    """Coefficients taken from elsewhere (a scikit-learn estimator) were not at the optimum.
+
+    :func:`fastinfluence.from_sklearn` then refines them with Newton steps on
+    fastinfluence's objective; the message says how far they were and how far
+    they moved.
+    """
+
+
+class ApproximationWarning(FastInfluenceWarning):
+    """A loss or penalty was replaced by a close one that fastinfluence supports.
+
+    For example the hinge loss of ``LinearSVC`` by the smooth hinge: influence
+    values are then those of the approximating model.
+    """
+
+
 class LeverageWarning(FastInfluenceWarning):
     """A training point has leverage h_i >= 1: removing it leaves a singular Hessian."""
 

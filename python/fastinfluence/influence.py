@@ -41,6 +41,7 @@ and ``loo(method="newton")`` evaluates the test loss at ``theta + delta_newton_i
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,15 +49,49 @@ from . import _validation as V
 from .backends import get_backend
 from .exceptions import ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
 from .models import _LinearModel
-from .solvers import make_solver
+from .solvers import DirectSolver as _DIRECT
+from .solvers import HessianOperator, make_solver, resolve_solver, spectrum_summary
 
-__all__ = ["Influence", "exact_loo"]
+__all__ = ["Influence", "TopK", "exact_loo"]
+
+#: Results larger than this many bytes are refused unless written into a
+#: caller-provided ``out`` array (a ``numpy.memmap`` for data larger than
+#: memory); ``Influence.top_k`` needs O(m * k) memory only. Change it with
+#: ``fastinfluence.influence.MAX_RESULT_BYTES = ...``.
+MAX_RESULT_BYTES = 4 * 2**30
 
 LOO_METHODS = ("influence", "newton")
 
 #: ||grad R(theta)|| above this (relative to max(1, ||grad R(0)||)) means theta
 #: is not the optimum of the data given to Influence.
 OPTIMUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The k most helpful and most harmful training points for each of m test points.
+
+    ``helpful_indices[j]`` are the training rows with the most negative
+    I_up,loss on test point j (upweighting them lowers its loss), most helpful
+    first, with their scores in ``helpful_scores[j]``; ``harmful_*`` likewise
+    for the most positive. All arrays are (m, k); ties go to the lower row.
+    """
+
+    helpful_indices: np.ndarray
+    helpful_scores: np.ndarray
+    harmful_indices: np.ndarray
+    harmful_scores: np.ndarray
+
+
+def _check_result_size(shape, what: str) -> None:
+    n_bytes = 8 * int(np.prod(shape, dtype=np.float64))
+    if n_bytes > MAX_RESULT_BYTES:
+        raise MemoryError(
+            f"{what} would be an array of shape {tuple(shape)} ({n_bytes / 2**30:.1f} GiB), above "
+            f"fastinfluence.influence.MAX_RESULT_BYTES ({MAX_RESULT_BYTES / 2**30:.1f} GiB). Use "
+            "Influence.top_k for the most helpful/harmful points only, pass out= (for example a numpy.memmap), "
+            "or select training rows with indices=."
+        )
 
 
 def _check_model(model) -> None:
@@ -76,32 +111,39 @@ class Influence:
     ----------
     model : a fitted fastinfluence model
         Its ``theta_`` must minimise the objective on ``(X, y, sample_weight)``.
-    X : array of shape (n, d)
-        The training data the model was fitted on.
+    X : array (n, d) or SciPy sparse matrix
+        The training data the model was fitted on (float32 stays float32;
+        sparse input is used as CSR, see :func:`fastinfluence.kernels.scaled_row_products`).
     y : array of shape (n,)
         Training labels, in the encoding the model was fitted with.
     sample_weight : array of shape (n,) or None
         The weights the model was fitted with.
-    solver : {"direct"}
-        How to apply H^{-1}: ``"direct"`` factorises H (Cholesky) once.
+    solver : {"auto", "direct", "cg", "lissa"}
+        How to apply H^{-1} (see :mod:`fastinfluence.solvers`): ``"direct"``
+        factorises H once; ``"cg"`` and ``"lissa"`` never form H. ``"auto"``
+        is direct up to 4096 parameters, CG above.
     damping : float >= 0
         Added to the diagonal of H, as in Koh & Liang (section 4.2) for
-        non-convex or singular problems. With damping > 0 the estimates are of a
+        singular or ill-conditioned problems. With damping > 0 the estimates are of a
         damped problem; leave it at 0 when H is well conditioned.
     backend : {"cpp", "numpy"}
         Compiled kernels, or the pure-NumPy reference.
     n_jobs : int or None
         Threads for the compiled kernels (None or -1: every core).
+    solver_options : dict or None
+        Options of the solver: CG ``tol``, ``max_iter``, ``preconditioner``;
+        LiSSA ``scale``, ``depth``, ``repeats``, ``batch_size``, ``seed``.
 
     Attributes
     ----------
-    hessian_ : (p, p) Hessian of R at theta (without damping)
+    hessian_ : (p, p) Hessian of R at theta (without damping); None with a matrix-free solver
     gradient_norm_ : ||grad R(theta)|| on the given data
     loss_derivative_, loss_second_derivative_ : (n,) loss'_i and loss''_i at the training points
+    solver_ : the solver object (``iterations_`` and ``residual_`` of the last solve for CG/LiSSA)
     """
 
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
-                 n_jobs=None):
+                 n_jobs=None, solver_options=None):
         _check_model(model)
         self.model = model
         self.damping = V.check_nonnegative(damping, "damping")
@@ -118,18 +160,21 @@ class Influence:
         self._fit_intercept = bool(model.fit_intercept)
         self._theta = model.theta_
         self.n_params_ = self._theta.shape[0]
+        self.solver = resolve_solver(solver, self.n_params_)
+        l2 = float(model.l2)
 
         _, _, self.loss_derivative_, self.loss_second_derivative_ = self._backend.row_derivatives(
             self._loss, self._X, self._y, self._theta, self._fit_intercept, self._n_jobs
         )
+        want_hessian = self.solver == "direct"
         _, gradient, self.hessian_ = self._backend.evaluate(
-            self._loss, self._X, self._y, self._weights, self._theta, self._fit_intercept, float(model.l2),
-            True, True, self._n_jobs,
+            self._loss, self._X, self._y, self._weights, self._theta, self._fit_intercept, l2,
+            True, want_hessian, self._n_jobs,
         )
         self.gradient_norm_ = float(np.linalg.norm(gradient))
         zero_gradient = self._backend.evaluate(
             self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
-            float(model.l2), True, False, self._n_jobs,
+            l2, True, False, self._n_jobs,
         )[1]
         scale = max(1.0, float(np.linalg.norm(zero_gradient)))
         if self.gradient_norm_ > OPTIMUM_TOLERANCE * scale:
@@ -140,10 +185,17 @@ class Influence:
                 NotAtOptimumWarning,
                 stacklevel=2,
             )
-        self.solver = solver
-        self._solver = make_solver(solver, self.hessian_, self.damping, self._backend)
+        # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
+        curvature = self._s * self.loss_second_derivative_ / self.n_samples_
+        self._operator = HessianOperator(
+            self._backend, self._X, self._fit_intercept, curvature, l2, self.damping, self._n_jobs
+        )
+        self.solver_ = make_solver(
+            self.solver, operator=self._operator, hessian=self.hessian_, damping=self.damping,
+            backend=self._backend, options=solver_options,
+        )
+        self._solver = self.solver_
         self._inverse_factor = None
-        self._leverage_all = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _rows(self, indices):
@@ -163,23 +215,20 @@ class Influence:
         )
         return X_test, y_test, eta, d1
 
-    def _augmented_transpose(self, X, row_scale):
-        """(p, m) matrix whose column j is row_scale_j * xa_j."""
-        Xd = np.asarray(X, dtype=np.float64)
-        cols = [Xd.T * row_scale]
-        if self._fit_intercept:
-            cols.append(row_scale[None, :])
-        return np.vstack(cols)
-
     def _solved_test_gradients(self, X_test, y_test):
         """V = H^{-1} G_test, (p, m): all test gradients solved at once."""
         X_test, y_test, eta, d1 = self._test_side(X_test, y_test)
-        return self._solver.solve(self._augmented_transpose(X_test, d1))
+        return self._solver.solve(V.augmented_transpose(X_test, d1, self._fit_intercept))
 
     def _quadratic_forms(self, X_rows):
         """xa_i^T H^{-1} xa_i for the given rows."""
         if self._inverse_factor is None:
-            self._inverse_factor = np.asfortranarray(self._solver.inverse_factor())
+            if hasattr(self._solver, "inverse_factor"):
+                factor = self._solver.inverse_factor()  # L^{-1}, H = L L^T
+            else:
+                # H^{-1} = C C^T (p solves), so xa^T H^{-1} xa = ||C^T xa||^2
+                factor = np.linalg.cholesky(self._solver.inverse()).T
+            self._inverse_factor = np.asfortranarray(factor)
         return self._backend.row_quadratic_forms(X_rows, self._fit_intercept, self._inverse_factor, self._n_jobs)
 
     def _check_method(self, method):
@@ -203,6 +252,15 @@ class Influence:
             scale = np.where(risky, np.nan, scale / np.where(risky, 1.0, one_minus_h))
         return scale
 
+    def _rows_times_inverse(self, X_rows, row_scale):
+        """row_scale_i * H^{-1} xa_i as rows, (k, p): through H^{-1} when that is cheaper, else k solves."""
+        _check_result_size((X_rows.shape[0], self.n_params_), "the parameter influence")
+        if isinstance(self._solver, _DIRECT) or X_rows.shape[0] >= self.n_params_:
+            return self._backend.scaled_row_products(
+                X_rows, self._fit_intercept, row_scale, self._solver.inverse(), None, self._n_jobs
+            )
+        return self._solver.solve(V.augmented_transpose(X_rows, row_scale, self._fit_intercept)).T
+
     # -- public quantities ---------------------------------------------------------------------
     def params(self, indices=None):
         """I_up,params(z_i) = -H^{-1} g_i for the training points ``indices`` (all if None).
@@ -211,26 +269,55 @@ class Influence:
         of z_i in the objective (eps in R + eps * loss(z_i)).
         """
         X_rows, d1, _, _ = self._rows(indices)
-        return self._backend.scaled_row_products(
-            X_rows, self._fit_intercept, -d1, self._solver.inverse(), None, self._n_jobs
-        )
+        return self._rows_times_inverse(X_rows, -d1)
 
-    def loss(self, X_test, y_test, indices=None):
+    def loss(self, X_test, y_test, indices=None, *, out=None):
         """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m).
 
         Rows are training points, columns test points. Negative: upweighting z_i
         lowers the test loss (helpful); positive: harmful. All test gradients are
         solved at once and scored by one dense product per row block.
+
+        ``out``: a writable C-contiguous float64 (k, m) array to fill (for
+        example a ``numpy.memmap`` for results larger than memory). Without
+        it, results above ``MAX_RESULT_BYTES`` raise MemoryError.
         """
         V_test = self._solved_test_gradients(X_test, y_test)
         X_rows, d1, _, _ = self._rows(indices)
-        return self._backend.scaled_row_products(X_rows, self._fit_intercept, -d1, V_test, None, self._n_jobs)
+        shape = (X_rows.shape[0], V_test.shape[1])
+        if out is None:
+            _check_result_size(shape, "the influence matrix")
+        else:
+            _check_out(out, shape)
+        return self._backend.scaled_row_products(X_rows, self._fit_intercept, -d1, V_test, out, self._n_jobs)
+
+    def top_k(self, X_test, y_test, k=10):
+        """The k most helpful and k most harmful training points for each test point.
+
+        Streams over row blocks of X (OpenMP in the compiled backend), keeping
+        O(m * k) memory: the (n, m) matrix of :meth:`loss` is never held.
+
+        Returns
+        -------
+        TopK
+            ``helpful_indices``/``helpful_scores`` (most negative I_up,loss first) and
+            ``harmful_indices``/``harmful_scores`` (most positive first), each (m, k).
+        """
+        k = V.check_positive_int(k, "k")
+        V_test = self._solved_test_gradients(X_test, y_test)
+        helpful_rows, helpful_scores, harmful_rows, harmful_scores = self._backend.top_k_scores(
+            self._X, self._fit_intercept, -self.loss_derivative_, np.asfortranarray(V_test), k, self._n_jobs
+        )
+        return TopK(
+            np.asarray(helpful_rows, dtype=np.int64), np.asarray(helpful_scores),
+            np.asarray(harmful_rows, dtype=np.int64), np.asarray(harmful_scores),
+        )
 
     def self_influence(self, indices=None):
         """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, shape (k,).
 
         Large magnitude marks points the model bends most to fit: candidates for
-        mislabelled data (Koh & Liang, section 5.4).
+        mislabelled data (Koh & Liang, section 5.4). Streams over X: O(n) memory.
         """
         X_rows, d1, _, _ = self._rows(indices)
         return -(d1 * d1) * self._quadratic_forms(X_rows)
@@ -249,6 +336,7 @@ class Influence:
         """
         V_test = self._solved_test_gradients(X_test, y_test)
         X_rows, d1, d2, _ = self._rows(indices)
+        _check_result_size((X_rows.shape[0], V_test.shape[1], self.model.n_features_in_), "pert_loss")
         w = self._theta[: self.model.n_features_in_]
         return self._backend.perturbation_loss(X_rows, self._fit_intercept, d1, d2, V_test, w, self._n_jobs)
 
@@ -260,10 +348,7 @@ class Influence:
         """
         self._check_method(method)
         X_rows, d1, d2, s = self._rows(indices)
-        scale = self._removal_scale(method, X_rows, d1, d2, s)
-        return self._backend.scaled_row_products(
-            X_rows, self._fit_intercept, scale, self._solver.inverse(), None, self._n_jobs
-        )
+        return self._rows_times_inverse(X_rows, self._removal_scale(method, X_rows, d1, d2, s))
 
     def loo(self, X_test, y_test, method="influence", indices=None):
         """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta).
@@ -276,15 +361,42 @@ class Influence:
         X_rows, d1, d2, s = self._rows(indices)
         if method == "influence":
             V_test = self._solved_test_gradients(X_test, y_test)
+            _check_result_size((X_rows.shape[0], V_test.shape[1]), "the leave-one-out matrix")
             return self._backend.scaled_row_products(
                 X_rows, self._fit_intercept, s / self.n_samples_ * d1, V_test, None, self._n_jobs
             )
         X_test, y_test, eta_test, _ = self._test_side(X_test, y_test)
+        _check_result_size((X_rows.shape[0], X_test.shape[0]), "the leave-one-out matrix")
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = c_i xa_i . U_j
-        U = self._solver.solve(self._augmented_transpose(X_test, np.ones(X_test.shape[0])))
+        U = self._solver.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._fit_intercept))
         scale = self._removal_scale(method, X_rows, d1, d2, s)
         return self._backend.loo_loss_change(
-            self._loss, X_rows, self._fit_intercept, scale, U, y_test, eta_test, None, self._n_jobs
+            self._loss, X_rows, self._fit_intercept, scale, np.asfortranarray(U), y_test, eta_test, None,
+            self._n_jobs,
+        )
+
+    def hessian_spectrum(self):
+        """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
+
+        Exact for p <= 512 or with the direct solver; Lanczos (ARPACK) on
+        Hessian-vector products otherwise. Returns a dict with
+        ``smallest_eigenvalue``, ``largest_eigenvalue``, ``condition_number`` and
+        ``suggested_damping`` (1e-8 x the largest eigenvalue, which bounds the
+        condition number near 1e8).
+        """
+        if self.hessian_ is not None:
+            eig = np.linalg.eigvalsh(self.hessian_ + self.damping * np.eye(self.n_params_))
+            return spectrum_summary(float(eig[0]), float(eig[-1]))
+        return spectrum_summary(*self._operator.extreme_eigenvalues())
+
+
+def _check_out(out, shape):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
+    if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(
+            f"out must be a writable C-contiguous float64 array of shape {shape}; got shape {out.shape}, "
+            f"dtype {out.dtype}"
         )
 
 
@@ -320,7 +432,6 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     loss, fit_intercept, d = model.loss, bool(model.fit_intercept), model.n_features_in_
     theta = model.theta_
     eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
-    X_test64 = np.asarray(X_test, dtype=np.float64)
     change = np.empty((idx.size, X_test.shape[0]))
     delta_params = np.empty((idx.size, theta.size))
     for row, i in enumerate(idx):
@@ -328,13 +439,13 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         weights[i] = 0.0
         result = backend.fit_newton(
             loss, X, y, weights, theta, fit_intercept, float(model.l2), float(model.tol), int(model.max_iter),
-            n_jobs,
+            n_jobs, model._fit_method(theta.size),
         )
         if not result["converged"]:
             warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
                           ConvergenceWarning, stacklevel=2)
         delta = np.asarray(result["theta"]) - theta
         delta_params[row] = delta
-        delta_eta = X_test64 @ delta[:d] + (delta[d] if fit_intercept else 0.0)
+        delta_eta = V.linear_predictor(X_test, delta, fit_intercept)
         change[row] = backend.loss_difference(loss, y_test, eta_test, delta_eta)
     return (change, delta_params) if return_params else change

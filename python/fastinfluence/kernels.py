@@ -5,8 +5,9 @@ domains) and then calls the chosen backend: ``"cpp"`` (compiled, OpenMP) or
 ``"numpy"`` (pure-NumPy reference). Signatures here are stable across minor
 versions; :mod:`fastinfluence._core` is private and may change.
 
-Conventions: ``X`` is (n, d), float32 or float64, C or F order, never copied
-when it is one of those; ``theta = (w, b)`` has ``p = d + 1`` entries with an
+Conventions: ``X`` is (n, d): a float32 or float64 array in C or F order
+(never copied when it is one of those) or a SciPy sparse matrix (used as CSR;
+other formats are converted once); ``theta = (w, b)`` has ``p = d + 1`` entries with an
 intercept (``b`` last, unpenalised) and ``d`` without; labels ``y`` are in the
 loss's internal encoding (see :mod:`fastinfluence.losses`); ``weights`` are the
 sample weights ``s_i`` (None for all ones). The objective is
@@ -33,6 +34,12 @@ __all__ = [
     "fit_newton",
     "scaled_row_products",
     "row_quadratic_forms",
+    "curvature_weights",
+    "regularised_gram_product",
+    "gram_diagonal",
+    "cg_solve",
+    "lissa_solve",
+    "top_k_scores",
 ]
 
 
@@ -113,8 +120,12 @@ def hessian_vector_product(loss, X, y, theta, v, *, weights=None, l2=0.0, fit_in
 
 
 def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=True, t=None, tol=1e-10,
-               max_iter=100, backend="cpp", n_jobs=None) -> dict:
+               max_iter=100, method="newton", backend="cpp", n_jobs=None) -> dict:
     """Minimise R by Newton's method with line search (warm-started at ``theta0``, default zeros).
+
+    ``method="newton"`` solves with the dense Hessian each iteration;
+    ``"newton_cg"`` (truncated Newton) with preconditioned CG over
+    Hessian-vector products, never forming H (for large p).
 
     Returns a dict with ``theta``, ``n_iter``, ``grad_norm``, ``grad_norm_scale``
     (``max(1, ||grad R(0)||)``, the tolerance is relative to it), ``objective``,
@@ -126,8 +137,10 @@ def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=T
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     max_iter = V.check_positive_int(max_iter, "max_iter")
+    if method not in ("newton", "newton_cg"):
+        raise ValueError(f"method must be 'newton' or 'newton_cg', got {method!r}")
     return get_backend(backend).fit_newton(
-        loss, X, y, weights, theta0, fit_intercept, l2, float(tol), max_iter, V.check_n_jobs(n_jobs)
+        loss, X, y, weights, theta0, fit_intercept, l2, float(tol), max_iter, V.check_n_jobs(n_jobs), method
     )
 
 
@@ -165,3 +178,110 @@ def row_quadratic_forms(X, A, *, fit_intercept=True, backend="cpp", n_jobs=None)
     if A.shape != (p, p):
         raise ValueError(f"A must have shape ({p}, {p}), got {A.shape}")
     return get_backend(backend).row_quadratic_forms(X, bool(fit_intercept), A, V.check_n_jobs(n_jobs))
+
+
+def _check_block(B, p, name):
+    B = np.asarray(B, dtype=np.float64)
+    if B.ndim == 1:
+        B = B[:, None]
+    if B.ndim != 2 or B.shape[0] != p:
+        raise ValueError(f"{name} must have shape ({p},) or ({p}, m), got {np.shape(B)}")
+    if not np.isfinite(B).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return np.asfortranarray(B)
+
+
+def _check_curvature(X, c):
+    c = V.check_vector(c, X.shape[0], "c")
+    if np.any(c < 0):
+        raise ValueError("c (curvature weights s_i loss''_i / n) must be non-negative for a convex loss")
+    return c
+
+
+def curvature_weights(loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp",
+                      n_jobs=None) -> np.ndarray:
+    """``c_i = s_i loss''_i / n`` at theta, shape (n,): ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)``."""
+    loss, X, y, theta, fit_intercept, weights, _ = _problem(loss, X, y, theta, fit_intercept, weights, 0.0, t)
+    return get_backend(backend).curvature_weights(loss, X, y, weights, theta, fit_intercept, V.check_n_jobs(n_jobs))
+
+
+def regularised_gram_product(X, c, V_block, *, l2=0.0, fit_intercept=True, backend="cpp", n_jobs=None):
+    """``H V = Xa^T diag(c) Xa V + l2 [V_w; 0]`` for a (p, k) block, one pass over X, H never formed."""
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    block = _check_block(V_block, p, "V_block")
+    return get_backend(backend).regularised_gram_product(
+        X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), block, V.check_n_jobs(n_jobs)
+    )
+
+
+def gram_diagonal(X, c, *, fit_intercept=True, backend="cpp", n_jobs=None) -> np.ndarray:
+    """``diag(Xa^T diag(c) Xa)``, shape (p,): the Jacobi preconditioner (add l2 to the first d entries)."""
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    return get_backend(backend).gram_diagonal(X, bool(fit_intercept), c, V.check_n_jobs(n_jobs))
+
+
+def cg_solve(X, c, B, *, l2=0.0, damping=0.0, fit_intercept=True, tol=1e-10, max_iter=1000, x0=None,
+             precondition=True, backend="cpp", n_jobs=None):
+    """Solve ``(H + damping I) V = B`` by Jacobi-preconditioned CG over Hessian-vector products.
+
+    All columns of B share each pass over X. Returns ``(V, iterations, residual)``:
+    the (p, m) solution, the iterations and the final relative residual
+    ``||b - A v|| / ||b||`` of every column.
+    """
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    B = _check_block(B, p, "B")
+    x0 = None if x0 is None else _check_block(x0, p, "x0")
+    if x0 is not None and x0.shape != B.shape:
+        raise ValueError(f"x0 must have the shape of B, {B.shape}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    return get_backend(backend).cg_solve(
+        X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
+        float(tol), V.check_positive_int(max_iter, "max_iter"), x0, bool(precondition), V.check_n_jobs(n_jobs),
+    )
+
+
+def lissa_solve(X, c, B, *, scale, l2=0.0, damping=0.0, fit_intercept=True, depth=5000, repeats=1,
+                batch_size=256, seed=0, backend="cpp"):
+    """LiSSA estimate of ``(H + damping I)^{-1} B``: ``v_j = b + (I - (H_j + damping I)/scale) v_{j-1}``.
+
+    ``H_j`` is the Hessian of a mini-batch of ``batch_size`` rows drawn with
+    replacement by a seeded splitmix64 generator (the same batches in both
+    backends and for any thread count). Returns ``(V, diverged)``; diverged
+    columns are NaN. Needs ``scale`` above half the largest eigenvalue of the
+    mini-batch Hessians plus damping.
+    """
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    B = _check_block(B, p, "B")
+    if not (scale > 0):
+        raise ValueError(f"scale must be > 0, got {scale!r}")
+    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return get_backend(backend).lissa_solve(
+        X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
+        float(scale), V.check_positive_int(depth, "depth"), V.check_positive_int(repeats, "repeats"),
+        V.check_positive_int(batch_size, "batch_size"), int(seed),
+    )
+
+
+def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="cpp", n_jobs=None):
+    """The k most negative and k most positive entries of each column of ``diag(row_scale) Xa M``.
+
+    Streams over row blocks without holding the (n, m) matrix. Returns
+    ``(helpful_rows, helpful_scores, harmful_rows, harmful_scores)``, each (m, k),
+    best first; ties go to the lower row index.
+    """
+    X = V.check_matrix(X, "X")
+    row_scale = V.check_vector(row_scale, X.shape[0], "row_scale")
+    p = X.shape[1] + (1 if fit_intercept else 0)
+    M = _check_block(M, p, "M")
+    return get_backend(backend).top_k_scores(
+        X, bool(fit_intercept), row_scale, M, V.check_positive_int(k, "k"), V.check_n_jobs(n_jobs)
+    )

@@ -24,15 +24,23 @@ from .losses import Loss
 
 __all__ = ["LinearRegression", "LogisticRegression", "SmoothHingeClassifier", "PoissonRegression"]
 
+#: ``solver`` of the models: "newton" forms the dense p x p Hessian each
+#: iteration; "newton_cg" (truncated Newton) only needs Hessian-vector
+#: products, O(p) memory; "auto" uses "newton" up to this many parameters.
+FIT_SOLVERS = ("auto", "newton", "newton_cg")
+AUTO_NEWTON_MAX_PARAMS = 4096
+
 
 class _LinearModel:
     """Shared fitting machinery; subclasses choose the loss and the label encoding."""
 
     _loss_name: str = ""
-    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "backend", "n_jobs")
+    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "solver", "backend", "n_jobs")
 
-    def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, backend="cpp", n_jobs=None):
+    def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
+                 n_jobs=None):
         self.l2 = l2
+        self.solver = solver
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -68,6 +76,8 @@ class _LinearModel:
             raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
         V.check_positive_int(self.max_iter, "max_iter")
         V.check_n_jobs(self.n_jobs)
+        if self.solver not in FIT_SOLVERS:
+            raise ValueError(f"solver must be one of {FIT_SOLVERS}, got {self.solver!r}")
         get_backend(self.backend)
         _ = self.loss  # validates loss parameters such as t
 
@@ -98,10 +108,20 @@ class _LinearModel:
         theta0 = np.zeros(X.shape[1] + (1 if self.fit_intercept else 0))
         result = get_backend(self.backend).fit_newton(
             self.loss, X, y, s, theta0, bool(self.fit_intercept), float(self.l2), float(self.tol),
-            int(self.max_iter), V.check_n_jobs(self.n_jobs),
+            int(self.max_iter), V.check_n_jobs(self.n_jobs), self._fit_method(theta0.size),
         )
-        self._set_fit_result(result, X.shape[1])
+        self._set_fit_result(self._check_minimiser_exists(result, X, y, s), X.shape[1])
         return self
+
+    def _check_minimiser_exists(self, result, X, y, s):
+        """The fit result, marked not converged when R has no minimiser (see the classifiers)."""
+        return result
+
+    def _fit_method(self, n_params: int) -> str:
+        """"newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``solver`` rule."""
+        if self.solver == "auto":
+            return "newton" if n_params <= AUTO_NEWTON_MAX_PARAMS else "newton_cg"
+        return self.solver
 
     def _set_fit_result(self, result, n_features):
         self.theta_ = np.asarray(result["theta"], dtype=np.float64)
@@ -133,7 +153,7 @@ class _LinearModel:
         self._check_fitted()
         X = V.check_matrix(X, "X")
         V.check_same_features(X, self.n_features_in_, "X")
-        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+        return V.linear_predictor(X, self.theta_, bool(self.fit_intercept))
 
     def predict(self, X):
         return self.decision_function(X)
@@ -151,9 +171,10 @@ class _BinaryClassifier(_LinearModel):
     _positive_internal = 1.0
     _negative_internal = 0.0
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, backend="cpp", n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, backend=backend,
-                         n_jobs=n_jobs)
+    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
+                 n_jobs=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
+                         backend=backend, n_jobs=n_jobs)
 
     def _encode_targets(self, y, n, name="y", *, fitting=False):
         raw = np.asarray(y)
@@ -180,6 +201,26 @@ class _BinaryClassifier(_LinearModel):
             )
         positive = y == float(self.classes_[1])
         return np.where(positive, self._positive_internal, self._negative_internal)
+
+    def _check_minimiser_exists(self, result, X, y, s):
+        """With l2 = 0, parameters that classify every weighted training point correctly can
+        always be scaled up to lower R (both losses decrease in the margin y * eta): R then has
+        no minimiser, and a small gradient only means the weights have grown large."""
+        if float(self.l2) > 0:
+            return result
+        theta = np.asarray(result["theta"], dtype=np.float64)
+        d = X.shape[1]
+        eta = V.linear_predictor(X, theta, bool(self.fit_intercept))
+        margin = np.where(y == self._positive_internal, eta, -eta)
+        active = np.ones(y.shape[0], dtype=bool) if s is None else s > 0
+        if not np.all(margin[active] > 0):
+            return result
+        return dict(
+            result,
+            converged=False,
+            message="the training data are linearly separable and l2 = 0, so the objective has no minimiser "
+            "(the weights grow without bound as the tolerance shrinks); fit with l2 > 0",
+        )
 
     def predict(self, X):
         """The predicted class, in the labels the model was fitted with."""
@@ -212,10 +253,10 @@ class SmoothHingeClassifier(_BinaryClassifier):
     _param_names = _LinearModel._param_names + ("t",)
     _negative_internal = -1.0
 
-    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, backend="cpp",
-                 n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, backend=backend,
-                         n_jobs=n_jobs)
+    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto",
+                 backend="cpp", n_jobs=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
+                         backend=backend, n_jobs=n_jobs)
         self.t = t
 
     @property
@@ -230,9 +271,10 @@ class PoissonRegression(_LinearModel):
 
     _loss_name = "poisson"
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, backend="cpp", n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, backend=backend,
-                         n_jobs=n_jobs)
+    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
+                 n_jobs=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
+                         backend=backend, n_jobs=n_jobs)
 
     def predict(self, X):
         """The predicted mean, exp(eta)."""

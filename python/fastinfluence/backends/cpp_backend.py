@@ -47,10 +47,34 @@ def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_j
     return HV[:, 0] if vec else HV
 
 
-def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0):
+def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0, method="newton"):
     return _core.fit_newton(
-        loss.kind, loss.t, X, y, _weights(weights), theta0, fit_intercept, l2, tol, max_iter, n_jobs
+        loss.kind, loss.t, X, y, _weights(weights), theta0, fit_intercept, l2, tol, max_iter, n_jobs, method
     )
+
+
+def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):
+    return _core.curvature_weights(loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, n_jobs)
+
+
+def regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs=0):
+    return _core.regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs)
+
+
+def gram_diagonal(X, fit_intercept, c, n_jobs=0):
+    return _core.gram_diagonal(X, fit_intercept, c, n_jobs)
+
+
+def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precondition=True, n_jobs=0):
+    return _core.cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0, precondition, n_jobs)
+
+
+def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed):
+    return _core.lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed)
+
+
+def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0):
+    return _core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs)
 
 
 def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):

@@ -9,7 +9,7 @@ backend to this one. ``n_jobs`` is accepted for a common signature and ignored
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 from scipy.special import expit, log_expit
 
 from ..losses import Loss
@@ -73,22 +73,29 @@ def loss_difference(loss: Loss, y, eta, delta):
 
 
 # ---------------------------------------------------------------------------
-# kernels.hpp
+# kernels.hpp (X dense or SciPy CSR; never augmented with a column of ones)
 # ---------------------------------------------------------------------------
 
 
-def _augmented(X, fit_intercept):
-    """xa_i = (x_i, 1) as rows, in float64."""
-    X = np.asarray(X, dtype=np.float64)
-    if not fit_intercept:
-        return X
-    return np.hstack([X, np.ones((X.shape[0], 1))])
+def _as_float64(X):
+    return X.astype(np.float64) if X.dtype != np.float64 else X
+
+
+def _row_products(X, fit_intercept, M):
+    """xa_i^T M for every row: (n, m) dense."""
+    d = X.shape[1]
+    P = np.asarray(_as_float64(X) @ M[:d])
+    return P + M[d] if fit_intercept else P
+
+
+def _transpose_products(X, fit_intercept, R):
+    """Xa^T R for R (n, k): (p, k) dense."""
+    top = np.asarray(_as_float64(X).T @ R)
+    return np.vstack([top, R.sum(axis=0, keepdims=True)]) if fit_intercept else top
 
 
 def _linear_predictor(X, theta, fit_intercept):
-    d = X.shape[1]
-    eta = np.asarray(X, dtype=np.float64) @ theta[:d]
-    return eta + theta[d] if fit_intercept else eta
+    return _row_products(X, fit_intercept, theta[:, None])[:, 0]
 
 
 def row_derivatives(loss, X, y, theta, fit_intercept, n_jobs=0):
@@ -102,6 +109,19 @@ def _penalty_mask(d, fit_intercept):
     return np.r_[np.ones(d), np.zeros(1 if fit_intercept else 0)]
 
 
+def _gram(X, fit_intercept, c):
+    """Xa^T diag(c) Xa, dense (p, p)."""
+    Xf = _as_float64(X)
+    if sparse.issparse(Xf):
+        top = np.asarray((Xf.T @ sparse.diags(c) @ Xf).toarray())
+    else:
+        top = (Xf.T * c) @ Xf
+    if not fit_intercept:
+        return top
+    side = np.asarray(Xf.T @ c).reshape(-1, 1)
+    return np.block([[top, side], [side.T, np.array([[c.sum()]])]])
+
+
 def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
     """R(theta) = (1/n) sum_i s_i loss_i + (l2/2)||w||^2, its gradient and Hessian."""
     n, d = X.shape
@@ -110,26 +130,41 @@ def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_
     penalty = _penalty_mask(d, fit_intercept)
     objective = np.dot(s, value) / n + 0.5 * l2 * np.dot(theta[:d], theta[:d])
     gradient = hessian = None
-    Xa = _augmented(X, fit_intercept) if (want_gradient or want_hessian) else None
     if want_gradient:
         # grad = (1/n) Xa^T (s * loss') + l2 [w; 0]
-        gradient = Xa.T @ (s * d1) / n + l2 * penalty * theta
+        gradient = _transpose_products(X, fit_intercept, (s * d1 / n)[:, None])[:, 0] + l2 * penalty * theta
     if want_hessian:
-        # H = (1/n) Xa^T diag(s * loss'') Xa + l2 diag([1..1, 0])
-        hessian = (Xa.T * (s * d2 / n)) @ Xa + np.diag(l2 * penalty)
+        # H = Xa^T diag(s * loss'' / n) Xa + l2 diag([1..1, 0])
+        hessian = _gram(X, fit_intercept, s * d2 / n) + np.diag(l2 * penalty)
     return objective, gradient, hessian
 
 
-def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs=0):
-    n, d = X.shape
+def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):
+    """c_i = s_i loss''_i / n: the per-row weights of the data part of H."""
+    n = X.shape[0]
     s = np.ones(n) if weights is None else weights
-    _, _, _, d2 = row_derivatives(loss, X, y, theta, fit_intercept)
-    Xa = _augmented(X, fit_intercept)
+    return s * row_derivatives(loss, X, y, theta, fit_intercept)[3] / n
+
+
+def regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs=0):
+    """H V = Xa^T (c * (Xa V)) + l2 [V_w; 0]."""
+    HV = _transpose_products(X, fit_intercept, c[:, None] * _row_products(X, fit_intercept, V))
+    return HV + l2 * _penalty_mask(X.shape[1], fit_intercept)[:, None] * V
+
+
+def gram_diagonal(X, fit_intercept, c, n_jobs=0):
+    """diag(Xa^T diag(c) Xa)."""
+    Xf = _as_float64(X)
+    squares = Xf.multiply(Xf) if sparse.issparse(Xf) else Xf * Xf
+    top = np.asarray(squares.T @ c).reshape(-1)
+    return np.r_[top, c.sum()] if fit_intercept else top
+
+
+def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs=0):
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
-    V2 = V[:, None] if vec else V
-    # H V = Xa^T (c * (Xa V)) + l2 [V_w; 0],  c = s loss'' / n
-    HV = Xa.T @ ((s * d2 / n)[:, None] * (Xa @ V2)) + l2 * _penalty_mask(d, fit_intercept)[:, None] * V2
+    c = curvature_weights(loss, X, y, weights, theta, fit_intercept)
+    HV = regularised_gram_product(X, fit_intercept, c, l2, V[:, None] if vec else V)
     return HV[:, 0] if vec else HV
 
 
@@ -164,14 +199,14 @@ def newton_direction(H, g):
     return -g, True
 
 
-def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0):
-    """Newton's method with backtracking line search until ||grad|| <= tol * max(1, ||grad R(0)||)."""
+def _newton_loop(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, want_hessian, direction):
+    """Stop at ||grad|| <= tol * max(1, ||grad R(0)||), else step along direction() with line search."""
     theta = np.array(theta0, dtype=np.float64)
     args = (loss, X, y, weights)
     zero_grad = evaluate(*args, np.zeros_like(theta), fit_intercept, l2, True, False)[1]
     scale = max(1.0, float(np.linalg.norm(zero_grad)))
     target = tol * scale
-    value, grad, hess = evaluate(*args, theta, fit_intercept, l2, True, True)
+    value, grad, hess = evaluate(*args, theta, fit_intercept, l2, True, want_hessian)
     any_shift = False
     n_iter = 0
     while True:
@@ -186,13 +221,13 @@ def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_
             if any_shift:
                 message += " with a singular Hessian (is the data separable, or l2 = 0 with collinear features?)"
             return dict(result, converged=False, message=message)
-        step, shifted = newton_direction(hess, grad)
+        step, shifted = direction(theta, grad, hess, scale)
         any_shift = any_shift or shifted
         slope = float(grad @ step)
         t = 1.0
         for halvings in range(60):
             candidate = theta + t * step
-            trial = evaluate(*args, candidate, fit_intercept, l2, True, halvings == 0)
+            trial = evaluate(*args, candidate, fit_intercept, l2, True, want_hessian and halvings == 0)
             if np.isfinite(trial[0]):
                 armijo = trial[0] <= value + 1e-4 * t * slope
                 within_rounding = trial[0] <= value + 64.0 * _EPS * abs(value) and np.linalg.norm(
@@ -200,7 +235,7 @@ def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_
                 ) < grad_norm
                 if armijo or within_rounding:
                     theta = candidate
-                    if halvings == 0:
+                    if halvings == 0 or not want_hessian:
                         value, grad, hess = trial
                     else:
                         value, grad, hess = evaluate(*args, theta, fit_intercept, l2, True, True)
@@ -209,6 +244,32 @@ def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_
         else:
             return dict(result, converged=False, message="line search failed: no step decreases the objective")
         n_iter += 1
+
+
+def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0, method="newton"):
+    """Newton (dense H) or Newton-CG (matrix-free) with backtracking line search."""
+    if method == "newton":
+        return _newton_loop(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, True,
+                            lambda theta, g, H, scale: newton_direction(H, g))
+    if method != "newton_cg":
+        raise ValueError("method must be 'newton' or 'newton_cg'")
+    d = X.shape[1]
+
+    def direction(theta, g, _, scale):
+        # CG on H s = -g to relative residual min(0.5, sqrt(||g|| / scale))
+        c = curvature_weights(loss, X, y, weights, theta, fit_intercept)
+        diag = gram_diagonal(X, fit_intercept, c)
+        diag[:d] += l2
+        inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
+        tol_inner = min(0.5, float(np.sqrt(np.linalg.norm(g) / scale)))
+        max_inner = max(100, min(g.size, 2000))
+        step = conjugate_gradient(lambda V: regularised_gram_product(X, fit_intercept, c, l2, V),
+                                  -g[:, None], inv_diag, None, tol_inner, max_inner)[0][:, 0]
+        if not np.all(np.isfinite(step)) or step @ g >= 0:
+            return -g, True
+        return step, False
+
+    return _newton_loop(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, False, direction)
 
 
 # ---------------------------------------------------------------------------
@@ -240,16 +301,116 @@ class CholeskySolver:
         return linalg.solve_triangular(L, np.eye(self.size), lower=True)
 
 
+def conjugate_gradient(apply, B, inv_diag, X0, tol, max_iter):
+    """Per-column preconditioned CG for A X = B; every iteration applies A to all active columns at once.
+
+    Returns (solution, iterations, relative residuals)."""
+    p, m = B.shape
+    X = np.zeros((p, m)) if X0 is None else np.array(X0, dtype=np.float64)
+    iterations = np.zeros(m, dtype=np.int32)
+    b_norm = np.linalg.norm(B, axis=0)
+    # r = b - A x ;  z = M^{-1} r ;  d = z
+    R = B - apply(X) if X0 is not None else B.copy()
+    Z = R * inv_diag[:, None] if inv_diag is not None else R.copy()
+    D = Z.copy()
+    rz = np.einsum("ij,ij->j", R, Z)
+    residual = np.where(b_norm > 0, np.linalg.norm(R, axis=0) / np.where(b_norm > 0, b_norm, 1.0), 0.0)
+    X[:, b_norm == 0] = 0.0
+    active = [j for j in range(m) if b_norm[j] > 0 and residual[j] > tol]
+    for it in range(1, max_iter + 1):
+        if not active:
+            break
+        Dk = D[:, active]
+        ADk = apply(Dk)
+        still = []
+        for a, j in enumerate(active):
+            curvature = Dk[:, a] @ ADk[:, a]
+            iterations[j] = it
+            if not curvature > 0:
+                residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
+                continue
+            # alpha = r.z / d.Ad ;  x += alpha d ;  r -= alpha Ad
+            alpha = rz[j] / curvature
+            X[:, j] += alpha * Dk[:, a]
+            R[:, j] -= alpha * ADk[:, a]
+            residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
+            if residual[j] <= tol:
+                continue
+            z = R[:, j] * inv_diag if inv_diag is not None else R[:, j].copy()
+            rz_new = R[:, j] @ z
+            D[:, j] = z + (rz_new / rz[j]) * D[:, j]
+            rz[j] = rz_new
+            still.append(j)
+        active = still
+    return X, iterations, residual
+
+
+def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precondition=True, n_jobs=0):
+    """(H + damping I) V = B by Jacobi-preconditioned CG over Hessian-vector products."""
+    d = X.shape[1]
+    inv_diag = None
+    if precondition:
+        diag = gram_diagonal(X, fit_intercept, c)
+        diag[:d] += l2
+        diag += damping
+        inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
+
+    def apply(V):
+        return regularised_gram_product(X, fit_intercept, c, l2, V) + damping * V
+
+    return conjugate_gradient(apply, np.asarray(B, dtype=np.float64), inv_diag, x0, tol, max_iter)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(states):
+    """The splitmix64 output for each state (uint64 arithmetic wraps, as in C++)."""
+    z = states.copy()
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed):
+    """v_j = b + (I - (H_batch + damping I)/scale) v_{j-1}; result v_depth / scale, averaged over repeats.
+
+    Draws the same mini-batches as the C++ core for the same seed (splitmix64)."""
+    n, d = X.shape
+    B = np.asarray(B, dtype=np.float64)
+    m = B.shape[1]
+    batch = min(batch_size, n)
+    b_norm = np.linalg.norm(B, axis=0)
+    diverged = np.zeros(m, dtype=bool)
+    total = np.zeros_like(B)
+    penalty = _penalty_mask(d, fit_intercept)[:, None]
+    Xf = _as_float64(X)
+    with np.errstate(over="ignore"):
+        for r in range(repeats):
+            start = np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(r)
+            V = B.copy()
+            for j in range(depth):
+                k = np.arange(j * batch + 1, (j + 1) * batch + 1, dtype=np.uint64)
+                rows = np.sort((_splitmix64(start + k * _GOLDEN) % np.uint64(n)).astype(np.int64))
+                Xb = Xf[rows]
+                cb = c[rows]
+                # mini-batch Hessian: (n/|B|) sum_{i in B} c_i xa_i xa_i^T + l2 P
+                HV = _transpose_products(Xb, fit_intercept, cb[:, None] * _row_products(Xb, fit_intercept, V))
+                HV = HV * (n / batch) + l2 * penalty * V
+                V = B + (1.0 - damping / scale) * V - HV / scale
+                norms = np.linalg.norm(V, axis=0)
+                diverged |= ~np.isfinite(norms) | (norms > 1e8 * np.maximum(b_norm, 1e-300) * (j + 1))
+                if diverged.all():
+                    break
+            total += V / scale
+    total /= repeats
+    total[:, diverged] = np.nan
+    return total, diverged
+
+
 # ---------------------------------------------------------------------------
 # scoring kernels (kernels.hpp)
 # ---------------------------------------------------------------------------
-
-
-def _row_products(X, fit_intercept, M):
-    """xa_i^T M for every row: (n, m)."""
-    d = X.shape[1]
-    P = np.asarray(X, dtype=np.float64) @ M[:d]
-    return P + M[d] if fit_intercept else P
 
 
 def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):
@@ -282,3 +443,26 @@ def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):
     d = X.shape[1]
     A = _row_products(X, fit_intercept, V)  # (n, m)
     return -(d2[:, None, None] * A[:, :, None] * w[None, None, :] + d1[:, None, None] * V[:d].T[None, :, :])
+
+
+def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, block_rows=65536):
+    """For each column j of S = diag(row_scale) Xa M: the k most negative (helpful) and k most
+    positive (harmful) entries, streaming over row blocks. Ties go to the lower row index.
+
+    Returns (helpful_rows, helpful_scores, harmful_rows, harmful_scores), each (m, k)."""
+    n = X.shape[0]
+    k = min(k, n)
+    m = M.shape[1]
+    best_rows = {"helpful": np.zeros((m, 0), dtype=np.int64), "harmful": np.zeros((m, 0), dtype=np.int64)}
+    best_vals = {"helpful": np.zeros((m, 0)), "harmful": np.zeros((m, 0))}
+    for start in range(0, n, block_rows):
+        S = row_scale[start : start + block_rows, None] * _row_products(X[start : start + block_rows], fit_intercept, M)
+        rows = np.arange(start, start + S.shape[0])
+        for kind, keys in (("helpful", -S.T), ("harmful", S.T)):
+            cand_vals = np.hstack([best_vals[kind], keys])
+            cand_rows = np.hstack([best_rows[kind], np.broadcast_to(rows, keys.shape)])
+            # sort by (key descending, row ascending) and keep k
+            order = np.lexsort((cand_rows, -cand_vals), axis=1)[:, :k]
+            best_vals[kind] = np.take_along_axis(cand_vals, order, axis=1)
+            best_rows[kind] = np.take_along_axis(cand_rows, order, axis=1)
+    return best_rows["helpful"], -best_vals["helpful"], best_rows["harmful"], best_vals["harmful"]

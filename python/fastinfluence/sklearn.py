@@ -1,0 +1,579 @@
+"""Influence for fitted scikit-learn estimators: translate them into fastinfluence models.
+
+:func:`from_sklearn` reads a fitted estimator's coefficients and settings and
+returns the fastinfluence model that minimises the *same* objective, so that
+:class:`~fastinfluence.Influence` can differentiate it. For a ``Pipeline``,
+:func:`transform` gives the features its final step sees; influence is then
+computed in that space, in three lines::
+
+    model = fi.from_sklearn(pipe, X, y)
+    inf = fi.Influence(model, fi.sklearn.transform(pipe, X), y)
+    scores = inf.loss(fi.sklearn.transform(pipe, X_test), y_test)
+
+With sample or class weights, give Influence ``sample_weight=model.sample_weight_``
+(the weights of the translated objective). Every influence is with respect to
+the transformed features; in particular ``Influence.pert_loss`` is the gradient
+in the space :func:`transform` returns, not in the raw inputs.
+
+scikit-learn is an optional dependency: it is imported only when these
+functions are called (``pip install "fastinfluence[sklearn]"``).
+
+The objective
+-------------
+fastinfluence minimises, over ``theta = (w, b)`` (``b`` never penalised),
+
+    R(theta) = (1/n) sum_i s_i loss(y_i, eta_i) + (l2/2) ||w||^2,   eta_i = x_i . w + b,
+
+with ``n`` the number of rows (not the sum of weights) and ``s_i`` the sample
+weights times the class weights, where the estimator has them. Each estimator
+minimises a positive multiple of R plus a constant, so the minimisers agree.
+With ``S = sum_i s_i``:
+
+=======================================  ==================  ===================
+estimator                                loss                ``l2``
+=======================================  ==================  ===================
+``LogisticRegression`` (l2 penalty)      logistic            ``1 / (C n)``
+``LogisticRegression`` (no penalty)      logistic            ``0``
+``LinearRegression``                     squared             ``0``
+``Ridge``                                squared             ``alpha / n``
+``PoissonRegressor``                     poisson             ``alpha S / n``
+``SGDClassifier(loss="log_loss")``       logistic            ``alpha`` (l2), 0
+``SGDRegressor(loss="squared_error")``   squared             ``alpha`` (l2), 0
+``SGDClassifier(loss="hinge")``          smooth hinge (*)    ``alpha`` (l2), 0
+``LinearSVC``                            smooth hinge (*)    ``1 / (C n)``
+=======================================  ==================  ===================
+
+(*) an approximation, see below. The algebra, estimator by estimator:
+
+- ``LogisticRegression`` (every solver) and ``LinearSVC`` minimise
+  ``F = C sum_i s_i loss_i + (1/2)||w||^2``. Then
+  ``F / (C n) = (1/n) sum_i s_i loss_i + (1/2) (1/(C n)) ||w||^2``: ``l2 = 1/(C n)``.
+  (lbfgs and the Newton solvers minimise ``F / (C S)``, sag ``F / (C n)``: the
+  same minimiser.) No penalty (``C=np.inf``, or ``penalty=None`` in older
+  scikit-learn) gives ``l2 = 0``.
+- ``Ridge`` minimises ``F = sum_i s_i (y_i - eta_i)^2 + alpha ||w||^2``, so
+  ``F / (2n) = (1/n) sum_i s_i (1/2)(y_i - eta_i)^2 + (1/2)(alpha/n)||w||^2``:
+  ``l2 = alpha / n``; ``LinearRegression`` is ``alpha = 0``.
+- ``PoissonRegressor`` minimises ``F = (1/(2S)) sum_i s_i dev_i + (alpha/2)||w||^2``
+  with ``dev_i / 2 = y_i log(y_i/mu_i) - y_i + mu_i = (exp(eta_i) - y_i eta_i) + c(y_i)``
+  (``mu = exp(eta)``; ``c`` does not depend on theta). So
+  ``(S/n) F = (1/n) sum_i s_i loss_i + (1/2)(alpha S/n)||w||^2 + const``:
+  ``l2 = alpha S / n`` (``= alpha`` without sample weights).
+- ``SGDClassifier``/``SGDRegressor`` minimise ``F = (1/n) sum_i s_i L_i + alpha (1/2)||w||^2``
+  (penalty ``"l2"``), and their ``log_loss`` ``log(1 + exp(-y' eta))`` with
+  ``y'`` in {-1, +1} is the logistic loss, their ``squared_error`` is
+  ``(1/2)(y - eta)^2``: ``l2 = alpha``.
+
+Leaving a row out. Dropping row ``i`` from a *sum* convention (``C`` or
+``alpha`` times a sum: LogisticRegression, LinearSVC, Ridge, LinearRegression)
+with ``C``/``alpha`` unchanged is exactly fastinfluence's ``s_i = 0`` at fixed
+``n`` (the refit divides by the same ``C n``). For a *mean* convention the
+strength must be rescaled: PoissonRegressor refitted without row ``i`` with
+``alpha * S / (S - s_i)``, SGD with ``alpha * n / (n - 1)``.
+
+Polishing. scikit-learn stops at loose tolerances, but influence functions are
+derivatives at the optimum. :func:`from_sklearn` therefore measures
+``||grad R||`` at the estimator's coefficients and runs Newton's method from
+there (``fastinfluence.kernels.fit_newton``) to the model's tolerance,
+``||grad R|| <= tol * max(1, ||grad R(0)||)``. When the estimator was not at
+the optimum in the sense :class:`~fastinfluence.Influence` checks (relative
+gradient above ``1e-6``) a :class:`~fastinfluence.PolishingWarning` says how
+far it was and how far the coefficients moved. SGD never converges that
+tightly, so expect the warning there.
+
+Approximations and choices.
+
+- The hinge losses (``LinearSVC``; ``SGDClassifier`` with ``"hinge"`` or
+  ``"squared_hinge"``) have no second derivative, so they are replaced by the
+  smooth hinge ``t log(1 + exp((1 - y eta)/t))`` with temperature ``t = 0.1``
+  by default (Koh & Liang 2017, section 4.3, compare 0.1 and 0.001): it is within
+  ``t log 2`` of the hinge everywhere, and its curvature ``loss''`` spreads
+  over a band of width about ``t`` around the margin, so the Hessian stays
+  well conditioned. The coefficients are re-optimised for the smooth hinge and
+  an :class:`~fastinfluence.ApproximationWarning` says how far they moved. The
+  squared hinge is a different loss, not a limit of the smooth hinge: expect a
+  larger move.
+- liblinear (``LogisticRegression(solver="liblinear")``, ``LinearSVC``) fits
+  the intercept as the weight ``v`` of a constant feature ``intercept_scaling``
+  and penalises it (``b = intercept_scaling * v``, penalty ``v^2 / 2``).
+  fastinfluence's objective never penalises the intercept; the returned model
+  is the optimum of R without that penalty (the polishing warning says so).
+- ``class_weight``: ``None``, ``"balanced"`` and dicts are supported, computed
+  by scikit-learn's own ``compute_class_weight`` exactly as the estimator does
+  and multiplied into the sample weights (``"balanced"`` is
+  ``n_samples / (n_classes * bincount(y))``; for LogisticRegression and
+  LinearSVC the counts are weighted by ``sample_weight`` where scikit-learn's
+  ``compute_class_weight`` accepts it, as those estimators then do).
+- Not supported (a ``ValueError``/``TypeError`` names what is): l1 and
+  elastic-net penalties, multi-class and multi-output models, ``positive=True``,
+  other losses (``modified_huber``, ``huber``, ...), and non-numeric class
+  labels (encode them as 0/1 first; fastinfluence models take numeric labels).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as V
+from . import kernels
+from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
+from .influence import OPTIMUM_TOLERANCE
+from .models import (
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegression,
+    SmoothHingeClassifier,
+    _LinearModel,
+)
+
+__all__ = ["from_sklearn", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]
+
+#: Smooth-hinge temperature that stands in for the hinge losses.
+DEFAULT_TEMPERATURE = 0.1
+
+SUPPORTED_ESTIMATORS = (
+    "LogisticRegression (binary; l2 penalty or none; any solver), LinearRegression, Ridge, "
+    "PoissonRegressor, SGDClassifier (binary; loss 'log_loss', or 'hinge'/'squared_hinge' approximated by "
+    "the smooth hinge; penalty 'l2' or None), SGDRegressor (loss 'squared_error'; penalty 'l2' or None), "
+    "LinearSVC (binary; penalty 'l2'; approximated by the smooth hinge), and a Pipeline whose final step "
+    "is one of these"
+)
+
+
+def _import_sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:  # pragma: no cover - exercised only without scikit-learn
+        raise ImportError(
+            "fastinfluence.sklearn needs scikit-learn; install it with pip install 'fastinfluence[sklearn]'"
+        ) from None
+
+
+def _unsupported(estimator, why: str, exc=ValueError):
+    return exc(f"{why}. from_sklearn supports {SUPPORTED_ESTIMATORS}; got {estimator!r}")
+
+
+# -- pipelines ---------------------------------------------------------------------------------
+def _final_step(estimator):
+    """The estimator at the end of (possibly nested) pipelines."""
+    from sklearn.pipeline import Pipeline
+
+    while isinstance(estimator, Pipeline):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def transform(estimator, X) -> np.ndarray:
+    """The features the final step of ``estimator`` sees: X through every preceding pipeline step.
+
+    For a ``Pipeline`` this is ``pipeline[:-1].transform(X)`` (recursing into a
+    nested final pipeline); for a bare estimator it is X itself, so user code
+    can call it either way. Apply it to training *and* test data before
+    :class:`~fastinfluence.Influence`: the model :func:`from_sklearn` returns
+    lives in this transformed space, and so do its influences. In particular
+    ``Influence.pert_loss`` is the gradient with respect to the *transformed*
+    features of training row i (to move it to the raw inputs, multiply by the
+    Jacobian of the transformers: for a ``StandardScaler``, divide column k by
+    ``scale_[k]``).
+
+    Parameters
+    ----------
+    estimator : fitted scikit-learn estimator or Pipeline
+    X : array-like of shape (n, d_raw), whatever the pipeline accepts
+
+    Returns
+    -------
+    Xt : dense ndarray of shape (n, d)
+        Sparse transformer output is made dense (fastinfluence's kernels take
+        dense arrays); pandas output becomes a NumPy array.
+    """
+    _import_sklearn()
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        if len(estimator.steps) > 1:
+            X = estimator[:-1].transform(X)
+        return transform(estimator.steps[-1][1], X)
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    return np.asarray(X)
+
+
+# -- reading the estimator ---------------------------------------------------------------------
+@dataclass
+class _Translation:
+    """What an estimator becomes: an unfitted model with its l2, and how the data are weighted."""
+
+    model: _LinearModel
+    class_weighted: bool = False  # whether estimator.class_weight enters the sample weights
+    balanced_uses_sample_weight: bool = False  # "balanced" counts weighted by sample_weight
+    weight_sum_l2: float | None = None  # PoissonRegressor: l2 = alpha * S / n, filled in later
+    approximation: str = ""  # why the loss was replaced (ApproximationWarning)
+    note: str = ""  # context for the PolishingWarning
+    advice: str = " Fit the estimator with a tighter tol to avoid this."
+
+
+def _estimator_name(estimator) -> str:
+    return type(estimator).__name__
+
+
+def _logistic_l2(est, n: int) -> float:
+    """l2 of LogisticRegression, for the pre-1.8 ``penalty`` and the newer ``l1_ratio``/``C`` spellings."""
+    penalty = getattr(est, "penalty", "l2")
+    l1_ratio = getattr(est, "l1_ratio", None)
+    C = float(est.C)
+    if penalty == "deprecated":  # scikit-learn >= 1.8: the penalty follows l1_ratio, and C=inf means none
+        if l1_ratio is None or l1_ratio == 0:
+            penalty = "l2"
+        else:
+            penalty = "l1" if l1_ratio == 1 else "elasticnet"
+        if np.isinf(C):
+            penalty = None
+    elif penalty == "none":  # spelling of scikit-learn < 1.2
+        penalty = None
+    elif penalty == "elasticnet" and l1_ratio == 0:
+        penalty = "l2"
+    if penalty is None:
+        return 0.0
+    if penalty != "l2":
+        raise _unsupported(
+            est,
+            f"LogisticRegression with an {penalty} penalty is not supported (only l2 or none: "
+            "influence functions need a twice-differentiable objective)",
+        )
+    return 0.0 if np.isinf(C) else 1.0 / (C * n)
+
+
+def _sgd_penalised(est) -> bool:
+    """Whether an SGD estimator has an l2 penalty (True) or none (False); raises for l1/elastic-net."""
+    penalty = est.penalty
+    if penalty is None or penalty == "none":
+        return False
+    if penalty == "l2" or (penalty == "elasticnet" and est.l1_ratio == 0):
+        return True
+    raise _unsupported(
+        est, f"{_estimator_name(est)} with penalty={penalty!r} is not supported (only 'l2' or None)"
+    )
+
+
+def _liblinear_intercept_note(est) -> str:
+    if not est.fit_intercept:
+        return ""
+    return (
+        f" liblinear penalises the intercept (as the weight of a constant feature "
+        f"intercept_scaling={est.intercept_scaling!r}); fastinfluence's objective does not, so the returned "
+        "intercept is the optimum without that penalty."
+    )
+
+
+def _smooth_hinge_text(est, loss_name: str, t: float) -> str:
+    what = (
+        "the hinge loss"
+        if loss_name == "hinge"
+        else "the squared hinge loss (a different loss, not a limit of the smooth hinge)"
+    )
+    return (
+        f"{_estimator_name(est)} minimises {what}, which has no second derivative; it is replaced by the "
+        f"smooth hinge t*log(1 + exp((1 - y*eta)/t)) with t={t:g}, and influence values are those of that "
+        "model."
+    )
+
+
+_SGD_NOTE = " Stochastic gradient descent stops short of the exact optimum, so this is expected."
+
+
+def _translate(est, n: int, t: float) -> _Translation:
+    """The fastinfluence model (with l2) for the final estimator ``est``; raises for what is unsupported."""
+    from sklearn.linear_model import (
+        LinearRegression as SkLinearRegression,
+    )
+    from sklearn.linear_model import (
+        LogisticRegression as SkLogisticRegression,
+    )
+    from sklearn.linear_model import (
+        LogisticRegressionCV,
+        PoissonRegressor,
+        Ridge,
+        SGDClassifier,
+        SGDRegressor,
+    )
+    from sklearn.svm import LinearSVC
+
+    name = _estimator_name(est)
+    if isinstance(est, LogisticRegressionCV):
+        raise _unsupported(
+            est, "LogisticRegressionCV is not supported (refit a LogisticRegression with its C_)", TypeError
+        )
+    if isinstance(est, SkLogisticRegression):
+        if getattr(est, "multi_class", "auto") == "multinomial":
+            raise _unsupported(est, "LogisticRegression(multi_class='multinomial') is not supported")
+        l2 = _logistic_l2(est, n)
+        spec = _Translation(LogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True)
+        if est.solver == "liblinear":
+            spec.note = _liblinear_intercept_note(est)
+            spec.advice = " Fit with another solver (lbfgs, newton-cholesky) and a tighter tol to avoid this."
+        return spec
+    if isinstance(est, LinearSVC):
+        if est.penalty != "l2":
+            raise _unsupported(est, f"LinearSVC with penalty={est.penalty!r} is not supported (only 'l2')")
+        if est.multi_class != "ovr":
+            raise _unsupported(
+                est, f"LinearSVC(multi_class={est.multi_class!r}) is not supported (only 'ovr')"
+            )
+        return _Translation(
+            SmoothHingeClassifier(t=t, l2=1.0 / (float(est.C) * n)),
+            class_weighted=True,
+            balanced_uses_sample_weight=True,
+            approximation=_smooth_hinge_text(est, est.loss, t),
+            note=_liblinear_intercept_note(est),
+        )
+    if isinstance(est, SGDClassifier):
+        l2 = float(est.alpha) if _sgd_penalised(est) else 0.0
+        if est.loss in ("log_loss", "log"):
+            return _Translation(LogisticRegression(l2=l2), class_weighted=True, note=_SGD_NOTE, advice="")
+        if est.loss in ("hinge", "squared_hinge"):
+            return _Translation(
+                SmoothHingeClassifier(t=t, l2=l2),
+                class_weighted=True,
+                approximation=_smooth_hinge_text(est, est.loss, t),
+            )
+        raise _unsupported(
+            est,
+            f"SGDClassifier(loss={est.loss!r}) is not supported (only 'log_loss', 'hinge' "
+            "and 'squared_hinge')",
+        )
+    if isinstance(est, SGDRegressor):
+        l2 = float(est.alpha) if _sgd_penalised(est) else 0.0
+        if est.loss not in ("squared_error", "squared_loss"):
+            raise _unsupported(
+                est, f"SGDRegressor(loss={est.loss!r}) is not supported (only 'squared_error')"
+            )
+        return _Translation(LinearRegression(l2=l2), note=_SGD_NOTE, advice="")
+    if isinstance(est, Ridge):
+        if getattr(est, "positive", False):
+            raise _unsupported(est, "Ridge(positive=True) is not supported (a constrained optimum)")
+        alpha = np.ravel(np.asarray(est.alpha, dtype=np.float64))
+        if alpha.size != 1:
+            raise _unsupported(est, "Ridge with one alpha per target is not supported (single target only)")
+        return _Translation(LinearRegression(l2=float(alpha[0]) / n))
+    if isinstance(est, SkLinearRegression):
+        if getattr(est, "positive", False):
+            raise _unsupported(
+                est, "LinearRegression(positive=True) is not supported (a constrained optimum)"
+            )
+        return _Translation(LinearRegression(l2=0.0))
+    if isinstance(est, PoissonRegressor):
+        return _Translation(PoissonRegression(l2=0.0), weight_sum_l2=float(est.alpha))
+    raise _unsupported(est, f"{name} is not supported", TypeError)
+
+
+def _binary_classes(est) -> np.ndarray:
+    classes = np.asarray(est.classes_)
+    if classes.shape[0] != 2:
+        raise _unsupported(
+            est,
+            f"{_estimator_name(est)} has {classes.shape[0]} classes; only binary "
+            "classification is supported so far",
+        )
+    if not (classes.dtype == bool or np.issubdtype(classes.dtype, np.number)):
+        raise ValueError(
+            f"{_estimator_name(est)} has non-numeric classes {classes.tolist()}; fastinfluence models take "
+            f"numeric (or bool) labels. Encode them, e.g. y01 = (y == {classes[1]!r}).astype(int), and fit "
+            "the estimator on y01."
+        )
+    return classes.copy()
+
+
+def _class_weights(est, y_user, classes, sample_weight, uses_sample_weight: bool):
+    """Per-row class weights exactly as the estimator computes them, or None."""
+    class_weight = getattr(est, "class_weight", None)
+    if class_weight is None:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    kwargs = {}
+    if (
+        uses_sample_weight
+        and sample_weight is not None
+        and "sample_weight" in inspect.signature(compute_class_weight).parameters
+    ):
+        kwargs["sample_weight"] = sample_weight
+    per_class = compute_class_weight(class_weight, classes=classes, y=y_user, **kwargs)
+    return np.asarray(per_class, dtype=np.float64)[(y_user == classes[1]).astype(np.intp)]
+
+
+def _coefficients(est, fit_intercept: bool, d: int) -> np.ndarray:
+    """theta = (w, b) from ``coef_`` and ``intercept_``."""
+    coef = np.asarray(est.coef_, dtype=np.float64)
+    if coef.ndim == 2:
+        if coef.shape[0] != 1:
+            raise _unsupported(
+                est,
+                f"{_estimator_name(est)} has {coef.shape[0]} rows of coefficients (a "
+                "multi-output or multi-class model); only one is supported",
+            )
+        coef = coef[0]
+    if coef.shape[0] != d:
+        raise ValueError(
+            f"X has {d} features (after the pipeline's transformers) but {_estimator_name(est)} has "
+            f"{coef.shape[0]} coefficients: pass the X the estimator (or pipeline) was fitted on"
+        )
+    if not fit_intercept:
+        return coef
+    return np.append(coef, float(np.ravel(np.asarray(est.intercept_, dtype=np.float64))[0]))
+
+
+# -- the public entry point --------------------------------------------------------------------
+def from_sklearn(
+    estimator,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    t=DEFAULT_TEMPERATURE,
+    tol=1e-10,
+    max_iter=100,
+    backend="cpp",
+    n_jobs=None,
+):
+    """The fitted fastinfluence model equivalent to a fitted scikit-learn estimator.
+
+    The estimator's penalty is translated into the ``l2`` of fastinfluence's
+    objective (see the module docstring for the table and the algebra), its
+    coefficients are checked for optimality on ``(X, y, sample_weight)`` and
+    polished with Newton steps where needed.
+
+    Parameters
+    ----------
+    estimator : fitted scikit-learn estimator, or a Pipeline ending in one
+        One of the supported estimators (:data:`SUPPORTED_ESTIMATORS`). For a
+        Pipeline, the preceding steps are applied to X (:func:`transform`) and
+        the model lives in the transformed feature space.
+    X : array-like of shape (n, d_raw)
+        The training data the estimator (or pipeline) was fitted on, untransformed.
+    y : array of shape (n,)
+        Its training targets; class labels must be numbers or bool.
+    sample_weight : array of shape (n,) or None
+        The weights the (final) estimator was fitted with. Class weights from
+        ``estimator.class_weight`` are multiplied in; the product is stored as
+        ``model.sample_weight_``, the weights to give
+        :class:`~fastinfluence.Influence` (see Notes).
+    t : float > 0
+        Smooth-hinge temperature standing in for the hinge losses of
+        ``LinearSVC`` and ``SGDClassifier(loss="hinge")``.
+    tol, max_iter, backend, n_jobs
+        Stored on the returned model; ``tol`` and ``max_iter`` also bound the
+        polishing (``||grad R|| <= tol * max(1, ||grad R(0)||)``).
+
+    Returns
+    -------
+    model : LogisticRegression, LinearRegression, PoissonRegression or SmoothHingeClassifier
+        Fitted: ``theta_`` is the optimum of R, ``l2`` the translated penalty,
+        ``classes_`` the estimator's classes (classifiers), ``n_iter_`` the
+        Newton steps the polishing took.
+
+    Warns
+    -----
+    PolishingWarning
+        The estimator's coefficients were not at the optimum (relative gradient
+        norm above 1e-6); the message gives the gradient norm and how far the
+        polishing moved them.
+    ApproximationWarning
+        A hinge loss was replaced by the smooth hinge.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported estimator; ValueError for unsupported settings
+        (l1 or elastic-net penalties, multi-class or multi-output models, other
+        losses, non-numeric class labels).
+
+    Notes
+    -----
+    The objective's weights are ``s_i = sample_weight_i * class_weight[y_i]``
+    (either factor 1 when absent). :class:`~fastinfluence.Influence` must be
+    given the same weights: they are ``model.sample_weight_`` (None when all
+    ones), so the general recipe is::
+
+        model = fi.from_sklearn(est, X, y, sample_weight)
+        inf = fi.Influence(model, fi.sklearn.transform(est, X), y, sample_weight=model.sample_weight_)
+    """
+    _import_sklearn()
+    final = _final_step(estimator)
+    if final is None or final == "passthrough" or not hasattr(final, "fit"):
+        raise _unsupported(estimator, "the pipeline's final step is not an estimator", TypeError)
+    name = _estimator_name(final)
+    if not hasattr(final, "coef_"):
+        _translate(final, 1, t)  # an unsupported type or setting is the more useful error
+        raise NotFittedError(f"{name} is not fitted yet; fit it (or its pipeline) before from_sklearn")
+
+    Xt = V.check_matrix(transform(estimator, X), "X")
+    n, d = Xt.shape
+    spec = _translate(final, n, t)
+    model = spec.model
+    model.set_params(
+        fit_intercept=bool(final.fit_intercept), tol=tol, max_iter=max_iter, backend=backend, n_jobs=n_jobs
+    )
+    model._check_params()
+    classes = _binary_classes(final) if hasattr(final, "classes_") else None
+    theta = _coefficients(final, model.fit_intercept, d)
+    s = V.check_sample_weight(sample_weight, n)
+
+    y_raw = np.asarray(y)
+    if y_raw.ndim == 2 and 1 in y_raw.shape:
+        y_raw = y_raw.reshape(-1)
+    if classes is not None:
+        model.classes_ = classes
+        y_internal = model._encode_targets(y_raw, n, "y")
+        if spec.class_weighted:
+            class_weights = _class_weights(final, y_raw, classes, s, spec.balanced_uses_sample_weight)
+            if class_weights is not None:
+                s = class_weights if s is None else s * class_weights
+    else:
+        y_internal = model._encode_targets(y_raw, n, "y")
+    if spec.weight_sum_l2 is not None:
+        weight_sum = float(n if s is None else s.sum())
+        model.l2 = spec.weight_sum_l2 * weight_sum / n
+
+    problem = dict(
+        weights=s, l2=float(model.l2), fit_intercept=model.fit_intercept, backend=backend, n_jobs=n_jobs
+    )
+    initial = float(np.linalg.norm(kernels.gradient(model.loss, Xt, y_internal, theta, **problem)))
+    result = dict(
+        kernels.fit_newton(model.loss, Xt, y_internal, theta0=theta, tol=tol, max_iter=max_iter, **problem)
+    )
+    # l2 = 0 on separable data: no minimiser, however small the gradient (the same check as fit)
+    result = model._check_minimiser_exists(result, Xt, y_internal, s)
+    polished = np.asarray(result["theta"], dtype=np.float64)
+    moved = float(np.linalg.norm(polished - theta)) / max(
+        float(np.linalg.norm(polished)), np.finfo(float).tiny
+    )
+    relative = initial / result["grad_norm_scale"]
+    result["message"] = (
+        f"{result['message']} (Newton polish of {name}'s coefficients: "
+        f"{result['n_iter']} iteration(s), relative move {moved:.1e})"
+    )
+    model._set_fit_result(result, d)
+    model.sample_weight_ = s
+
+    if spec.approximation:
+        warnings.warn(
+            f"{spec.approximation} The coefficients were re-optimised for it and moved by {moved:.1e} "
+            f"(relative, in norm).{spec.note}",
+            ApproximationWarning,
+            stacklevel=2,
+        )
+    elif relative > OPTIMUM_TOLERANCE:
+        warnings.warn(
+            f"{name}'s coefficients are not at the optimum of the objective they translate to (gradient norm "
+            f"{initial:.3e}, {relative:.1e} relative to max(1, ||grad R(0)||)); {result['n_iter']} Newton "
+            f"step(s) moved them by {moved:.1e} (relative, in norm).{spec.note}{spec.advice} Check that X, y "
+            "and sample_weight are those it was fitted on.",
+            PolishingWarning,
+            stacklevel=2,
+        )
+    return model

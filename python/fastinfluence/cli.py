@@ -606,10 +606,11 @@ def _normalise_top_k_result(result, m, k):
 def top_k_table(inf, X_test, y_test, k, bar=None):
     """Tidy DataFrame (test_row, rank, train_row, score, kind) of the k most helpful and harmful rows.
 
-    Uses ``Influence.top_k`` (streaming, O(m k) memory) when the Influence object
-    has it in a recognised form; otherwise scores blocks of test columns with
-    ``Influence.loss`` and keeps the k smallest and largest of each column with
-    ``np.argpartition``. ``k`` is capped at the number of training rows.
+    Uses ``Influence.top_k`` (streaming over X, O(m k) memory) when the object
+    has it and its result has the recognised form; otherwise (an Influence-like
+    object without it) scores blocks of test columns with ``loss`` and keeps
+    the k smallest and largest of each column with ``np.argpartition``. ``k`` is
+    capped at the number of training rows.
     """
     pd = _require("pandas")
     n, m = inf.n_samples_, X_test.shape[0]
@@ -694,8 +695,10 @@ def _run_score(args) -> int:
 
     if args.top_k is not None and args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.n_jobs is not None and args.n_jobs == 0:
-        raise InputError("--n-jobs must be a positive number of threads, or -1 for every core")
+    if args.n_jobs is not None and not (args.n_jobs >= 1 or args.n_jobs == -1):
+        raise InputError(
+            f"--n-jobs must be a positive number of threads, or -1 for every core; got {args.n_jobs}"
+        )
     if not args.max_matrix_mb > 0:
         raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
     outputs = _output_paths(args)

@@ -333,6 +333,10 @@ class Influence:
         Moving training input x_i to x_i + delta (with weight eps) changes the test
         loss by about eps * I_pert,loss . delta. For a linear model
         grad_x grad_theta loss = loss''_i xa_i w^T + loss'_i [I_d; 0].
+
+        The gradient is with respect to the features the model was fitted on;
+        for a model from ``fi.from_sklearn(pipeline, ...)`` that is the
+        transformed space ``fi.sklearn.transform`` returns.
         """
         V_test = self._solved_test_gradients(X_test, y_test)
         X_rows, d1, d2, _ = self._rows(indices)

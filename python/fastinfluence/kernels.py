@@ -27,6 +27,7 @@ __all__ = [
     "loss_terms",
     "loss_difference",
     "row_derivatives",
+    "evaluate",
     "objective",
     "gradient",
     "hessian",
@@ -85,6 +86,19 @@ def _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs,
     return get_backend(backend).evaluate(
         loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, V.check_n_jobs(n_jobs)
     )
+
+
+def evaluate(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, want_gradient=True,
+             want_hessian=True, t=None, backend="cpp", n_jobs=None):
+    """``(R(theta), grad R | None, H | None)`` in one fused pass over X.
+
+    Partial sums over row chunks add up: for chunks X_1..X_K of one data set,
+    evaluating each with the *same* n is what a distributed fit needs; here n
+    is ``X.shape[0]``, so scale a chunk's results by ``n_chunk / n`` (the
+    penalty terms are added once per call: subtract them from all but one).
+    """
+    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, bool(want_gradient),
+                     bool(want_hessian))
 
 
 def objective(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",

@@ -62,7 +62,7 @@ class Loss:
             return
         if np.any(bad):
             first = y[np.flatnonzero(bad)[0]]
-            raise ValueError(f"{name} must hold {expected} for the {self.name} loss; found {first!r}")
+            raise ValueError(f"{name} must hold {expected} for the {self.name} loss; found {float(first):g}")
 
 
 def get_loss(loss: str | Loss, t: float | None = None) -> Loss:

@@ -133,7 +133,8 @@ CGResult conjugate_gradient(Apply&& apply, const Eigen::MatrixXd& B, const Eigen
 // ---------------------------------------------------------------------------
 // LiSSA (Agarwal, Bullins & Hazan 2017; Koh & Liang 2017, section 3):
 //   v_0 = b,  v_j = b + (I - (H_j + damping I) / scale) v_{j-1},  result v_depth / scale,
-// with H_j the Hessian of a random mini-batch of rows, averaged over repeats.
+// with H_j the Hessian of a random mini-batch of rows (drawn with replacement;
+// a batch_size >= n uses every row), averaged over repeats.
 // Converges when every eigenvalue of (H + damping I) / scale lies in (0, 2).
 // ---------------------------------------------------------------------------
 struct LissaOptions {
@@ -178,8 +179,13 @@ LissaResult lissa(ApplyBatch&& apply_batch, Eigen::Index n_rows, const Eigen::Ma
     SplitMix64 rng{opt.seed * 0x100000001B3ULL + static_cast<std::uint64_t>(r)};
     MatrixXd V = B;
     for (int j = 0; j < opt.depth; ++j) {
-      for (auto& row : rows) row = rng.below(n_rows);
-      std::sort(rows.begin(), rows.end());  // sequential access; the batch is a multiset either way
+      if (opt.batch_size >= n_rows) {
+        // A batch as large as the data is the data: the deterministic Neumann series.
+        for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<Eigen::Index>(i);
+      } else {
+        for (auto& row : rows) row = rng.below(n_rows);
+        std::sort(rows.begin(), rows.end());  // sequential access; the batch is a multiset either way
+      }
       // v = b + v - (H_batch v + damping v) / scale
       const MatrixXd HV = apply_batch(rows, V);
       V = B + (1.0 - opt.damping / opt.scale) * V - HV / opt.scale;

@@ -390,8 +390,11 @@ def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batc
             start = np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(r)
             V = B.copy()
             for j in range(depth):
-                k = np.arange(j * batch + 1, (j + 1) * batch + 1, dtype=np.uint64)
-                rows = np.sort((_splitmix64(start + k * _GOLDEN) % np.uint64(n)).astype(np.int64))
+                if batch_size >= n:  # a batch as large as the data is the data
+                    rows = np.arange(n)
+                else:
+                    k = np.arange(j * batch + 1, (j + 1) * batch + 1, dtype=np.uint64)
+                    rows = np.sort((_splitmix64(start + k * _GOLDEN) % np.uint64(n)).astype(np.int64))
                 Xb = Xf[rows]
                 cb = c[rows]
                 # mini-batch Hessian: (n/|B|) sum_{i in B} c_i xa_i xa_i^T + l2 P

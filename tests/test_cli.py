@@ -1,0 +1,684 @@
+"""The command line: ``fastinfluence demo`` and ``fastinfluence score`` (CSV/Parquet in and out, exit status).
+
+Values written by ``score`` are checked against the Python API called directly
+(``fi.Influence(...).loss`` / ``self_influence``) and, for top-k, against a full
+sort of the matrix. Most cases call ``cli.main`` in-process (fast); a few run
+``python -m fastinfluence`` in a subprocess to check the real exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import fastinfluence as fi
+import numpy as np
+import pytest
+from fastinfluence import cli
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+pytest.importorskip("tqdm")
+
+TIMEOUT = 120
+
+
+def run_module(*args, cwd=None):
+    """``python -m fastinfluence ARGS`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "fastinfluence", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+    )
+
+
+def run_main(capsys, *args):
+    """``cli.main(ARGS)`` in-process: (exit status, stdout, stderr)."""
+    status = cli.main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def make_frames(n=60, m=12, d=4, model="logistic", seed=0):
+    """Training and test DataFrames with feature columns x0.. and a 'label' column."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n + m, d))
+    eta = X @ rng.normal(size=d) * 1.5 + 0.3
+    if model in ("logistic", "smooth-hinge"):
+        y = (rng.random(n + m) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    elif model == "poisson":
+        y = rng.poisson(np.exp(0.3 * eta)).astype(np.int64)
+    else:
+        y = eta + rng.normal(size=n + m)
+    frame = pd.DataFrame(X, columns=[f"x{k}" for k in range(d)])
+    frame.insert(2, "label", y)  # the target need not be the last column
+    return frame.iloc[:n].reset_index(drop=True), frame.iloc[n:].reset_index(drop=True)
+
+
+def reference_influence(train, test, model, **options):
+    features = [c for c in train.columns if c != "label"]
+    X, y = train[features].to_numpy(), train["label"].to_numpy()
+    fitted = model(**options).fit(X, y)
+    return fi.Influence(fitted, X, y), test[features].to_numpy(), test["label"].to_numpy()
+
+
+@pytest.fixture()
+def data(tmp_path):
+    """A folder with train/test as CSV and Parquet; returns (folder, train frame, test frame)."""
+    train, test = make_frames()
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    test.to_parquet(tmp_path / "test.parquet", index=False)
+    return tmp_path, train, test
+
+
+def read(path):
+    return pd.read_parquet(path) if str(path).endswith((".parquet", ".pq")) else pd.read_csv(path)
+
+
+# -- help, usage -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["score"], ["demo"]], ids=["main", "score", "demo"])
+def test_help_exits_zero_and_shows_an_example(command):
+    result = run_module(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "examples:" in result.stdout
+    assert "fastinfluence " + (command[0] if command else "score") in result.stdout.split("examples:")[1]
+
+
+def test_help_explains_the_sign_and_the_outputs(capsys):
+    status, out, _ = run_main(capsys, "score", "--help")
+    assert status == 0
+    for phrase in ("helpful", "harmful", "--top-k", "self_influence", "test_0", "exit status"):
+        assert phrase in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    status, out, err = run_main(capsys)
+    assert status == 2
+    assert "demo" in err and "score" in err
+
+
+def test_import_fastinfluence_does_not_import_optional_dependencies():
+    code = (
+        "import sys, fastinfluence, fastinfluence.cli, fastinfluence.plot, fastinfluence.demo; "
+        "print(sorted(m for m in ('matplotlib', 'pandas', 'pyarrow', 'tqdm', 'sklearn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def test_demo_prints_every_section_and_writes_pngs(tmp_path):
+    out_dir = tmp_path / "plots" / "nested"  # created by the demo
+    result = run_module("demo", "--out-dir", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for section in (
+        "== 1. Fit ==",
+        "== 2. Most helpful and most harmful",
+        "== 3. Leave-one-out",
+        "== 4. Self-influence",
+        "== 5. Mislabel detection",
+    ):
+        assert section in text
+    assert "Negative = helpful" in text and "Positive = harmful" in text
+    assert "most helpful (most negative):" in text and "most harmful (most positive):" in text
+    # The Newton estimate of leave-one-out changes is nearly exact on this data.
+    newton_row = next(line for line in text.splitlines() if line.strip().startswith("Newton step"))
+    assert all(float(v) > 0.99 for v in newton_row.split()[-3:])
+    detection_row = next(line for line in text.splitlines() if line.strip().startswith("|self-influence|"))
+    found_at_30 = float(detection_row.split()[-1].rstrip("%")) / 100
+    assert found_at_30 > 0.6  # far better than the 30% expected at random
+    for name in ("demo_loo.png", "demo_top_influences.png", "demo_mislabel.png"):
+        path = out_dir / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 10_000
+    assert str(out_dir) in text
+
+
+def test_demo_quiet_no_plots_prints_nothing_and_writes_nothing(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    status, out, err = run_main(capsys, "demo", "--quiet", "--no-plots", "--out-dir", str(out_dir))
+    assert status == 0
+    assert out == "" and err == ""
+    assert not out_dir.exists()
+
+
+def test_demo_is_reproducible_and_the_seed_matters():
+    from fastinfluence.demo import compute_demo
+
+    a, b, c = compute_demo(seed=3, n_loo=10), compute_demo(seed=3, n_loo=10), compute_demo(seed=4, n_loo=10)
+    np.testing.assert_array_equal(a.loo_indices, b.loo_indices)
+    np.testing.assert_array_equal(a.flipped_mask, b.flipped_mask)
+    assert not np.array_equal(a.flipped_mask, c.flipped_mask)
+    # The demo's numbers are the library's: exact refits agree closely with the Newton estimate.
+    assert np.corrcoef(a.loo_newton.ravel(), a.loo_actual.ravel())[0, 1] > 0.99
+    assert a.correlations["newton"]["all_pairs"] == pytest.approx(
+        np.corrcoef(a.loo_newton.ravel(), a.loo_actual.ravel())[0, 1]
+    )
+
+
+def test_demo_data_is_scikit_learns_breast_cancer():
+    """The demo reads scikit-learn's bundled CSV without importing sklearn; it must be load_breast_cancer."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from fastinfluence.demo import _read_bundled_breast_cancer, load_breast_cancer_split
+
+    reference = datasets.load_breast_cancer()
+    X, y, class_names = _read_bundled_breast_cancer()
+    np.testing.assert_array_equal(X, reference.data)
+    np.testing.assert_array_equal(y, reference.target)
+    assert class_names == [str(c) for c in reference.target_names]
+    X_train, y_train, X_test, y_test, _ = load_breast_cancer_split()
+    assert X_train.shape == (455, 30) and X_test.shape == (114, 30)
+    np.testing.assert_allclose(X_train.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_array_equal(np.concatenate([y_train, y_test]), reference.target)
+
+
+def test_demo_out_dir_that_is_a_file_exits_2(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    status, _, err = run_main(capsys, "demo", "--quiet", "--out-dir", str(target))
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "not a folder" in err
+
+
+# -- score: values -----------------------------------------------------------------------------
+
+
+def test_score_full_matrix_csv_matches_the_python_api(data):
+    folder, train, test = data
+    result = run_module(
+        "score",
+        "--train",
+        "train.csv",
+        "--test",
+        "test.csv",
+        "--target",
+        "label",
+        "--l2",
+        "1e-2",
+        "--out",
+        "scores.csv",
+        cwd=folder,
+    )
+    assert result.returncode == 0, result.stderr
+    table = read(folder / "scores.csv")
+    assert list(table.columns) == ["train_row"] + [f"test_{j}" for j in range(len(test))]
+    np.testing.assert_array_equal(table["train_row"], np.arange(len(train)))
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-2)
+    np.testing.assert_allclose(
+        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".pq", ".csv.gz"])
+def test_score_round_trip_through_other_formats(data, capsys, ext):
+    folder, train, test = data
+    source = ".parquet" if ext != ".csv.gz" else ".csv"
+    out = folder / f"scores{ext}"
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / f"train{source}"),
+        "--test",
+        str(folder / f"test{source}"),
+        "--target",
+        "label",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert status == 0, err
+    table = pd.read_parquet(out) if ext != ".csv.gz" else pd.read_csv(out)
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    np.testing.assert_allclose(
+        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "model, options, cls, kwargs",
+    [
+        ("linear", ["--l2", "0"], fi.LinearRegression, {"l2": 0.0}),
+        ("poisson", ["--l2", "1e-2"], fi.PoissonRegression, {"l2": 1e-2}),
+        ("smooth-hinge", ["--t", "0.5"], fi.SmoothHingeClassifier, {"t": 0.5, "l2": 1e-3}),
+        (
+            "logistic",
+            ["--no-intercept", "--damping", "0.01"],
+            fi.LogisticRegression,
+            {"l2": 1e-3, "fit_intercept": False},
+        ),
+    ],
+    ids=["linear", "poisson", "smooth-hinge", "logistic-no-intercept-damped"],
+)
+def test_score_every_model_matches_the_python_api(tmp_path, capsys, model, options, cls, kwargs):
+    train, test = make_frames(model=model, seed=1)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--test",
+        str(tmp_path / "test.csv"),
+        "--target",
+        "label",
+        "--model",
+        model,
+        *options,
+        "--out",
+        str(tmp_path / "out.csv"),
+        "--quiet",
+    )
+    assert status == 0, err
+    features = [c for c in train.columns if c != "label"]
+    X, y = train[features].to_numpy(), train["label"].to_numpy()
+    fitted = cls(**kwargs).fit(X, y)
+    damping = 0.01 if "--damping" in options else 0.0
+    expected = fi.Influence(fitted, X, y, damping=damping).loss(
+        test[features].to_numpy(), test["label"].to_numpy()
+    )
+    table = read(tmp_path / "out.csv")
+    np.testing.assert_allclose(table.drop(columns="train_row").to_numpy(), expected, rtol=1e-8, atol=1e-12)
+
+
+def check_top_k(table, full, k):
+    """The tidy top-k table against a full sort of each column of the matrix."""
+    n, m = full.shape
+    assert list(table.columns) == ["test_row", "rank", "train_row", "score", "kind"]
+    assert len(table) == 2 * k * m
+    for j in range(m):
+        rows = table[table["test_row"] == j]
+        helpful, harmful = rows[rows["kind"] == "helpful"], rows[rows["kind"] == "harmful"]
+        np.testing.assert_array_equal(helpful["rank"], np.arange(1, k + 1))
+        np.testing.assert_array_equal(harmful["rank"], np.arange(1, k + 1))
+        order = np.argsort(full[:, j], kind="stable")
+        np.testing.assert_array_equal(helpful["train_row"], order[:k])
+        np.testing.assert_array_equal(harmful["train_row"], order[::-1][:k])
+        np.testing.assert_allclose(helpful["score"], full[order[:k], j], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(harmful["score"], full[order[::-1][:k], j], rtol=1e-9, atol=1e-12)
+
+
+def test_score_top_k_matches_a_full_sort(data, capsys):
+    folder, train, test = data
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--top-k",
+        "5",
+        "--out",
+        str(folder / "top.csv"),
+        "--quiet",
+    )
+    assert status == 0, err
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    check_top_k(read(folder / "top.csv"), inf.loss(X_test, y_test), 5)
+
+
+def test_score_top_k_larger_than_the_training_set_is_capped(tmp_path, capsys):
+    train, test = make_frames(n=8, m=3)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--test",
+        str(tmp_path / "test.csv"),
+        "--target",
+        "label",
+        "--top-k",
+        "50",
+        "--out",
+        str(tmp_path / "top.csv"),
+        "--quiet",
+    )
+    assert status == 0, err
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    check_top_k(read(tmp_path / "top.csv"), inf.loss(X_test, y_test), 8)
+
+
+def test_score_self_influence_sorted_most_negative_first(data, capsys):
+    folder, train, test = data
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.parquet"),
+        "--test",
+        str(folder / "test.parquet"),
+        "--target",
+        "label",
+        "--self-influence",
+        "--out",
+        str(folder / "self.parquet"),
+        "--quiet",
+    )
+    assert status == 0, err
+    table = read(folder / "self.parquet")
+    assert list(table.columns) == ["train_row", "self_influence"]
+    assert np.all(np.diff(table["self_influence"]) >= 0)
+    inf, _, _ = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    # Independent reference: the diagonal of I_up,loss with the training set as the test set.
+    features = [c for c in train.columns if c != "label"]
+    diagonal = np.diag(inf.loss(train[features].to_numpy(), train["label"].to_numpy()))
+    np.testing.assert_allclose(table["self_influence"], diagonal[table["train_row"]], rtol=1e-9, atol=1e-12)
+    assert sorted(table["train_row"]) == list(range(len(train)))
+
+
+def test_score_top_k_and_self_influence_write_two_files(data, capsys):
+    folder, train, test = data
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--top-k",
+        "3",
+        "--self-influence",
+        "--out",
+        str(folder / "result.parquet"),
+        "--quiet",
+    )
+    assert status == 0, err
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    check_top_k(read(folder / "result.parquet"), inf.loss(X_test, y_test), 3)
+    second = read(folder / "result.self_influence.parquet")
+    np.testing.assert_allclose(second["self_influence"], inf.self_influence()[second["train_row"]], rtol=1e-9)
+
+
+def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
+    folder, _, _ = data
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)  # show even the quick steps of this small problem
+    args = [
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--out",
+        str(folder / "o.csv"),
+    ]
+    status, out, err = run_main(capsys, *args)
+    assert status == 0
+    assert out == ""
+    for step in ("reading", "fit", "Hessian", "scoring", "writing"):
+        assert step in err
+    status, out, err = run_main(capsys, *args, "--quiet")
+    assert status == 0 and out == "" and err == ""
+
+
+def test_score_uses_streaming_top_k_when_the_influence_object_has_it(data, capsys, monkeypatch):
+    folder, train, test = data
+    calls = []
+
+    class WithTopK(fi.Influence):
+        def top_k(self, X_test, y_test, k=10):
+            calls.append(k)
+            full = self.loss(X_test, y_test)
+            order = np.argsort(full, axis=0, kind="stable")
+            helpful, harmful = order[:k].T, order[::-1][:k].T  # (m, k), test-major
+            return {
+                "helpful_indices": helpful,
+                "helpful_scores": np.take_along_axis(full.T, helpful, 1),
+                "harmful_indices": harmful,
+                "harmful_scores": np.take_along_axis(full.T, harmful, 1),
+            }
+
+    monkeypatch.setattr(fi, "Influence", WithTopK)
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--top-k",
+        "4",
+        "--out",
+        str(folder / "top.csv"),
+        "--quiet",
+    )
+    assert status == 0, err
+    assert calls == [4]
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    check_top_k(read(folder / "top.csv"), inf.loss(X_test, y_test), 4)
+
+
+def test_top_k_fallback_without_streaming_top_k_matches_a_full_sort(data):
+    """Influence objects without ``top_k`` are scored in blocks of ``loss`` columns."""
+    folder, train, test = data
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+
+    class LossOnly:  # an Influence-like object without top_k
+        n_samples_ = inf.n_samples_
+
+        def loss(self, X, y):
+            return inf.loss(X, y)
+
+    assert not hasattr(LossOnly(), "top_k")
+    full = inf.loss(X_test, y_test)
+    check_top_k(cli.top_k_table(LossOnly(), X_test, y_test, 6), full, 6)
+    check_top_k(cli.top_k_table(inf, X_test, y_test, 6), full, 6)  # the streaming path gives the same
+
+
+# -- score: bad input --------------------------------------------------------------------------
+
+
+def write(path, text):
+    path.write_text(text)
+    return path.name
+
+
+BAD_INPUTS = {
+    "missing-file": (lambda f: ["--train", "nope.csv"], "not found"),
+    "unknown-extension": (
+        lambda f: ["--train", write(f / "train.txt", "a,label\n1,0\n")],
+        "unknown file type",
+    ),
+    "missing-target": (lambda f: ["--target", "y"], "no column 'y'"),
+    "non-numeric-column": (
+        lambda f: ["--train", write(f / "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n")],
+        "non-numeric columns: 'x1'",
+    ),
+    "nan-in-train": (
+        lambda f: ["--train", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,,1,2,2\n")],
+        "missing values (NaN)",
+    ),
+    "nan-in-target": (
+        lambda f: ["--test", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,,1,1\n2,3,1,2,2\n")],
+        "missing values (NaN) in columns 'label'",
+    ),
+    "infinite-value": (
+        lambda f: ["--train", write(f / "inf.csv", "x0,x1,label,x2,x3\n1,inf,0,1,1\n2,3,1,2,2\n")],
+        "infinite values",
+    ),
+    "test-columns-differ": (
+        lambda f: ["--test", write(f / "other.csv", "a,label\n1,0\n")],
+        "lacks training columns",
+    ),
+    "empty-file": (lambda f: ["--train", write(f / "empty.csv", "")], "is empty"),
+    "header-only": (lambda f: ["--test", write(f / "header.csv", "x0,x1,label,x2,x3\n")], "no data rows"),
+    "ragged-csv": (
+        lambda f: ["--train", write(f / "ragged.csv", "x0,x1,label\n1,2\n1,2,3,4,5\n")],
+        "cannot read",
+    ),
+    "corrupt-parquet": (lambda f: ["--train", write(f / "bad.parquet", "not parquet")], "cannot read"),
+    "non-binary-labels": (lambda f: ["--target", "x0"], "binary labels"),
+    "unseen-test-label": (
+        lambda f: ["--test", write(f / "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n")],
+        "not among the model's",
+    ),
+    "negative-poisson-counts": (lambda f: ["--model", "poisson", "--target", "x0"], "x0"),
+    "out-folder-missing": (lambda f: ["--out", str(f / "no" / "such" / "out.csv")], "does not exist"),
+    "out-extension": (lambda f: ["--out", "out.json"], "unknown file type"),
+    "out-overwrites-input": (lambda f: ["--out", "train.csv"], "overwrite an input"),
+    "t-without-smooth-hinge": (lambda f: ["--t", "0.5"], "--t"),
+    "top-k-zero": (lambda f: ["--top-k", "0"], "--top-k must be >= 1"),
+    "negative-l2": (lambda f: ["--l2", "-1"], "--l2"),
+    "zero-threads": (lambda f: ["--n-jobs", "0"], "--n-jobs"),
+    "matrix-too-large": (lambda f: ["--max-matrix-mb", "0.001"], "--top-k"),
+    "not-converged": (lambda f: ["--max-iter", "1"], "did not converge"),
+    "unknown-option": (lambda f: ["--bogus"], "unrecognized arguments"),
+    "bad-number": (lambda f: ["--l2", "abc"], "invalid float value"),
+    "unknown-model": (lambda f: ["--model", "tree"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch, case):
+    folder, _, _ = data
+    monkeypatch.chdir(folder)
+    make_args, expected = BAD_INPUTS[case]
+    overrides = make_args(folder)
+    args = {"--train": "train.csv", "--test": "test.csv", "--target": "label", "--out": "out.csv"}
+    extra = []
+    i = 0
+    while i < len(overrides):
+        if overrides[i] in args:
+            args[overrides[i]] = overrides[i + 1]
+            i += 2
+        else:
+            extra.append(overrides[i])
+            i += 1
+    before = set(os.listdir(folder))
+    argv = ["score", *[x for pair in args.items() for x in pair], *extra, "--quiet"]
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastinfluence: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in err
+    assert set(os.listdir(folder)) == before  # no output, no temporary file left behind
+
+
+def test_bad_input_exit_status_from_a_real_process(data):
+    folder, _, _ = data
+    (folder / "out.csv").write_text("previous result\n")
+    result = run_module(
+        "score",
+        "--train",
+        "train.csv",
+        "--test",
+        "test.csv",
+        "--target",
+        "missing",
+        "--out",
+        "out.csv",
+        cwd=folder,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no column 'missing'" in result.stderr
+    assert (folder / "out.csv").read_text() == "previous result\n"  # an existing output is left as it was
+
+
+def test_unexpected_failure_exits_1_with_one_line(data, capsys, monkeypatch):
+    folder, _, _ = data
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(fi, "Influence", broken)
+    argv = [
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--out",
+        str(folder / "o.csv"),
+        "--quiet",
+    ]
+    status, _, err = run_main(capsys, *argv)
+    assert status == 1
+    assert err.strip().splitlines() == [
+        "fastinfluence: error: unexpected failure: RuntimeError: simulated bug "
+        "(rerun with --verbose for the traceback)"
+    ]
+    status, _, err = run_main(capsys, *argv, "--verbose")
+    assert status == 1
+    assert "Traceback" in err and "simulated bug" in err
+    assert not (folder / "o.csv").exists()
+
+
+def test_failure_while_writing_leaves_no_partial_file(data, capsys, monkeypatch):
+    folder, _, _ = data
+    original = pd.DataFrame.to_csv
+
+    def half_written(self, path, *args, **kwargs):
+        original(self.iloc[:3], path, *args, **kwargs)  # a partial file on disk ...
+        raise RuntimeError("disk on fire")  # ... then a failure
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
+    before = set(os.listdir(folder))
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.parquet"),
+        "--test",
+        str(folder / "test.parquet"),
+        "--target",
+        "label",
+        "--top-k",
+        "2",
+        "--self-influence",
+        "--out",
+        str(folder / "o.csv"),
+        "--quiet",
+    )
+    assert status == 1
+    assert "disk on fire" in err
+    assert set(os.listdir(folder)) == before
+
+
+def test_output_file_gets_the_usual_permissions(data, capsys):
+    folder, _, _ = data
+    status, _, _ = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--self-influence",
+        "--out",
+        str(folder / "o.csv"),
+        "--quiet",
+    )
+    assert status == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (folder / "o.csv").stat().st_mode & 0o777 == 0o666 & ~mask

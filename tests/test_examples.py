@@ -1,0 +1,56 @@
+"""Every script in examples/ runs to completion and prints what it promises."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TIMEOUT = 120
+
+
+def check_quickstart(out):
+    assert "most helpful training points" in out and "most harmful training points" in out
+    scores = [float(v) for v in re.findall(r"I_up,loss =\s+([-+]\d+\.\d+)", out)]
+    assert len(scores) == 10
+    assert all(s < 0 for s in scores[:5]) and all(s > 0 for s in scores[5:])  # the signs the text promises
+
+
+def check_mislabel_detection(out):
+    assert "labels flipped" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("30%"))
+    found = float(row.split()[1].rstrip("%")) / 100
+    assert found > 0.6  # random checking would find about 30%
+
+
+def check_loo_validation(out):
+    correlations = dict(re.findall(r"(\w+) estimate: Pearson r = (\d\.\d+)", out))
+    assert float(correlations["influence"]) > 0.9
+    assert float(correlations["newton"]) > 0.99
+
+
+CHECKS = {
+    "quickstart.py": check_quickstart,
+    "mislabel_detection.py": check_mislabel_detection,
+    "loo_validation.py": check_loo_validation,
+}
+
+
+def test_every_example_has_a_check():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_example_runs(name, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warnings
+    CHECKS[name](result.stdout)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import fastinfluence as fi
 import numpy as np
 import pytest
+
+import fastinfluence as fi
 from fastinfluence.losses import LOSS_NAMES, Loss
 
 #: Temperature of the smooth hinge in the shared problems: small enough to be

@@ -4,13 +4,14 @@ backend against the NumPy reference, and threads against serial runs."""
 
 from __future__ import annotations
 
-import fastinfluence as fi
 import numpy as np
 import pytest
 from conftest import assert_close, make_data, make_model
-from fastinfluence.losses import LOSS_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import fastinfluence as fi
+from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
 
@@ -23,16 +24,26 @@ def augmented(X, fit_intercept):
 def loss_at(model, X_test, y_test, theta):
     """Per-point test loss at theta (no weights, no penalty)."""
     y_int = model._encode_targets(y_test, X_test.shape[0])
-    return K.row_derivatives(model.loss, X_test, y_int, theta, fit_intercept=model.fit_intercept,
-                             backend="numpy")[1]
-
+    return K.row_derivatives(
+        model.loss, X_test, y_int, theta, fit_intercept=model.fit_intercept, backend="numpy"
+    )[1]
 
 
 def refit(model, X, y, sample_weight):
     """theta minimising R on the given data, warm-started and to a tight tolerance."""
     y_int = model._encode_targets(y, X.shape[0])
-    result = K.fit_newton(model.loss, X, y_int, theta0=model.theta_, weights=sample_weight, l2=model.l2,
-                          fit_intercept=model.fit_intercept, tol=1e-13, max_iter=100, backend="numpy")
+    result = K.fit_newton(
+        model.loss,
+        X,
+        y_int,
+        theta0=model.theta_,
+        weights=sample_weight,
+        l2=model.l2,
+        fit_intercept=model.fit_intercept,
+        tol=1e-13,
+        max_iter=100,
+        backend="numpy",
+    )
     assert result["converged"], result["message"]
     return result["theta"]
 
@@ -86,13 +97,16 @@ def test_hand_worked_example_squared_loss_1d():
     np.testing.assert_allclose(inf.loo_params("newton"), (w_loo - w)[:, None], rtol=1e-12)
     exact_change = 0.5 * (np.outer(w_loo, x_t) - y_t) ** 2 - 0.5 * (w * x_t - y_t) ** 2
     np.testing.assert_allclose(inf.loo(x_t[:, None], y_t, method="newton"), exact_change, rtol=1e-12)
-    np.testing.assert_allclose(inf.loo(x_t[:, None], y_t, method="influence"), np.outer(g, g_t) / H / n,
-                               rtol=1e-13)
-    np.testing.assert_allclose(fi.exact_loo(model, x[:, None], y, None, x_t[:, None], y_t), exact_change,
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        inf.loo(x_t[:, None], y_t, method="influence"), np.outer(g, g_t) / H / n, rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        fi.exact_loo(model, x[:, None], y, None, x_t[:, None], y_t), exact_change, rtol=1e-10
+    )
     # I_pert,loss(i, t) = -g_t H^{-1} (loss''_i x_i w + loss'_i), loss'' = 1, loss'_i = x_i w - y_i
-    np.testing.assert_allclose(inf.pert_loss(x_t[:, None], y_t)[:, :, 0],
-                               -np.outer(x * w + (x * w - y), g_t) / H, rtol=1e-13)
+    np.testing.assert_allclose(
+        inf.pert_loss(x_t[:, None], y_t)[:, :, 0], -np.outer(x * w + (x * w - y), g_t) / H, rtol=1e-13
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -125,8 +139,9 @@ def test_quantities_match_dense_formulas(fitted, damping):
     assert_close(inf.loo_params("newton"), delta_inf / (1 - h)[:, None], 1e-9)
     assert_close(inf.loo(X_test, y_test, "influence"), (s / n)[:, None] * (G @ Hd_inv @ G_t.T), 1e-9)
     base = loss_at(model, X_test, y_test, model.theta_)
-    newton = np.array([loss_at(model, X_test, y_test, model.theta_ + dt) - base
-                       for dt in delta_inf / (1 - h)[:, None]])
+    newton = np.array(
+        [loss_at(model, X_test, y_test, model.theta_ + dt) - base for dt in delta_inf / (1 - h)[:, None]]
+    )
     assert_close(inf.loo(X_test, y_test, "newton"), newton, 1e-7)
     # I_pert,loss(i, j) = -g_j^T H^{-1} (loss''_i xa_i w^T + loss'_i [I_d; 0])
     w = model.coef_
@@ -253,8 +268,14 @@ def test_backends_agree_on_every_influence_quantity(problem, backend_pair):
     pb = problem
     cpp, ref = backend_pair
     model = make_model(pb.name, fit_intercept=pb.fit_intercept).fit(pb.X, pb.y, sample_weight=pb.weights)
-    X_test, y_test, _ = make_data(pb.name, n=7, d=pb.X.shape[1], seed=8, dtype=pb.X.dtype,
-                                  order="F" if pb.X.flags.f_contiguous and not pb.X.flags.c_contiguous else "C")
+    X_test, y_test, _ = make_data(
+        pb.name,
+        n=7,
+        d=pb.X.shape[1],
+        seed=8,
+        dtype=pb.X.dtype,
+        order="F" if pb.X.flags.f_contiguous and not pb.X.flags.c_contiguous else "C",
+    )
     got = fi.Influence(model, pb.X, pb.y, pb.weights, backend=cpp)
     want = fi.Influence(model, pb.X, pb.y, pb.weights, backend=ref)
     assert_close(got.hessian_, want.hessian_, 1e-9, err_msg="hessian_")
@@ -297,8 +318,11 @@ def test_threaded_influence_equals_serial_bitwise(name):
     for n_jobs in (1, 2):
         inf = fi.Influence(model, X, y, s, n_jobs=n_jobs)
         results[n_jobs] = dict(
-            hessian=inf.hessian_, loss=inf.loss(X_test, y_test), params=inf.params(),
-            loo_influence=inf.loo(X_test, y_test, "influence"), loo_params=inf.loo_params("influence"),
+            hessian=inf.hessian_,
+            loss=inf.loss(X_test, y_test),
+            params=inf.params(),
+            loo_influence=inf.loo(X_test, y_test, "influence"),
+            loo_params=inf.loo_params("influence"),
             pert_loss=inf.pert_loss(X_test[:3], y_test[:3]),
         )
     for what in results[1]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 
-import fastinfluence as fi
 import numpy as np
 import pytest
 from conftest import L2, assert_close, loss_of, make_data, random_theta
-from fastinfluence.losses import LOSS_NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import fastinfluence as fi
+from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
 BACKENDS = ("cpp", "numpy")
@@ -130,7 +131,9 @@ def test_integer_weights_equal_duplicated_rows(name, l2, backend):
     dup = dict(l2=l2 * n / N, backend=backend)
     for kernel in (K.objective, K.gradient, K.hessian):
         got = kernel(loss, X_dup, y_dup, theta, **dup)
-        assert_close(got, n / N * np.asarray(kernel(loss, X, y, theta, **weighted)), 1e-12, err_msg=kernel.__name__)
+        assert_close(
+            got, n / N * np.asarray(kernel(loss, X, y, theta, **weighted)), 1e-12, err_msg=kernel.__name__
+        )
     fit_w = K.fit_newton(loss, X, y, **weighted, tol=1e-12)
     fit_dup = K.fit_newton(loss, X_dup, y_dup, **dup, tol=1e-12)
     assert fit_w["converged"] and fit_dup["converged"]
@@ -227,15 +230,23 @@ def test_scaled_row_products_writes_into_out(backend_name):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_backends_agree_on_random_small_problems(name, n, d, fit_intercept, float32, fortran, weighted, seed):
-    X, y, s = make_data(name, n=n, d=d, seed=seed, dtype=np.float32 if float32 else np.float64,
-                        order="F" if fortran else "C", weighted=weighted)
+    X, y, s = make_data(
+        name,
+        n=n,
+        d=d,
+        seed=seed,
+        dtype=np.float32 if float32 else np.float64,
+        order="F" if fortran else "C",
+        weighted=weighted,
+    )
     if s is not None:
         s[0] = 0.0
         s[-1] = 1.0  # never all zero
     loss, theta = loss_of(name), random_theta(d, fit_intercept, seed=seed % 1000)
     kwargs = dict(weights=s, l2=L2, fit_intercept=fit_intercept)
-    value, grad, hess = (kernel(loss, X, y, theta, **kwargs, backend="cpp")
-                         for kernel in (K.objective, K.gradient, K.hessian))
+    value, grad, hess = (
+        kernel(loss, X, y, theta, **kwargs, backend="cpp") for kernel in (K.objective, K.gradient, K.hessian)
+    )
     assert_close(value, K.objective(loss, X, y, theta, **kwargs, backend="numpy"), 1e-9)
     assert_close(grad, K.gradient(loss, X, y, theta, **kwargs, backend="numpy"), 1e-9)
     assert_close(hess, K.hessian(loss, X, y, theta, **kwargs, backend="numpy"), 1e-9)

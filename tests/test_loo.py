@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import fastinfluence as fi
 import numpy as np
 import pytest
 from conftest import assert_close, make_data, make_model
+
+import fastinfluence as fi
 
 # ---------------------------------------------------------------------------
 # Breast cancer: logistic regression, 455 training rows, 114 test rows
@@ -29,9 +30,12 @@ def breast_cancer():
 
 
 @pytest.mark.parametrize(
-    ("method", "min_correlation", "slope_range"), [("influence", 0.98, (0.7, 1.2)), ("newton", 0.995, (0.95, 1.05))]
+    ("method", "min_correlation", "slope_range"),
+    [("influence", 0.98, (0.7, 1.2)), ("newton", 0.995, (0.95, 1.05))],
 )
-def test_breast_cancer_estimates_correlate_with_exact_loo(breast_cancer, method, min_correlation, slope_range):
+def test_breast_cancer_estimates_correlate_with_exact_loo(
+    breast_cancer, method, min_correlation, slope_range
+):
     model, inf, X_train, y_train, X_test, y_test, exact = breast_cancer
     assert model.converged_
     assert exact.shape == (455, 5)
@@ -119,8 +123,10 @@ def test_loo_with_nonuniform_weights_other_losses(name):
     np.testing.assert_array_equal(exact[0], 0.0)
     np.testing.assert_array_equal(inf.loo(X_test, y_test, "newton", [0]), 0.0)
     np.testing.assert_array_equal(inf.loo_params("newton", [0]), 0.0)
-    for estimate, reference in ((inf.loo_params("newton", idx), delta),
-                                (inf.loo(X_test, y_test, "newton", idx), exact)):
+    for estimate, reference in (
+        (inf.loo_params("newton", idx), delta),
+        (inf.loo(X_test, y_test, "newton", idx), exact),
+    ):
         for i in idx[1:]:
             slope = estimate[i] @ reference[i] / (reference[i] @ reference[i])
             assert 0.6 < slope < 1.6, f"row {i} (s_i = {s[i]}): slope {slope:.3f}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 
-import fastinfluence as fi
 import numpy as np
 import pytest
+
+import fastinfluence as fi
 from fastinfluence.losses import Loss
 
 BACKENDS = ("cpp", "numpy")
@@ -46,7 +47,9 @@ def naive_value(name, t, y, eta):
 @pytest.mark.parametrize(("name", "t", "labels"), LOSS_CASES, ids=LOSS_IDS)
 def test_loss_value_matches_textbook_formula(name, t, labels, backend):
     y, eta = grid(labels, np.linspace(-3.0, 3.0, 25))
-    value, _, _ = fi.kernels.loss_terms(name, y, eta, t=t if name == "smooth_hinge" else None, backend=backend)
+    value, _, _ = fi.kernels.loss_terms(
+        name, y, eta, t=t if name == "smooth_hinge" else None, backend=backend
+    )
     np.testing.assert_allclose(value, naive_value(name, t, y, eta), rtol=1e-13, atol=1e-15)
 
 
@@ -92,8 +95,12 @@ EXTREME_ETAS = (-1e4, -1e3, -745.0, -710.0, -709.0, -50.0, -1e-3, 0.0, 1e-3, 50.
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("name", "t", "labels"),
-    [("squared", 1.0, (-2.0, 0.0, 3.0)), ("logistic", 1.0, (0.0, 1.0)),
-     ("smooth_hinge", 1.0, (-1.0, 1.0)), ("smooth_hinge", 1e-3, (-1.0, 1.0))],
+    [
+        ("squared", 1.0, (-2.0, 0.0, 3.0)),
+        ("logistic", 1.0, (0.0, 1.0)),
+        ("smooth_hinge", 1.0, (-1.0, 1.0)),
+        ("smooth_hinge", 1e-3, (-1.0, 1.0)),
+    ],
     ids=["squared", "logistic", "smooth_hinge-t1", "smooth_hinge-t0.001"],
 )
 def test_loss_terms_finite_at_extreme_eta(name, t, labels, backend):

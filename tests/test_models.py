@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 
-import fastinfluence as fi
 import numpy as np
 import pytest
 from conftest import L2, assert_close, loss_of, make_data, make_model
-from fastinfluence.losses import LOSS_NAMES
 from scipy import optimize
+
+import fastinfluence as fi
+from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
 
@@ -41,11 +42,33 @@ def test_fit_converges_to_the_optimum(name, backend, fit_intercept, weighted):
     assert model.converged_ and model.fit_message_ == "converged"
     assert 1 <= model.n_iter_ <= 30
     assert relative_gradient_norm(model, X, y, s) < 1e-10
-    assert model.grad_norm_ < 1e-10 * max(1.0, np.linalg.norm(
-        K.gradient(model.loss, X, model._encode_targets(y, len(y)), np.zeros_like(model.theta_), weights=s,
-                   l2=model.l2, fit_intercept=fit_intercept)))
-    assert_close(model.objective_, K.objective(model.loss, X, model._encode_targets(y, len(y)), model.theta_,
-                                               weights=s, l2=model.l2, fit_intercept=fit_intercept), 1e-12)
+    assert model.grad_norm_ < 1e-10 * max(
+        1.0,
+        np.linalg.norm(
+            K.gradient(
+                model.loss,
+                X,
+                model._encode_targets(y, len(y)),
+                np.zeros_like(model.theta_),
+                weights=s,
+                l2=model.l2,
+                fit_intercept=fit_intercept,
+            )
+        ),
+    )
+    assert_close(
+        model.objective_,
+        K.objective(
+            model.loss,
+            X,
+            model._encode_targets(y, len(y)),
+            model.theta_,
+            weights=s,
+            l2=model.l2,
+            fit_intercept=fit_intercept,
+        ),
+        1e-12,
+    )
     # fitted attributes are consistent views of theta_
     d = X.shape[1]
     assert model.theta_.shape == (d + fit_intercept,)
@@ -89,11 +112,13 @@ def test_logistic_regression_matches_scikit_learn(l2, fit_intercept):
     X, y, _ = make_data("logistic", n=400, d=6, seed=8)
     ours = fi.LogisticRegression(l2=l2, fit_intercept=fit_intercept).fit(X, y)
     n = X.shape[0]
-    theirs = LogisticRegression(C=1.0 / (l2 * n), fit_intercept=fit_intercept, solver="newton-cholesky",
-                                tol=1e-12, max_iter=10000).fit(X, y)
+    theirs = LogisticRegression(
+        C=1.0 / (l2 * n), fit_intercept=fit_intercept, solver="newton-cholesky", tol=1e-12, max_iter=10000
+    ).fit(X, y)
     np.testing.assert_allclose(ours.coef_, theirs.coef_.ravel(), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(ours.intercept_, theirs.intercept_[0] if fit_intercept else 0.0, rtol=1e-6,
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        ours.intercept_, theirs.intercept_[0] if fit_intercept else 0.0, rtol=1e-6, atol=1e-8
+    )
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9)
 
 
@@ -106,7 +131,9 @@ def test_logistic_regression_matches_scikit_learn_lbfgs_with_weights():
     theirs = LogisticRegression(C=1.0 / (l2 * n), solver="lbfgs", tol=1e-12, max_iter=10000).fit(
         X, y, sample_weight=s
     )
-    np.testing.assert_allclose(ours.theta_, np.r_[theirs.coef_.ravel(), theirs.intercept_], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        ours.theta_, np.r_[theirs.coef_.ravel(), theirs.intercept_], rtol=1e-6, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.5])
@@ -142,11 +169,14 @@ def test_smooth_hinge_matches_scipy_minimiser():
     loss = fi.Loss("smooth_hinge", 0.1)
 
     def fun(theta):
-        return (K.objective(loss, X, y, theta, l2=L2, backend="numpy"),
-                K.gradient(loss, X, y, theta, l2=L2, backend="numpy"))
+        return (
+            K.objective(loss, X, y, theta, l2=L2, backend="numpy"),
+            K.gradient(loss, X, y, theta, l2=L2, backend="numpy"),
+        )
 
-    result = optimize.minimize(fun, np.zeros(5), jac=True, method="L-BFGS-B",
-                               options=dict(gtol=1e-12, ftol=1e-15, maxiter=10000))
+    result = optimize.minimize(
+        fun, np.zeros(5), jac=True, method="L-BFGS-B", options=dict(gtol=1e-12, ftol=1e-15, maxiter=10000)
+    )
     np.testing.assert_allclose(model.theta_, result.x, rtol=1e-5, atol=1e-6)
     assert model.objective_ <= result.fun + 1e-15
 
@@ -227,7 +257,9 @@ def test_predict_proba_and_poisson_predict():
     np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-model.decision_function(X))), rtol=1e-12)
     Xp, yp, _ = make_data("poisson", n=100, d=3, seed=17)
     poisson = fi.PoissonRegression().fit(Xp, yp)
-    np.testing.assert_allclose(poisson.predict(Xp), np.exp(Xp @ poisson.coef_ + poisson.intercept_), rtol=1e-12)
+    np.testing.assert_allclose(
+        poisson.predict(Xp), np.exp(Xp @ poisson.coef_ + poisson.intercept_), rtol=1e-12
+    )
     linear = fi.LinearRegression().fit(*make_data("squared", n=50, d=2, seed=1)[:2])
     np.testing.assert_array_equal(linear.predict(Xp[:, :2]), linear.decision_function(Xp[:, :2]))
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
-import fastinfluence as fi
 import numpy as np
 import pytest
 from conftest import L2, make_data, make_model
+
+import fastinfluence as fi
 from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
@@ -140,7 +141,9 @@ def test_sample_weights_must_be_nonnegative_and_not_all_zero(setup):
 
 def test_labels_outside_the_loss_domain_are_refused():
     X, _, _ = make_data("logistic", n=6, d=2, seed=53)
-    with pytest.raises(ValueError, match=r"^y must hold binary labels in \{0, 1\}, \{-1, \+1\} or bool .* \[0\.0, 2\.0\]"):
+    with pytest.raises(
+        ValueError, match=r"^y must hold binary labels in \{0, 1\}, \{-1, \+1\} or bool .* \[0\.0, 2\.0\]"
+    ):
         fi.LogisticRegression().fit(X, [0, 2, 0, 2, 0, 2])
     with pytest.raises(ValueError, match=r"^y must hold binary labels"):
         fi.SmoothHingeClassifier().fit(X, [-1, 0, 1, -1, 0, 1])
@@ -151,14 +154,18 @@ def test_labels_outside_the_loss_domain_are_refused():
     # the kernels check the internal encodings
     with pytest.raises(ValueError, match=r"^y must hold labels in \{0, 1\} for the logistic loss; found 2"):
         K.objective("logistic", X, [0, 2, 0, 1, 0, 1], np.zeros(3))
-    with pytest.raises(ValueError, match=r"^y must hold labels in \{-1, \+1\} for the smooth_hinge loss; found 0"):
+    with pytest.raises(
+        ValueError, match=r"^y must hold labels in \{-1, \+1\} for the smooth_hinge loss; found 0"
+    ):
         K.gradient("smooth_hinge", X, [0, 1, 1, 0, 1, 1], np.zeros(3))
     with pytest.raises(ValueError, match=r"^y must hold non-negative counts"):
         K.loss_terms("poisson", [-2.0], [0.0])
     # test labels must be among the fitted classes
     model = fi.LogisticRegression().fit(X, [-1, 1, -1, 1, 1, -1])
     inf = fi.Influence(model, X, [-1, 1, -1, 1, 1, -1])
-    with pytest.raises(ValueError, match=r"^y_test holds labels \[0\.0\] that are not among the model's classes"):
+    with pytest.raises(
+        ValueError, match=r"^y_test holds labels \[0\.0\] that are not among the model's classes"
+    ):
         inf.loss(X[:2], [0, 1])
 
 
@@ -316,7 +323,8 @@ def exercise_everything(X, y, s, X_test, y_test, name):
 
 @pytest.mark.parametrize("read_only", [False, True], ids=["writeable", "read_only"])
 @pytest.mark.parametrize(
-    ("dtype", "order"), [(np.float64, "C"), (np.float32, "F"), (np.float32, "C"), (np.float64, "F")],
+    ("dtype", "order"),
+    [(np.float64, "C"), (np.float32, "F"), (np.float32, "C"), (np.float64, "F")],
     ids=["float64-C", "float32-F", "float32-C", "float64-F"],
 )
 @pytest.mark.parametrize("name", ["logistic", "poisson"])
@@ -325,8 +333,9 @@ def test_inputs_are_never_modified(name, dtype, order, read_only):
     X_test, y_test, _ = make_data(name, n=4, d=3, seed=60, dtype=dtype, order=order)
     y = y.astype(np.int64)  # labels as users hold them (converted inside, never in place)
     arrays = dict(X=X, y=y, s=s, X_test=X_test, y_test=y_test)
-    before = {k: (a.copy(order="A"), a.dtype, a.flags.c_contiguous, a.flags.f_contiguous)
-              for k, a in arrays.items()}
+    before = {
+        k: (a.copy(order="A"), a.dtype, a.flags.c_contiguous, a.flags.f_contiguous) for k, a in arrays.items()
+    }
     if read_only:
         for a in arrays.values():
             a.setflags(write=False)

@@ -329,20 +329,29 @@ def test_threaded_influence_equals_serial_bitwise(name):
         np.testing.assert_array_equal(results[2][what], results[1][what], err_msg=what)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (cpp/include/fastinfluence/kernels.hpp, row_quadratic_forms): "
-    "`out.segment(b, nb) = Z.rowwise().squaredNorm()` gives results that depend on the alignment of the "
-    "output buffer (Eigen peels unaligned leading rows to a scalar path that rounds differently), so "
-    "self_influence, leverage and the Newton LOO change by ~1 ulp from call to call",
-)
 def test_quadratic_forms_are_reproducible():
-    X, _, _ = make_data("logistic", n=5000, d=8, seed=33)
+    # Regression: row_quadratic_forms (kernels.hpp) reduced straight into the output buffer,
+    # so the buffer's address (mod 64) chose SIMD/FMA or scalar code for the leading rows and
+    # self_influence, leverage and the Newton LOO changed by ~1 ulp between calls and n_jobs.
+    X, y, s = make_data("logistic", n=5000, d=8, seed=33, weighted=True)
     A = np.asfortranarray(np.tril(np.random.default_rng(0).standard_normal((9, 9))))
     # keeping every result alive puts each output buffer at a new address (16 mod 64 apart)
     results = [K.row_quadratic_forms(X, A, n_jobs=n_jobs) for n_jobs in (1, 2) * 4]
     for q in results[1:]:
         np.testing.assert_array_equal(q, results[0])
+    X_test, y_test, _ = make_data("logistic", n=20, d=8, seed=34)
+    model = make_model("logistic", n_jobs=1).fit(X, y, s)
+    serial, threaded = (fi.Influence(model, X, y, s, n_jobs=n_jobs) for n_jobs in (1, 2))
+    kept = []
+    for _ in range(4):
+        for compute in (
+            lambda inf: inf.self_influence(),
+            lambda inf: inf.leverage(),
+            lambda inf: inf.loo(X_test, y_test, "newton"),
+            lambda inf: inf.loo_params("newton"),
+        ):
+            kept.append((compute(serial), compute(threaded)))
+            np.testing.assert_array_equal(kept[-1][1], kept[-1][0])
 
 
 @settings(max_examples=15, deadline=None)

@@ -311,14 +311,11 @@ def test_separable_data_without_l2_warns(name, backend):
     assert make_model(name, l2=L2, backend=backend).fit(X, y).converged_
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (fit.hpp newton_loop / numpy_backend.fit_newton): at theta = 0 the smooth hinge with "
-    "t = 0.01 has curvature ~exp(-100)/t, the Newton step is ~1e40 long and 60 halvings cannot shorten "
-    "it enough, so the line search fails at iteration 0 on data that do have a minimiser",
-)
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
 def test_smooth_hinge_small_t_without_l2_converges(backend):
+    # Regression: at theta = 0 the smooth hinge with t = 0.01 has curvature ~exp(-100)/t, so the
+    # Newton step was ~1e40 long; 60 halvings could not shorten it enough and the line search
+    # failed at iteration 0 on data that do have a minimiser (fit.hpp, numpy_backend.fit_newton).
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))
     y = np.where(X[:, 0] - 0.5 * X[:, 1] + 0.7 * rng.standard_normal(200) > 0, 1, -1)  # not separable

@@ -17,6 +17,9 @@
 
 namespace fastinfluence {
 
+// Newton steps longer than this times max(1, ||theta||) are shortened to it.
+constexpr double kMaxStepFactor = 1e3;
+
 struct FitOptions {
   double tol = 1e-10;  // relative gradient-norm tolerance
   int max_iter = 100;
@@ -91,7 +94,13 @@ FitResult newton_loop(const LossSpec& spec, const Problem<XType>& prob, VectorCR
       return res;
     }
     bool shifted = false;
-    const VectorXd step = direction(res.theta, cur, &shifted);
+    VectorXd step = direction(res.theta, cur, &shifted);
+    // Where the curvature nearly vanishes (a smooth hinge with small t far
+    // from its margin) the Newton step can be astronomically long; cap its
+    // length so the line search starts within reach.
+    const double max_step = kMaxStepFactor * std::max(1.0, res.theta.norm());
+    const double step_norm = step.norm();
+    if (step_norm > max_step) step *= max_step / step_norm;
     any_shift = any_shift || shifted;
     const double slope = cur.gradient.dot(step);  // < 0 for a descent direction
     double t = 1.0;

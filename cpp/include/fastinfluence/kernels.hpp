@@ -346,7 +346,11 @@ void row_quadratic_forms(const XType& X, bool fit_intercept, MatrixCRef A, Eigen
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       MatrixXd Z = Xb * At_w;
       if (fit_intercept) Z.rowwise() += A.col(d).transpose();
-      out.segment(b, nb) = Z.rowwise().squaredNorm();
+      // Reduce into a fresh (aligned) vector, then copy: assigning the reduction
+      // straight into `out` would let the buffer's alignment pick scalar or
+      // SIMD (FMA) code for the first rows, changing results by an ulp.
+      const VectorXd q = Z.rowwise().squaredNorm();
+      out.segment(b, nb) = q;
     });
   });
 }

@@ -173,6 +173,7 @@ def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_j
 # ---------------------------------------------------------------------------
 
 _EPS = np.finfo(np.float64).eps
+_MAX_STEP_FACTOR = 1e3  # kMaxStepFactor in fit.hpp
 
 
 def newton_direction(H, g):
@@ -223,6 +224,11 @@ def _newton_loop(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, 
             return dict(result, converged=False, message=message)
         step, shifted = direction(theta, grad, hess, scale)
         any_shift = any_shift or shifted
+        # cap astronomically long steps (vanishing curvature) so the line search can reach
+        max_step = _MAX_STEP_FACTOR * max(1.0, float(np.linalg.norm(theta)))
+        step_norm = float(np.linalg.norm(step))
+        if step_norm > max_step:
+            step = step * (max_step / step_norm)
         slope = float(grad @ step)
         t = 1.0
         for halvings in range(60):

@@ -483,14 +483,6 @@ UNSUPPORTED = {
         ValueError,
         "positive=True",
     ),
-    "string-labels": (
-        lambda d: (
-            logistic(C=C).fit(d["X"], np.where(d["labels"] == 1, "yes", "no")),
-            np.where(d["labels"] == 1, "yes", "no"),
-        ),
-        ValueError,
-        r"non-numeric classes.*y01",
-    ),
     # unfitted: an unsupported type is reported before "not fitted"
     "logistic-cv": (lambda d: (LogisticRegressionCV(), d["labels"]), TypeError, "LogisticRegressionCV"),
     "pipeline-ending-in-transformer": (
@@ -507,8 +499,23 @@ def test_unsupported_settings_raise_helpfully(case, data):
     est, y = make(data)
     with pytest.raises(error, match=reason) as info:
         fi.from_sklearn(est, data["X"], y)
-    if case != "string-labels":
-        assert "from_sklearn supports LogisticRegression" in str(info.value)
+    assert "from_sklearn supports LogisticRegression" in str(info.value)
+
+
+def test_string_class_labels_match_numeric(data):
+    """Class names (strings) map like scikit-learn: classes_ sorted, classes_[1] positive."""
+    names = np.where(data["labels"] == 1, "yes", "no")
+    est_names = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(data["X"], names)
+    est_numbers = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(data["X"], data["labels"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fi.PolishingWarning)
+        model_names = fi.from_sklearn(est_names, data["X"], names)
+        model_numbers = fi.from_sklearn(est_numbers, data["X"], data["labels"])
+    assert model_names.classes_.tolist() == ["no", "yes"]
+    np.testing.assert_allclose(model_names.theta_, model_numbers.theta_, rtol=1e-10, atol=1e-12)
+    scores_names = fi.Influence(model_names, data["X"], names).loss(data["X"][:3], names[:3])
+    scores_numbers = fi.Influence(model_numbers, data["X"], data["labels"]).loss(data["X"][:3], data["labels"][:3])
+    np.testing.assert_allclose(scores_names, scores_numbers, rtol=1e-10)
 
 
 def test_unfitted_estimator(data):

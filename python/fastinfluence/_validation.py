@@ -1,11 +1,18 @@
 """Checks at the boundary: every public entry point validates here before a
-kernel runs, with messages that name the argument and say what was expected."""
+kernel runs, with messages that name the argument and say what was expected.
+
+Data frames (pandas, polars, pyarrow) are converted by
+:mod:`fastinfluence._dataframes`, the one module that decides what a frame is;
+entry points that label their results call it first to keep the labels.
+"""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
+
+from . import _dataframes as D
 
 try:  # SciPy is a dependency; the guard keeps this module importable on its own
     from scipy import sparse as _scipy_sparse
@@ -39,8 +46,10 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
     formats are converted once (``tocsr``: O(nnz) time and a copy of the
     data); unsorted or duplicate indices are fixed on a copy; indices and
     indptr are given one integer type (int32 or int64). The caller's object is
-    never modified.
+    never modified. Data frames are converted by
+    :func:`fastinfluence._dataframes.to_numpy_2d` (numeric columns only).
     """
+    X = D.to_numpy_2d(X, name)[0]
     if is_sparse(X):
         return _check_sparse_matrix(X, name, allow_empty)
     try:
@@ -92,8 +101,9 @@ def _check_sparse_matrix(X, name, allow_empty):
     return csr
 
 
-def check_vector(v, n: int | None, name: str) -> np.ndarray:
-    """A 1-D finite float64 vector of length n (a copy, so callers may encode in place)."""
+def check_1d(v, n: int | None, name: str) -> np.ndarray:
+    """``v`` as a non-empty 1-D array of length n, of any dtype (series and column vectors flattened)."""
+    v = D.to_numpy_1d(v, name)[0]
     try:
         arr = np.asarray(v)
     except Exception as exc:  # pragma: no cover
@@ -106,6 +116,12 @@ def check_vector(v, n: int | None, name: str) -> np.ndarray:
         raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n} (one per row of X)")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty")
+    return arr
+
+
+def check_vector(v, n: int | None, name: str) -> np.ndarray:
+    """A 1-D finite float64 vector of length n (a copy, so callers may encode in place)."""
+    arr = check_1d(v, n, name)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float64, copy=True)

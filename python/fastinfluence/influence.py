@@ -36,6 +36,30 @@ Sherman-Morrison, with the leverage ``h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i`
 
 and ``loo(method="newton")`` evaluates the test loss at ``theta + delta_newton_i``
 (exact for the squared loss, whose objective is quadratic).
+
+Data frames
+-----------
+``X``, ``X_test`` may be pandas or polars DataFrames or pyarrow Tables, ``y``,
+``y_test`` and ``sample_weight`` Series or arrays (matched to the rows by
+position). When the *training* ``X`` was a frame (of any library), results come
+back as pandas objects labelled with the training rows (the pandas index; row
+numbers ``0 .. n-1`` for polars and pyarrow, which have no index), the test
+rows (likewise; row numbers when ``X_test`` is an array) and the feature
+columns:
+
+=====================================  =============================================================
+``loss``, ``loo``, ``exact_loo``       DataFrame, index ``train_row``, columns ``test_row``
+``params``, ``loo_params``             DataFrame, index ``train_row``, one column per feature
+                                       (+ ``"intercept"``)
+``self_influence``, ``leverage``       Series indexed by ``train_row``
+``pert_loss``                          DataFrame, MultiIndex ``(train_row, test_row)``, feature columns
+``top_k``                              tidy DataFrame ``test_row, rank, train_row, score, kind``
+                                       (:meth:`TopK.to_frame`)
+=====================================  =============================================================
+
+``indices=`` always selects training rows by *position* (0 .. n-1), never by
+label. An array training ``X`` gives arrays, whatever the test side is; so does
+``loss(..., out=array)``, which returns ``out``.
 """
 
 from __future__ import annotations
@@ -45,6 +69,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .exceptions import ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
@@ -82,6 +107,34 @@ class TopK:
     harmful_indices: np.ndarray
     harmful_scores: np.ndarray
 
+    def to_frame(self, train_labels=None, test_labels=None):
+        """The same result as one tidy pandas DataFrame: ``test_row, rank, train_row, score, kind``.
+
+        One row per (test point, kind, rank): for each test point (in order)
+        its k most helpful training rows (``kind="helpful"``, rank 1 = most
+        negative score), then its k most harmful (``kind="harmful"``, rank 1 =
+        most positive). ``train_row`` and ``test_row`` are row numbers, or
+        ``train_labels[i]`` and ``test_labels[j]`` when given (a pandas Index
+        or any sequence). Needs pandas.
+        """
+        pd = D.require_pandas("TopK.to_frame results")
+        m, k = self.helpful_indices.shape
+        test_labels = pd.RangeIndex(m) if test_labels is None else pd.Index(test_labels)
+        train_labels = None if train_labels is None else pd.Index(train_labels)
+        # per test point: k helpful then k harmful, in rank order
+        train_positions = np.concatenate([self.helpful_indices, self.harmful_indices], axis=1).ravel()
+        scores = np.concatenate([self.helpful_scores, self.harmful_scores], axis=1).ravel()
+        test_positions = np.repeat(np.arange(m), 2 * k)
+        return pd.DataFrame(
+            {
+                "test_row": test_labels.take(test_positions),
+                "rank": np.tile(np.arange(1, k + 1), 2 * m),
+                "train_row": train_positions if train_labels is None else train_labels.take(train_positions),
+                "score": scores.astype(np.float64, copy=False),
+                "kind": np.tile(np.repeat(np.array(["helpful", "harmful"], dtype=object), k), m),
+            }
+        )
+
 
 def _check_result_size(shape, what: str) -> None:
     n_bytes = 8 * int(np.prod(shape, dtype=np.float64))
@@ -111,12 +164,13 @@ class Influence:
     ----------
     model : a fitted fastinfluence model
         Its ``theta_`` must minimise the objective on ``(X, y, sample_weight)``.
-    X : array (n, d) or SciPy sparse matrix
+    X : array (n, d), SciPy sparse matrix, or pandas/polars DataFrame or pyarrow Table
         The training data the model was fitted on (float32 stays float32;
         sparse input is used as CSR, see :func:`fastinfluence.kernels.scaled_row_products`).
-    y : array of shape (n,)
+        A frame makes the results labelled pandas objects (see the module docstring).
+    y : array or Series of shape (n,)
         Training labels, in the encoding the model was fitted with.
-    sample_weight : array of shape (n,) or None
+    sample_weight : array or Series of shape (n,), or None
         The weights the model was fitted with.
     solver : {"auto", "direct", "cg", "lissa"}
         How to apply H^{-1} (see :mod:`fastinfluence.solvers`): ``"direct"``
@@ -150,8 +204,10 @@ class Influence:
         self.backend = backend
         self._backend = get_backend(backend)
         self._n_jobs = V.check_n_jobs(n_jobs)
-        self._X = V.check_matrix(X, "X")
-        V.check_same_features(self._X, model.n_features_in_, "X")
+        # frames: their row and column labels label the results (None for arrays)
+        self._X, self._train_rows, self._columns = model._validate_features(X, "X")
+        if self._train_rows is not None:
+            D.require_pandas("Influence results for DataFrame input")
         self.n_samples_ = self._X.shape[0]
         self._y = model._encode_targets(y, self.n_samples_, "y")
         self._weights = V.check_sample_weight(sample_weight, self.n_samples_)
@@ -206,19 +262,37 @@ class Influence:
         return (self._X[idx], self.loss_derivative_[idx], self.loss_second_derivative_[idx], self._s[idx])
 
     def _test_side(self, X_test, y_test):
-        """(X_test, encoded y_test, eta_test, loss'_test) after validation."""
-        X_test = V.check_matrix(X_test, "X_test")
-        V.check_same_features(X_test, self.model.n_features_in_, "X_test")
+        """(X_test, encoded y_test, eta_test, loss'_test, test row labels | None) after validation."""
+        X_test, test_rows, _ = self.model._validate_features(X_test, "X_test")
         y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
         eta, _, d1, _ = self._backend.row_derivatives(
             self._loss, X_test, y_test, self._theta, self._fit_intercept, self._n_jobs
         )
-        return X_test, y_test, eta, d1
+        return X_test, y_test, eta, d1, test_rows
 
     def _solved_test_gradients(self, X_test, y_test):
-        """V = H^{-1} G_test, (p, m): all test gradients solved at once."""
-        X_test, y_test, eta, d1 = self._test_side(X_test, y_test)
-        return self._solver.solve(V.augmented_transpose(X_test, d1, self._fit_intercept))
+        """(V = H^{-1} G_test, (p, m), test row labels | None): all test gradients solved at once."""
+        X_test, y_test, eta, d1, test_rows = self._test_side(X_test, y_test)
+        return self._solver.solve(V.augmented_transpose(X_test, d1, self._fit_intercept)), test_rows
+
+    # -- labelled results (training X given as a frame) ----------------------------------------
+    def _train_labels(self, indices):
+        return D.take(self._train_rows, V.check_indices(indices, self.n_samples_))
+
+    def _as_matrix(self, values, indices, test_rows):
+        if self._train_rows is None:
+            return values
+        return D.label_matrix(values, self._train_labels(indices), test_rows)
+
+    def _as_params(self, values, indices):
+        if self._train_rows is None:
+            return values
+        return D.label_params(values, self._train_labels(indices), self._columns, self._fit_intercept)
+
+    def _as_vector(self, values, indices, name):
+        if self._train_rows is None:
+            return values
+        return D.label_vector(values, self._train_labels(indices), name)
 
     def _quadratic_forms(self, X_rows):
         """xa_i^T H^{-1} xa_i for the given rows."""
@@ -266,10 +340,11 @@ class Influence:
         """I_up,params(z_i) = -H^{-1} g_i for the training points ``indices`` (all if None).
 
         Returns (k, p): row i is the derivative of theta with respect to the weight
-        of z_i in the objective (eps in R + eps * loss(z_i)).
+        of z_i in the objective (eps in R + eps * loss(z_i)). A DataFrame (columns:
+        the features, then ``"intercept"``) when X was a frame.
         """
         X_rows, d1, _, _ = self._rows(indices)
-        return self._rows_times_inverse(X_rows, -d1)
+        return self._as_params(self._rows_times_inverse(X_rows, -d1), indices)
 
     def loss(self, X_test, y_test, indices=None, *, out=None):
         """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m).
@@ -280,16 +355,21 @@ class Influence:
 
         ``out``: a writable C-contiguous float64 (k, m) array to fill (for
         example a ``numpy.memmap`` for results larger than memory). Without
-        it, results above ``MAX_RESULT_BYTES`` raise MemoryError.
+        it, results above ``MAX_RESULT_BYTES`` raise MemoryError. With ``out``
+        the result is ``out`` itself, even for frames; without it, a DataFrame
+        (index ``train_row``, columns ``test_row``) when X was a frame.
         """
-        V_test = self._solved_test_gradients(X_test, y_test)
+        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
         X_rows, d1, _, _ = self._rows(indices)
         shape = (X_rows.shape[0], V_test.shape[1])
         if out is None:
             _check_result_size(shape, "the influence matrix")
         else:
             _check_out(out, shape)
-        return self._backend.scaled_row_products(X_rows, self._fit_intercept, -d1, V_test, out, self._n_jobs)
+        scores = self._backend.scaled_row_products(
+            X_rows, self._fit_intercept, -d1, V_test, out, self._n_jobs
+        )
+        return scores if out is not None else self._as_matrix(scores, indices, test_rows)
 
     def top_k(self, X_test, y_test, k=10):
         """The k most helpful and k most harmful training points for each test point.
@@ -302,16 +382,21 @@ class Influence:
         TopK
             ``helpful_indices``/``helpful_scores`` (most negative I_up,loss first) and
             ``harmful_indices``/``harmful_scores`` (most positive first), each (m, k).
+            When X was a frame: the tidy DataFrame ``test_row, rank, train_row, score,
+            kind`` of :meth:`TopK.to_frame`, with the row labels.
         """
         k = V.check_positive_int(k, "k")
-        V_test = self._solved_test_gradients(X_test, y_test)
+        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
         helpful_rows, helpful_scores, harmful_rows, harmful_scores = self._backend.top_k_scores(
             self._X, self._fit_intercept, -self.loss_derivative_, np.asfortranarray(V_test), k, self._n_jobs
         )
-        return TopK(
+        top = TopK(
             np.asarray(helpful_rows, dtype=np.int64), np.asarray(helpful_scores),
             np.asarray(harmful_rows, dtype=np.int64), np.asarray(harmful_scores),
         )
+        if self._train_rows is None:
+            return top
+        return top.to_frame(train_labels=self._train_rows, test_labels=test_rows)
 
     def self_influence(self, indices=None):
         """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, shape (k,).
@@ -320,12 +405,12 @@ class Influence:
         mislabelled data (Koh & Liang, section 5.4). Streams over X: O(n) memory.
         """
         X_rows, d1, _, _ = self._rows(indices)
-        return -(d1 * d1) * self._quadratic_forms(X_rows)
+        return self._as_vector(-(d1 * d1) * self._quadratic_forms(X_rows), indices, "self_influence")
 
     def leverage(self, indices=None):
         """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage."""
         X_rows, _, d2, s = self._rows(indices)
-        return s / self.n_samples_ * d2 * self._quadratic_forms(X_rows)
+        return self._as_vector(s / self.n_samples_ * d2 * self._quadratic_forms(X_rows), indices, "leverage")
 
     def pert_loss(self, X_test, y_test, indices=None):
         """I_pert,loss(z_i, z_test_j) = -g_test_j^T H^{-1} grad_x grad_theta loss(z_i), shape (k, m, d).
@@ -337,12 +422,19 @@ class Influence:
         The gradient is with respect to the features the model was fitted on;
         for a model from ``fi.from_sklearn(pipeline, ...)`` that is the
         transformed space ``fi.sklearn.transform`` returns.
+
+        When X was a frame: a DataFrame of shape (k * m, d) with a
+        ``(train_row, test_row)`` MultiIndex (training-row major) and the
+        feature columns.
         """
-        V_test = self._solved_test_gradients(X_test, y_test)
+        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
         X_rows, d1, d2, _ = self._rows(indices)
         _check_result_size((X_rows.shape[0], V_test.shape[1], self.model.n_features_in_), "pert_loss")
         w = self._theta[: self.model.n_features_in_]
-        return self._backend.perturbation_loss(X_rows, self._fit_intercept, d1, d2, V_test, w, self._n_jobs)
+        result = self._backend.perturbation_loss(X_rows, self._fit_intercept, d1, d2, V_test, w, self._n_jobs)
+        if self._train_rows is None:
+            return result
+        return D.label_pert(np.asarray(result), self._train_labels(indices), test_rows, self._columns)
 
     def loo_params(self, method="influence", indices=None):
         """Estimated theta_{-i} - theta when z_i is removed, shape (k, p).
@@ -352,7 +444,9 @@ class Influence:
         """
         self._check_method(method)
         X_rows, d1, d2, s = self._rows(indices)
-        return self._rows_times_inverse(X_rows, self._removal_scale(method, X_rows, d1, d2, s))
+        return self._as_params(
+            self._rows_times_inverse(X_rows, self._removal_scale(method, X_rows, d1, d2, s)), indices
+        )
 
     def loo(self, X_test, y_test, method="influence", indices=None):
         """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta).
@@ -364,20 +458,22 @@ class Influence:
         self._check_method(method)
         X_rows, d1, d2, s = self._rows(indices)
         if method == "influence":
-            V_test = self._solved_test_gradients(X_test, y_test)
+            V_test, test_rows = self._solved_test_gradients(X_test, y_test)
             _check_result_size((X_rows.shape[0], V_test.shape[1]), "the leave-one-out matrix")
-            return self._backend.scaled_row_products(
+            change = self._backend.scaled_row_products(
                 X_rows, self._fit_intercept, s / self.n_samples_ * d1, V_test, None, self._n_jobs
             )
-        X_test, y_test, eta_test, _ = self._test_side(X_test, y_test)
+            return self._as_matrix(change, indices, test_rows)
+        X_test, y_test, eta_test, _, test_rows = self._test_side(X_test, y_test)
         _check_result_size((X_rows.shape[0], X_test.shape[0]), "the leave-one-out matrix")
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = c_i xa_i . U_j
         U = self._solver.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._fit_intercept))
         scale = self._removal_scale(method, X_rows, d1, d2, s)
-        return self._backend.loo_loss_change(
+        change = self._backend.loo_loss_change(
             self._loss, X_rows, self._fit_intercept, scale, np.asfortranarray(U), y_test, eta_test, None,
             self._n_jobs,
         )
+        return self._as_matrix(change, indices, test_rows)
 
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
@@ -417,20 +513,23 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         loss(z_test_j, theta_{-i}) - loss(z_test_j, theta).
     delta_params : (k, p) array, only with ``return_params=True``
         theta_{-i} - theta.
+
+    When X is a frame, both are DataFrames labelled as :meth:`Influence.loo`
+    and :meth:`Influence.loo_params` label theirs (``indices`` are positions).
     """
     _check_model(model)
     backend = get_backend(model.backend)
     n_jobs = V.check_n_jobs(model.n_jobs)
-    X = V.check_matrix(X, "X")
-    V.check_same_features(X, model.n_features_in_, "X")
+    X, train_rows, columns = model._validate_features(X, "X")
+    if train_rows is not None:
+        D.require_pandas("exact_loo results for DataFrame input")
     n = X.shape[0]
     y = model._encode_targets(y, n, "y")
     s = V.check_sample_weight(sample_weight, n)
     s = np.ones(n) if s is None else s
     idx = V.check_indices(indices, n)
     idx = np.arange(n) if idx is None else idx
-    X_test = V.check_matrix(X_test, "X_test")
-    V.check_same_features(X_test, model.n_features_in_, "X_test")
+    X_test, test_rows, _ = model._validate_features(X_test, "X_test")
     y_test = model._encode_targets(y_test, X_test.shape[0], "y_test")
 
     loss, fit_intercept, d = model.loss, bool(model.fit_intercept), model.n_features_in_
@@ -452,4 +551,8 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         delta_params[row] = delta
         delta_eta = V.linear_predictor(X_test, delta, fit_intercept)
         change[row] = backend.loss_difference(loss, y_test, eta_test, delta_eta)
+    if train_rows is not None:
+        labels = D.take(train_rows, idx)
+        change = D.label_matrix(change, labels, test_rows)
+        delta_params = D.label_params(delta_params, labels, columns, fit_intercept)
     return (change, delta_params) if return_params else change

@@ -9,6 +9,13 @@ with sample weights ``s_i`` (default 1), ``theta = (w, b)`` (``b`` only with
 backtracking line search, until ``||grad R|| <= tol * max(1, ||grad R(0)||)``
 (``tol = 1e-10`` by default). Influence functions are derivatives at the
 optimum, so this is far tighter than the defaults of most solvers.
+
+Data frames (pandas, polars, pyarrow) are accepted wherever arrays are (see
+:mod:`fastinfluence._dataframes`). Fitted on a frame whose column labels are
+all strings, a model records them in ``feature_names_in_`` (as scikit-learn
+does), and frames given later (to ``predict``, ``Influence``, ...) must have
+the same columns in the same order, or a ``ValueError`` says which differ;
+arrays are matched by position. ``predict`` and friends return NumPy arrays.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .exceptions import ConvergenceWarning, NotFittedError
@@ -87,21 +95,37 @@ class _LinearModel:
         self.loss.check_targets(y, name)
         return y
 
+    def _validate_features(self, X, name="X"):
+        """(X as the kernels take it, row labels | None, column labels | None), checked against the fit.
+
+        Frames are converted here (and their labels kept for labelled results);
+        the number of features and, for frames with string column labels, the
+        feature names must match those the model was fitted with.
+        """
+        X, rows, columns = D.to_numpy_2d(X, name)
+        X = V.check_matrix(X, name)
+        V.check_same_features(X, self.n_features_in_, name)
+        D.check_feature_names(getattr(self, "feature_names_in_", None), columns, name)
+        return X, rows, columns
+
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
         """Minimise R(theta) on (X, y, sample_weight) to the gradient tolerance ``tol``.
 
         Parameters
         ----------
-        X : array of shape (n, d), float32 or float64 (others are converted), C or F order
-        y : array of shape (n,)
-        sample_weight : array of shape (n,), non-negative, or None for all ones
+        X : array of shape (n, d), float32 or float64 (others are converted), C or F order;
+            SciPy sparse matrix; or a pandas/polars DataFrame or pyarrow Table of numeric columns
+            (string column labels are recorded in ``feature_names_in_``)
+        y : array or Series of shape (n,), matched to the rows of X by position
+        sample_weight : array or Series of shape (n,), non-negative, or None for all ones
 
         Returns
         -------
         self
         """
         self._check_params()
+        X, _, columns = D.to_numpy_2d(X, "X")
         X = V.check_matrix(X, "X")
         y = self._encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
@@ -111,6 +135,11 @@ class _LinearModel:
             int(self.max_iter), V.check_n_jobs(self.n_jobs), self._fit_method(theta0.size),
         )
         self._set_fit_result(self._check_minimiser_exists(result, X, y, s), X.shape[1])
+        names = D.feature_names(columns)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):  # refitted on an array: forget the old names
+            del self.feature_names_in_
         return self
 
     def _check_minimiser_exists(self, result, X, y, s):
@@ -151,8 +180,7 @@ class _LinearModel:
     def decision_function(self, X):
         """The linear predictor eta = X w + b, shape (n,)."""
         self._check_fitted()
-        X = V.check_matrix(X, "X")
-        V.check_same_features(X, self.n_features_in_, "X")
+        X = self._validate_features(X, "X")[0]
         return V.linear_predictor(X, self.theta_, bool(self.fit_intercept))
 
     def predict(self, X):
@@ -166,7 +194,14 @@ class LinearRegression(_LinearModel):
 
 
 class _BinaryClassifier(_LinearModel):
-    """Labels may be {0, 1}, {-1, +1} or bool; ``classes_`` keeps the user's pair."""
+    """Labels may be {0, 1}, {-1, +1}, bool, or two class names; ``classes_`` keeps the user's pair.
+
+    Class names (strings, of a NumPy string or object array, a pandas or polars
+    Series, ...) are sorted as ``numpy.unique`` sorts them, and the second is
+    the positive class (as in scikit-learn): ``classes_ = ["benign",
+    "malignant"]`` makes "malignant" the class whose probability
+    ``predict_proba(X)[:, 1]`` is. Labels given later must be among ``classes_``.
+    """
 
     _positive_internal = 1.0
     _negative_internal = 0.0
@@ -177,7 +212,10 @@ class _BinaryClassifier(_LinearModel):
                          backend=backend, n_jobs=n_jobs)
 
     def _encode_targets(self, y, n, name="y", *, fitting=False):
-        raw = np.asarray(y)
+        raw = V.check_1d(y, n, name)
+        names = _class_names(raw, name)
+        if names is not None:
+            return self._encode_class_names(raw, names, name, fitting)
         is_bool = raw.dtype == bool
         y = V.check_vector(raw, n, name)
         values = set(np.unique(y).tolist())
@@ -189,10 +227,15 @@ class _BinaryClassifier(_LinearModel):
             else:
                 shown = sorted(values)[:5]
                 raise ValueError(
-                    f"{name} must hold binary labels in {{0, 1}}, {{-1, +1}} or bool for "
-                    f"{type(self).__name__}; found values {shown}"
+                    f"{name} must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
+                    f"such as strings) for {type(self).__name__}; found values {shown}"
                 )
             self.classes_ = np.array(classes)
+        if _class_names(self.classes_, "classes_") is not None:  # fitted on class names, given numbers
+            raise ValueError(
+                f"{name} holds labels {sorted(values)[:5]} that are not among the model's classes "
+                f"{self.classes_.tolist()}"
+            )
         allowed = {float(c) for c in self.classes_}
         if not values <= allowed:
             bad = sorted(values - allowed)[:5]
@@ -201,6 +244,26 @@ class _BinaryClassifier(_LinearModel):
             )
         positive = y == float(self.classes_[1])
         return np.where(positive, self._positive_internal, self._negative_internal)
+
+    def _encode_class_names(self, raw, names, name, fitting):
+        """Internal labels for class names: positive where raw is ``classes_[1]``."""
+        if fitting:
+            if names.size != 2:
+                shown = names.tolist()
+                found = f"only {shown[0]!r}" if len(shown) == 1 else f"{len(shown)}: {shown[:5]}"
+                raise ValueError(
+                    f"{name} must hold exactly two classes for {type(self).__name__}; found {found}"
+                )
+            self.classes_ = names
+        known = set(self.classes_.tolist())
+        bad = [label for label in names.tolist() if label not in known]
+        if bad:
+            raise ValueError(
+                f"{name} holds labels {bad[:5]} that are not among the model's classes "
+                f"{self.classes_.tolist()}"
+            )
+        positive = raw == self.classes_[1]
+        return np.where(positive, self._positive_internal, self._negative_internal).astype(np.float64)
 
     def _check_minimiser_exists(self, result, X, y, s):
         """With l2 = 0, parameters that classify every weighted training point correctly can
@@ -225,6 +288,23 @@ class _BinaryClassifier(_LinearModel):
     def predict(self, X):
         """The predicted class, in the labels the model was fitted with."""
         return np.where(self.decision_function(X) > 0, self.classes_[1], self.classes_[0])
+
+
+def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
+    """The sorted distinct labels when ``raw`` holds class names (strings), else None (numbers, bools)."""
+    if raw.dtype.kind in ("U", "S", "T"):  # NumPy str, bytes and StringDType
+        return np.unique(raw)
+    if raw.dtype.kind != "O":
+        return None
+    try:
+        labels = np.unique(raw)
+    except TypeError:  # labels that cannot be sorted together: None, NaN or mixed types
+        values = raw.tolist()
+        if any(v is None or (isinstance(v, float) and v != v) for v in values):
+            raise ValueError(f"{name} has missing values (None or NaN)") from None
+        kinds = sorted({type(v).__name__ for v in values})
+        raise TypeError(f"{name} mixes label types {kinds}; class labels must all be of one type") from None
+    return labels if all(isinstance(v, str) for v in labels.tolist()) else None
 
 
 class LogisticRegression(_BinaryClassifier):

@@ -118,6 +118,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _dataframes as D
 from . import _validation as V
 from . import kernels
 from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
@@ -189,7 +190,8 @@ def transform(estimator, X) -> np.ndarray:
     -------
     Xt : dense ndarray of shape (n, d)
         Sparse transformer output is made dense (fastinfluence's kernels take
-        dense arrays); pandas output becomes a NumPy array.
+        dense arrays); pandas output, and pandas/polars/pyarrow input to a bare
+        estimator, becomes a NumPy array (numeric columns only).
     """
     _import_sklearn()
     from sklearn.pipeline import Pipeline
@@ -200,7 +202,7 @@ def transform(estimator, X) -> np.ndarray:
         return transform(estimator.steps[-1][1], X)
     if hasattr(X, "toarray"):
         X = X.toarray()
-    return np.asarray(X)
+    return np.asarray(D.to_numpy_2d(X, "X")[0])
 
 
 # -- reading the estimator ---------------------------------------------------------------------
@@ -379,12 +381,6 @@ def _binary_classes(est) -> np.ndarray:
             f"{_estimator_name(est)} has {classes.shape[0]} classes; only binary "
             "classification is supported so far",
         )
-    if not (classes.dtype == bool or np.issubdtype(classes.dtype, np.number)):
-        raise ValueError(
-            f"{_estimator_name(est)} has non-numeric classes {classes.tolist()}; fastinfluence models take "
-            f"numeric (or bool) labels. Encode them, e.g. y01 = (y == {classes[1]!r}).astype(int), and fit "
-            "the estimator on y01."
-        )
     return classes.copy()
 
 
@@ -474,7 +470,8 @@ def from_sklearn(
     model : LogisticRegression, LinearRegression, PoissonRegression or SmoothHingeClassifier
         Fitted: ``theta_`` is the optimum of R, ``l2`` the translated penalty,
         ``classes_`` the estimator's classes (classifiers), ``n_iter_`` the
-        Newton steps the polishing took.
+        Newton steps the polishing took, ``feature_names_in_`` the final
+        estimator's (when scikit-learn recorded them: fitted on a DataFrame).
 
     Warns
     -----
@@ -523,7 +520,7 @@ def from_sklearn(
     theta = _coefficients(final, model.fit_intercept, d)
     s = V.check_sample_weight(sample_weight, n)
 
-    y_raw = np.asarray(y)
+    y_raw = np.asarray(D.to_numpy_1d(y, "y")[0])
     if y_raw.ndim == 2 and 1 in y_raw.shape:
         y_raw = y_raw.reshape(-1)
     if classes is not None:
@@ -559,6 +556,9 @@ def from_sklearn(
     )
     model._set_fit_result(result, d)
     model.sample_weight_ = s
+    names = getattr(final, "feature_names_in_", None)  # set by scikit-learn when fitted on a DataFrame
+    if names is not None and len(names) == d:
+        model.feature_names_in_ = np.asarray(names, dtype=object)
 
     if spec.approximation:
         warnings.warn(

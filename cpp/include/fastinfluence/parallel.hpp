@@ -90,8 +90,12 @@ void parallel_for_chunks(Index n_chunks, int n_threads, Body&& body) {
   std::exception_ptr error = nullptr;
   std::atomic<bool> stop{false};
   const InterruptHook hook = interrupt_hook();
+  // No more threads than chunks: a one-chunk call (small data) opens no
+  // parallel region at all, which matters on busy machines where waking a
+  // team costs milliseconds.
+  const int threads = static_cast<int>(std::min<Index>(resolve_threads(n_threads), std::max<Index>(n_chunks, 1)));
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(resolve_threads(n_threads))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
   for (Index c = 0; c < n_chunks; ++c) {
     if (stop.load(std::memory_order_relaxed)) continue;
@@ -113,7 +117,7 @@ void parallel_for_chunks(Index n_chunks, int n_threads, Body&& body) {
       stop.store(true, std::memory_order_relaxed);
     }
   }
-  (void)n_threads;
+  (void)threads;
   if (error) std::rethrow_exception(error);
 }
 

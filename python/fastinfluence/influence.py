@@ -228,11 +228,13 @@ class Influence:
             True, want_hessian, self._n_jobs,
         )
         self.gradient_norm_ = float(np.linalg.norm(gradient))
-        zero_gradient = self._backend.evaluate(
-            self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
-            l2, True, False, self._n_jobs,
-        )[1]
-        scale = max(1.0, float(np.linalg.norm(zero_gradient)))
+        scale = getattr(model, "grad_norm_scale_", None)
+        if scale is None:  # a model fitted elsewhere: one more pass for ||grad R(0)||
+            zero_gradient = self._backend.evaluate(
+                self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
+                l2, True, False, self._n_jobs,
+            )[1]
+            scale = max(1.0, float(np.linalg.norm(zero_gradient)))
         if self.gradient_norm_ > OPTIMUM_TOLERANCE * scale:
             warnings.warn(
                 f"the model is not at the optimum of the objective on this data (gradient norm "

@@ -159,6 +159,9 @@ class _LinearModel:
         self.intercept_ = float(self.theta_[n_features]) if self.fit_intercept else 0.0
         self.n_iter_ = int(result["n_iter"])
         self.grad_norm_ = float(result["grad_norm"])
+        # max(1, ||grad R(0)||): the fit's tolerance is relative to it (and so is Influence's optimum check)
+        scale = result.get("grad_norm_scale")
+        self.grad_norm_scale_ = None if scale is None else float(scale)
         self.objective_ = float(result["objective"])
         self.converged_ = bool(result["converged"])
         self.fit_message_ = str(result["message"])

@@ -93,9 +93,10 @@ VectorXd linear_predictor(const Block& Xb, VectorCRef theta, bool fit_intercept)
 }
 
 // Chunks for accumulators holding `acc_doubles` doubles: at most 64, and no
-// more than about 256 MiB of partial results in all.
+// more than about 128 MiB of partial results in all (every chunk allocates,
+// zeroes and adds one accumulator).
 inline ChunkPlan plan_reduction(Index n_rows, Index acc_doubles) {
-  const Index budget = (Index{1} << 25) / std::max<Index>(1, acc_doubles);
+  const Index budget = (Index{1} << 24) / std::max<Index>(1, acc_doubles);
   return plan_chunks(n_rows, std::clamp<Index>(budget, 1, 64));
 }
 
@@ -240,9 +241,41 @@ VectorXd curvature_weights(const LossSpec& spec, const Problem<XType>& prob, Vec
   return c;
 }
 
+// Sparse rows: Xa^T diag(c) Xa V row by row, with V and the accumulator
+// row-major so each non-zero touches one contiguous k-vector (Eigen's sparse x
+// dense product would walk X once per column of V).
+template <class XType>
+MatrixXd sparse_gram_product(const XType& X, bool fit_intercept, VectorCRef c, MatrixCRef V, int n_threads) {
+  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0), k = V.cols();
+  const RowMatrixXd Vr = V;
+  struct RowAcc {
+    RowMatrixXd m;
+    RowAcc& operator+=(const RowAcc& o) {
+      m += o.m;
+      return *this;
+    }
+  };
+  RowAcc total = parallel_reduce_rows<RowAcc>(
+      plan_reduction(X.rows(), p * k), n_threads, [&] { return RowAcc{RowMatrixXd::Zero(p, k)}; },
+      [&](RowAcc& acc, Index begin, Index size) {
+        Eigen::RowVectorXd u(k);
+        for (Index i = begin; i < begin + size; ++i) {
+          if (c[i] == 0.0) continue;
+          // u = c_i xa_i^T V ;  acc += xa_i u
+          if (fit_intercept) u = Vr.row(d); else u.setZero();
+          for (typename XType::InnerIterator it(X, i); it; ++it) u.noalias() += static_cast<double>(it.value()) * Vr.row(it.index());
+          u *= c[i];
+          for (typename XType::InnerIterator it(X, i); it; ++it) acc.m.row(it.index()).noalias() += static_cast<double>(it.value()) * u;
+          if (fit_intercept) acc.m.row(d) += u;
+        }
+      });
+  return MatrixXd(total.m);
+}
+
 // Xa^T diag(c) Xa V for V (p x k), one pass over X for all k vectors.
 template <class XType>
 MatrixXd gram_product(const XType& X, bool fit_intercept, VectorCRef c, MatrixCRef V, int n_threads) {
+  if constexpr (is_sparse_v<XType>) return sparse_gram_product(X, fit_intercept, c, V, n_threads);
   const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0), k = V.cols();
   MatrixAcc total = parallel_reduce_rows<MatrixAcc>(
       plan_reduction(X.rows(), p * k), n_threads, [&] { return MatrixAcc{MatrixXd::Zero(p, k)}; },
@@ -413,6 +446,12 @@ class BoundedTopK {
  public:
   using Key = std::pair<double, Index>;
   explicit BoundedTopK(Index k = 0) : k_(static_cast<size_t>(k)) { heap_.reserve(k_); }
+  // Cheap test before push: false when (value, row) cannot enter a full heap.
+  bool accepts(double value, Index row) const {
+    if (heap_.size() < k_) return k_ > 0;
+    const Key& worst = heap_.front();
+    return value > worst.first || (value == worst.first && -row > worst.second);
+  }
   void push(double value, Index row) {
     const Key key{value, -row};
     if (heap_.size() < k_) {
@@ -466,8 +505,9 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
         auto& hj = help[static_cast<size_t>(j)];
         auto& rj = harm[static_cast<size_t>(j)];
         for (Index i = 0; i < nb; ++i) {
-          hj.push(-S(i, j), b + i);
-          rj.push(S(i, j), b + i);
+          const double v = S(i, j);
+          if (hj.accepts(-v, b + i)) hj.push(-v, b + i);
+          if (rj.accepts(v, b + i)) rj.push(v, b + i);
         }
       }
     });

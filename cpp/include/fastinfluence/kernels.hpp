@@ -93,10 +93,10 @@ VectorXd linear_predictor(const Block& Xb, VectorCRef theta, bool fit_intercept)
 }
 
 // Chunks for accumulators holding `acc_doubles` doubles: at most 64, and no
-// more than about 128 MiB of partial results in all (every chunk allocates,
+// more than about 32 MiB of partial results in all (every chunk allocates,
 // zeroes and adds one accumulator).
 inline ChunkPlan plan_reduction(Index n_rows, Index acc_doubles) {
-  const Index budget = (Index{1} << 24) / std::max<Index>(1, acc_doubles);
+  const Index budget = (Index{1} << 22) / std::max<Index>(1, acc_doubles);
   return plan_chunks(n_rows, std::clamp<Index>(budget, 1, 64));
 }
 
@@ -258,15 +258,31 @@ MatrixXd sparse_gram_product(const XType& X, bool fit_intercept, VectorCRef c, M
   RowAcc total = parallel_reduce_rows<RowAcc>(
       plan_reduction(X.rows(), p * k), n_threads, [&] { return RowAcc{RowMatrixXd::Zero(p, k)}; },
       [&](RowAcc& acc, Index begin, Index size) {
-        Eigen::RowVectorXd u(k);
+        // Plain loops over contiguous k-vectors: the compiler vectorises them
+        // without Eigen's per-expression overhead, which dominates at small k.
+        std::vector<double> u(static_cast<size_t>(k));
+        const double* v = Vr.data();
+        double* a = acc.m.data();
+        const auto ku = static_cast<size_t>(k);
         for (Index i = begin; i < begin + size; ++i) {
           if (c[i] == 0.0) continue;
           // u = c_i xa_i^T V ;  acc += xa_i u
-          if (fit_intercept) u = Vr.row(d); else u.setZero();
-          for (typename XType::InnerIterator it(X, i); it; ++it) u.noalias() += static_cast<double>(it.value()) * Vr.row(it.index());
-          u *= c[i];
-          for (typename XType::InnerIterator it(X, i); it; ++it) acc.m.row(it.index()).noalias() += static_cast<double>(it.value()) * u;
-          if (fit_intercept) acc.m.row(d) += u;
+          for (size_t q = 0; q < ku; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * ku + q] : 0.0;
+          for (typename XType::InnerIterator it(X, i); it; ++it) {
+            const double x = static_cast<double>(it.value());
+            const double* vj = v + static_cast<size_t>(it.index()) * ku;
+            for (size_t q = 0; q < ku; ++q) u[q] += x * vj[q];
+          }
+          for (size_t q = 0; q < ku; ++q) u[q] *= c[i];
+          for (typename XType::InnerIterator it(X, i); it; ++it) {
+            const double x = static_cast<double>(it.value());
+            double* aj = a + static_cast<size_t>(it.index()) * ku;
+            for (size_t q = 0; q < ku; ++q) aj[q] += x * u[q];
+          }
+          if (fit_intercept) {
+            double* ad = a + static_cast<size_t>(d) * ku;
+            for (size_t q = 0; q < ku; ++q) ad[q] += u[q];
+          }
         }
       });
   return MatrixXd(total.m);

@@ -534,7 +534,7 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     X_test, test_rows, _ = model._validate_features(X_test, "X_test")
     y_test = model._encode_targets(y_test, X_test.shape[0], "y_test")
 
-    loss, fit_intercept, d = model.loss, bool(model.fit_intercept), model.n_features_in_
+    loss, fit_intercept = model.loss, bool(model.fit_intercept)
     theta = model.theta_
     eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
     change = np.empty((idx.size, X_test.shape[0]))

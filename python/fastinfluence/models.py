@@ -275,7 +275,6 @@ class _BinaryClassifier(_LinearModel):
         if float(self.l2) > 0:
             return result
         theta = np.asarray(result["theta"], dtype=np.float64)
-        d = X.shape[1]
         eta = V.linear_predictor(X, theta, bool(self.fit_intercept))
         margin = np.where(y == self._positive_internal, eta, -eta)
         active = np.ones(y.shape[0], dtype=bool) if s is None else s > 0

@@ -46,6 +46,9 @@ sums over chunks differs.
 
 from __future__ import annotations
 
+import functools
+import mmap
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -60,6 +63,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(dask[array,dataframe] and distributed)"
     ) from exc
 
+from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .backends.numpy_backend import conjugate_gradient, newton_direction
@@ -76,7 +80,7 @@ from .solvers import (
     spectrum_summary,
 )
 
-__all__ = ["fit", "Influence", "TopK"]
+__all__ = ["fit", "Influence", "TopK", "from_memmap"]
 
 #: Partial results combined per node of the tree reductions.
 SPLIT_EVERY = 8
@@ -101,6 +105,8 @@ class _Data:
     X: da.Array
     y: da.Array
     s: da.Array | None
+    columns: tuple | None = None  # the feature columns of a DataFrame
+    labels: np.ndarray | None = None  # the distinct raw labels, when learnt with the partition lengths
 
     @property
     def n(self) -> int:
@@ -116,30 +122,108 @@ class _Data:
 
     def select(self, idx: np.ndarray) -> _Data:
         """The rows ``idx`` (in that order), still lazy."""
-        return _Data(self.X[idx], self.y[idx], None if self.s is None else self.s[idx])
+        return _Data(self.X[idx], self.y[idx], None if self.s is None else self.s[idx], self.columns)
+
+
+class _MemmapRows:
+    """Rows of a read-only NumPy memory map, for ``dask.array.from_array`` without a copy.
+
+    ``from_array`` copies array-likes that have a ``copy`` method (recent Dask), which
+    for a memory map reads the whole file into memory; this view has none. It pickles
+    as the file's path, offset, dtype, shape and order (so distributed workers reopen
+    the file, which must be at the same path for them), never as the data.
+    """
+
+    def __init__(self, array: np.memmap):
+        if not isinstance(array.base, mmap.mmap):
+            raise ValueError(
+                "pass the memory map itself (numpy.load(path, mmap_mode='r') or numpy.memmap), not a "
+                "slice of it; slice the dask array instead"
+            )
+        self.filename, self.offset = os.fspath(array.filename), int(array.offset)
+        self.dtype, self.shape, self.ndim = array.dtype, array.shape, array.ndim
+        fortran = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+        self.order = "F" if fortran else "C"
+        self._map = array
+
+    def __getitem__(self, key):
+        return np.asarray(self._map[key])  # a view of the mapped pages
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_map"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._map = np.memmap(self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape,
+                              order=self.order)
+
+
+#: Default size of the chunks :func:`from_memmap` cuts.
+MEMMAP_CHUNK_BYTES = 256 * 2**20
+
+
+def from_memmap(array: np.memmap, chunk_rows: int | None = None) -> da.Array:
+    """A ``numpy.memmap`` (1-D or 2-D) as a dask array in row chunks, read lazily, never copied.
+
+    Use it for data on disk larger than memory (``numpy.load(path, mmap_mode="r")``);
+    :func:`fit` and :class:`Influence` also accept a memory map directly and call this.
+    ``chunk_rows`` defaults to about :data:`MEMMAP_CHUNK_BYTES` (256 MiB) per chunk. Chunks
+    are views of the mapped file: the operating system pages them in and out, so the
+    process holds little more than the chunks being processed.
+    """
+    if not isinstance(array, np.memmap):
+        raise TypeError(f"from_memmap needs a numpy.memmap, got {type(array).__name__}")
+    if array.ndim not in (1, 2) or array.shape[0] == 0:
+        raise ValueError(f"the memory map must be 1-D or 2-D with at least one row, got shape {array.shape}")
+    rows = _MemmapRows(array)
+    row_bytes = max(1, array.itemsize * (array.shape[1] if array.ndim == 2 else 1))
+    chunk_rows = max(1, MEMMAP_CHUNK_BYTES // row_bytes) if chunk_rows is None else V.check_positive_int(
+        chunk_rows, "chunk_rows"
+    )
+    modified = os.stat(rows.filename).st_mtime_ns
+    name = "memmap-" + dask.base.tokenize(rows.filename, rows.offset, str(rows.dtype), rows.shape, rows.order,
+                                           modified)
+    chunks = (chunk_rows,) + tuple(-1 for _ in array.shape[1:])
+    return da.from_array(rows, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+
+
+def _dataframe_type(name: str):
+    """dask.dataframe's DataFrame or Series class; None when dask.dataframe is not installed."""
+    try:
+        import dask.dataframe as dd
+    except ImportError:  # pragma: no cover - dask[array] without dask[dataframe]
+        return None
+    return getattr(dd, name)
 
 
 def _is_dataframe(obj) -> bool:
-    return dask.is_dask_collection(obj) and hasattr(obj, "columns") and hasattr(obj, "to_dask_array")
+    return dask.is_dask_collection(obj) and not isinstance(obj, da.Array) and (
+        (cls := _dataframe_type("DataFrame")) is not None and isinstance(obj, cls)
+    )
 
 
 def _is_series(obj) -> bool:
-    return dask.is_dask_collection(obj) and not hasattr(obj, "columns") and hasattr(obj, "to_dask_array")
+    return dask.is_dask_collection(obj) and not isinstance(obj, da.Array) and (
+        (cls := _dataframe_type("Series")) is not None and isinstance(obj, cls)
+    )
 
 
-def _column(values, n: int, row_chunks, name: str, lengths=None) -> da.Array:
+def _column(values, n: int, row_chunks, name: str) -> da.Array:
     """A per-row vector as an (n, 1) dask array with the given row chunks."""
     if _is_series(values):
-        values = values.to_dask_array(lengths=lengths if lengths is not None else True)
+        values = values.to_dask_array(lengths=True)
     elif dask.is_dask_collection(values):
         if not isinstance(values, da.Array):
             raise TypeError(f"{name} must be a dask array or Series, a NumPy array, or a column name; "
                             f"got {type(values).__name__}")
     else:
-        arr = np.asarray(values)
-        if arr.ndim == 0:
-            raise ValueError(f"{name} must be 1-D with one entry per row, got a scalar")
-        values = da.from_array(arr, chunks=(row_chunks,) + tuple((s,) for s in arr.shape[1:]))
+        arr = values if isinstance(values, np.memmap) else np.asarray(values)
+        if arr.ndim == 0 or arr.shape[0] != n:
+            raise ValueError(f"{name} has shape {arr.shape}, expected ({n},): one entry per row of X")
+        if isinstance(arr, np.memmap):
+            values = from_memmap(arr).rechunk((row_chunks,) + tuple((s,) for s in arr.shape[1:]))
+        else:
+            values = da.from_array(arr, chunks=(row_chunks,) + tuple((s,) for s in arr.shape[1:]))
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
@@ -151,38 +235,95 @@ def _column(values, n: int, row_chunks, name: str, lengths=None) -> da.Array:
     return values.rechunk((row_chunks,))[:, None]
 
 
-def _as_data(X, y, sample_weight) -> _Data:
+def _frame_arrays(part, features, named):
+    """One pandas partition as NumPy: the features (2-D), then each (column, name) of ``named`` (1-D),
+    converted as in-memory frames are. One task, so the partition is freed once it has run."""
+    arrays = [D.to_numpy_2d(part[features], "X")[0]]
+    arrays += [D.to_numpy_1d(part[column], name)[0] for column, name in named]
+    return tuple(arrays)
+
+
+def _distinct_labels(part, column):
+    return np.unique(D.to_numpy_1d(part[column], "y")[0])
+
+
+def _from_dataframe(frame, y, sample_weight, distinct_labels=False):
+    """(X, y, sample_weight, feature columns, distinct labels | None) from a dask DataFrame.
+
+    ``y`` and ``sample_weight`` may name columns. All arrays are cut from *one* graph of
+    the frame's partitions (``to_delayed``): each partition is read once per pass, and X,
+    y and the weights share its row boundaries whatever Dask's column projection would
+    do to the partitioning of a single column. Learning the partitions' lengths (and,
+    with ``distinct_labels``, the distinct values of the target column) costs one pass.
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    named = [c for c in (y, sample_weight) if isinstance(c, str)]
+    missing = [c for c in named if c not in frame.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the DataFrame (columns: {list(frame.columns)})")
+    if y is None:
+        raise ValueError("y must be given: the target column's name, or a dask Series or array")
+    features = [c for c in frame.columns if c not in named]
+    if not features:
+        raise ValueError("the DataFrame has no feature columns besides the target and weight columns")
+    dtypes = frame.dtypes
+    bad = [c for c in features if not (is_numeric_dtype(dtypes[c]) or is_bool_dtype(dtypes[c]))]
+    if bad:
+        raise TypeError(
+            f"feature columns must be numeric or bool; not so: {[str(c) for c in bad[:5]]} (dtypes "
+            f"{[str(dtypes[c]) for c in bad[:5]]}). Name the target and weight columns in y= and "
+            "sample_weight=, or select the feature columns first."
+        )
+    # float32 only when every feature column is float32 (as for in-memory frames)
+    dtype = np.float32 if all(dtypes[c] == np.float32 for c in features) else np.float64
+    parts = frame[features + named].to_delayed()
+    learn_labels = distinct_labels and isinstance(y, str)
+    found = dask.compute(
+        [dask.delayed(len)(part) for part in parts],
+        [dask.delayed(_distinct_labels)(part, y) for part in parts] if learn_labels else [],
+    )
+    lengths = [int(v) for v in found[0]]
+    labels = np.unique(np.concatenate(found[1])) if learn_labels else None
+    columns = [(c, "y" if c == y else "sample_weight") for c in named]
+    split = [dask.delayed(_frame_arrays, pure=True, nout=1 + len(named))(part, features, columns)
+             for part in parts]
+
+    def stack(position, dtype, shape_tail):
+        # dtype is the blocks' declared dtype (metadata); per-chunk validation checks the values
+        blocks = [da.from_delayed(arrays[position], shape=(rows, *shape_tail), dtype=dtype)
+                  for arrays, rows in zip(split, lengths)]
+        return da.concatenate(blocks, axis=0)
+
+    X = stack(0, dtype, (len(features),))
+    for position, (column, name) in enumerate(columns, 1):
+        if name == "y":
+            y = stack(position, dtypes[column] if isinstance(dtypes[column], np.dtype) else object, ())
+        else:
+            sample_weight = stack(position, np.float64, ())
+    return X, y, sample_weight, features, labels
+
+
+def _as_data(X, y, sample_weight, *, distinct_labels=False) -> _Data:
     """Validate the layout of (X, y, sample_weight) and align them on X's row chunks.
 
     Values are validated per chunk when a pass reads them (finite, label
     domain, non-negative weights), with messages that name the chunk's rows.
+    ``distinct_labels``: learn the distinct labels of a DataFrame's target column in the
+    pass that learns the partition lengths (a classifier's fit needs them).
     """
-    lengths = None
+    columns = labels = None
     if _is_dataframe(X):
-        named = [c for c in (y, sample_weight) if isinstance(c, str)]
-        missing = [c for c in named if c not in X.columns]
-        if missing:
-            raise ValueError(f"column(s) {missing} not in the DataFrame (columns: {list(X.columns)})")
-        if y is None:
-            raise ValueError("y must be given: the target column's name, or a dask Series or array")
-        frame = X
-        # One pass over the partitions to learn their lengths (Parquet: from metadata when possible).
-        lengths = tuple(int(v) for v in frame.map_partitions(len).compute())
-        features = [c for c in frame.columns if c not in named]
-        if not features:
-            raise ValueError("the DataFrame has no feature columns besides the target and weight columns")
-        X = frame[features].to_dask_array(lengths=lengths)
-        if isinstance(y, str):
-            y = frame[y]
-        if isinstance(sample_weight, str):
-            sample_weight = frame[sample_weight]
+        X, y, sample_weight, columns, labels = _from_dataframe(X, y, sample_weight, distinct_labels)
     elif isinstance(y, str) or isinstance(sample_weight, str):
         raise TypeError("y and sample_weight may be column names only when X is a dask DataFrame")
+    elif isinstance(X, np.memmap):
+        X = from_memmap(X)
     if not isinstance(X, da.Array):
         raise TypeError(
-            f"X must be a dask array or dask DataFrame chunked by rows, got {type(X).__name__}; for a NumPy "
-            "array or numpy.memmap use dask.array.from_array(X, chunks=(rows_per_chunk, -1)), or "
-            "fastinfluence.Influence for data that fit in memory"
+            f"X must be a dask array, a dask DataFrame or a numpy.memmap, got {type(X).__name__}; for a "
+            "NumPy array in memory use fastinfluence.Influence, or "
+            "dask.array.from_array(X, chunks=(rows, -1))"
         )
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
@@ -193,9 +334,9 @@ def _as_data(X, y, sample_weight) -> _Data:
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})  # the kernels take whole rows
     n, row_chunks = int(X.shape[0]), X.chunks[0]
-    y = _column(y, n, row_chunks, "y", lengths)
-    s = None if sample_weight is None else _column(sample_weight, n, row_chunks, "sample_weight", lengths)
-    return _Data(X, y, s)
+    y = _column(y, n, row_chunks, "y")
+    s = None if sample_weight is None else _column(sample_weight, n, row_chunks, "sample_weight")
+    return _Data(X, y, s, None if columns is None else tuple(columns), labels)
 
 
 # ---------------------------------------------------------------------------
@@ -250,25 +391,31 @@ def _shared(value):
     return dask.delayed(value, pure=True)
 
 
-def _map_rows(data: _Data, func, context, trailing: tuple, *, per_chunk: bool = False) -> da.Array:
+def _map_rows(data: _Data, func, context, trailing: tuple, *, per_chunk: bool = False,
+              dtype=np.float64) -> da.Array:
     """``func(X_chunk, y_chunk, s_chunk, context, block_info=...)`` for every row chunk.
 
     Output chunks: one block per row chunk, with the chunk's rows as the first
     axis (``per_chunk=False``) or a single row per chunk (``per_chunk=True``,
     for partial sums), followed by the fixed ``trailing`` shape.
     """
+    if not trailing:
+        # One value per row: computed as an (n_c, 1) column and viewed as (n,). (map_blocks'
+        # drop_axis would concatenate X's single column block, copying every chunk.)
+        return _map_rows(data, functools.partial(_as_column, func), context, (1,), per_chunk=per_chunk,
+                         dtype=dtype)[:, 0]
     first = tuple(1 for _ in data.row_chunks) if per_chunk else data.row_chunks
     chunks = (first,) + tuple((t,) for t in trailing)
     ndim = 1 + len(trailing)
-    kwargs = {}
-    if ndim == 1:
-        kwargs["drop_axis"] = 1
-    elif ndim > 2:
-        kwargs["new_axis"] = list(range(2, ndim))
+    kwargs = {"new_axis": list(range(2, ndim))} if ndim > 2 else {}
     return da.map_blocks(
-        func, data.X, data.y, data.s, context, chunks=chunks, dtype=np.float64,
-        meta=np.empty((0,) * ndim, dtype=np.float64), **kwargs,
+        func, data.X, data.y, data.s, context, chunks=chunks, dtype=dtype,
+        meta=np.empty((0,) * ndim, dtype=dtype), **kwargs,
     )
+
+
+def _as_column(func, X, y, s, context, block_info=None):
+    return func(X, y, s, context, block_info=block_info)[:, None]
 
 
 def _compute(*collections):
@@ -317,7 +464,8 @@ def _chunk_moments(X, y, s, context, block_info=None):
     scale = (stop - start) / spec.n_samples
     pos = 0
     for r in requests:
-        value, gradient, hessian = k.evaluate(spec.loss, X, y, s, r.theta, fi, 0.0, r.gradient, r.hessian, n_jobs)
+        value, gradient, hessian = k.evaluate(spec.loss, X, y, s, r.theta, fi, 0.0, r.gradient, r.hessian,
+                                              n_jobs)
         parts = [np.atleast_1d(value)]
         if r.gradient:
             parts.append(gradient)
@@ -437,7 +585,8 @@ def _newton(objective: _Objective, theta0: np.ndarray, tol: float, max_iter: int
         if n_iter >= max_iter:
             message = "reached max_iter"
             if any_shift:
-                message += " with a singular Hessian (is the data separable, or l2 = 0 with collinear features?)"
+                message += (" with a singular Hessian (is the data separable, or l2 = 0 with collinear "
+                            "features?)")
             return dict(result, converged=False, message=message)
         if want_hessian:
             step, shifted = newton_direction(cur.hessian, cur.gradient)
@@ -465,8 +614,8 @@ def _newton(objective: _Objective, theta0: np.ndarray, tol: float, max_iter: int
                     break
             t *= 0.5
         else:
-            return dict(result, converged=False,
-                        message=f"line search failed: no step decreases the objective (gradient norm {grad_norm:g})")
+            message = f"line search failed: no step decreases the objective (gradient norm {grad_norm:g})"
+            return dict(result, converged=False, message=message)
         n_iter += 1
 
 
@@ -479,22 +628,26 @@ def _newton_cg_direction(objective: _Objective, theta, cur: _Evaluation, scale: 
     inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
     tol = min(0.5, float(np.sqrt(np.linalg.norm(g) / scale)))
     max_iter = max(100, min(p, 2000))
-    step = conjugate_gradient(lambda B: objective.hessian_products(theta, B), -g[:, None], inv_diag, None, tol,
-                              max_iter)[0][:, 0]
+    step = conjugate_gradient(lambda B: objective.hessian_products(theta, B), -g[:, None], inv_diag, None,
+                              tol, max_iter)[0][:, 0]
     if not np.all(np.isfinite(step)) or step @ g >= 0:  # not a descent direction: fall back to -g
         return -g, True
     return step, False
 
 
 def _chunk_minimiser_check(X, y, s, context, block_info=None):
-    """1.0 when this chunk alone would make the model report "no minimiser" (see the classifiers)."""
+    """The model's own "no minimiser" check on one chunk, as a (1, 1) object array: the message
+    when the chunk is separable, None when it is not, "" for an empty chunk (vacuously separable)."""
     spec, result = context["spec"], context["result"]
     start, stop = _location(block_info)
+    out = np.empty((1, 1), dtype=object)
     if stop == start:
-        return np.ones((1, 1))
+        out[0, 0] = ""
+        return out
     X, y, s = _chunk_inputs(spec, X, y, s, start, stop)
-    checked = spec.encoder._check_minimiser_exists(result, X, y, s)
-    return np.full((1, 1), 0.0 if checked["converged"] == result["converged"] else 1.0)
+    checked = spec.encoder._check_minimiser_exists(dict(result, message=None), X, y, s)
+    out[0, 0] = checked["message"]
+    return out
 
 
 def fit(model, X, y, sample_weight=None, *, n_jobs=1):
@@ -515,7 +668,9 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     Returns
     -------
     model
-        Fitted: ``theta_``, ``coef_``, ``intercept_``, ``n_iter_``, ... as after ``model.fit``.
+        Fitted: ``theta_``, ``coef_``, ``intercept_``, ``n_iter_``, ... as after ``model.fit``
+        (``feature_names_in_`` from a DataFrame's string column labels), and ``dask_passes_``,
+        the number of passes over the data the fit made.
 
     Each Newton iteration is one pass over the data (the trial point's objective, gradient and
     Hessian, or Hessian diagonal for Newton-CG, from one fused kernel call per chunk, added by a
@@ -526,24 +681,31 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     if not isinstance(model, _LinearModel):
         raise TypeError(f"model must be an unfitted fastinfluence model, got {type(model).__name__}")
     model._check_params()
-    data = _as_data(X, y, sample_weight)
-    if isinstance(model, _BinaryClassifier):
-        labels = da.unique(data.y[:, 0]).compute()
+    classifier = isinstance(model, _BinaryClassifier)
+    data = _as_data(X, y, sample_weight, distinct_labels=classifier)
+    if classifier:
+        labels = data.labels if data.labels is not None else da.unique(data.y[:, 0]).compute()
         model._encode_targets(labels, labels.shape[0], "y", fitting=True)  # sets classes_, checks the labels
     spec = _Spec(model.loss, bool(model.fit_intercept), data.n, _label_encoder(model), model.backend,
                  V.check_n_jobs(n_jobs))
     objective = _Objective(data, spec, float(model.l2))
     p = objective.n_params
     result = _newton(objective, np.zeros(p), float(model.tol), int(model.max_iter), model._fit_method(p))
-    if isinstance(model, _BinaryClassifier) and not float(model.l2) > 0 and result["converged"]:
+    if isinstance(model, _BinaryClassifier) and not float(model.l2) > 0:
         # l2 = 0 and every (weighted) point classified correctly: R has no minimiser. The data
-        # are separable exactly when every chunk is, so ask the model's own check per chunk.
-        flags = _map_rows(data, _chunk_minimiser_check, _shared({"spec": spec, "result": result}), (1,),
-                          per_chunk=True)
-        if bool(flags.min().compute() > 0):
-            whole = model._check_minimiser_exists(result, np.zeros((1, data.d)), np.array([1.0]), None)
-            result = whole if not whole["converged"] else dict(result, converged=False)
+        # are separable exactly when every chunk is, so the model's own check runs per chunk.
+        context = _shared({"spec": spec, "result": result})
+        checks = _map_rows(data, _chunk_minimiser_check, context, (1,), per_chunk=True, dtype=object)
+        (messages,) = _compute(checks)
+        messages = messages[:, 0]
+        if all(message is not None for message in messages):
+            result = dict(result, converged=False, message=next(m for m in messages if m))
     model._set_fit_result(result, data.d)
+    names = D.feature_names(data.columns)
+    if names is not None:  # as the in-memory fit on a frame does
+        model.feature_names_in_ = names
+    elif hasattr(model, "feature_names_in_"):
+        del model.feature_names_in_
     model.dask_passes_ = objective.passes
     return model
 
@@ -560,7 +722,7 @@ class _DaskHessianOperator(HessianOperator):
     ``extreme_eigenvalues`` (Lanczos for p > 512: one pass per iteration).
     """
 
-    def __init__(self, objective: _Objective, theta: np.ndarray, damping: float):  # noqa: D107
+    def __init__(self, objective: _Objective, theta: np.ndarray, damping: float):
         self.objective, self.theta, self.damping = objective, theta, damping
         self.fit_intercept = objective.spec.fit_intercept
         self.l2 = objective.l2
@@ -601,8 +763,8 @@ class _DaskCGSolver(_IterativeSolver):
             warnings.warn(
                 f"CG did not converge for {int(unconverged.sum())} of {unconverged.size} right-hand sides in "
                 f"max_iter={self.max_iter} iterations (worst relative residual {self.residual_.max():.1e}, "
-                f"tol {self.tol:.0e}). Raise max_iter, loosen tol, or add damping (Influence.hessian_spectrum() "
-                "suggests one).",
+                f"tol {self.tol:.0e}). Raise max_iter, loosen tol, or add damping "
+                "(Influence.hessian_spectrum() suggests one).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -802,13 +964,14 @@ class Influence:
         get_backend(backend)
         self._data = _as_data(X, y, sample_weight)
         V.check_same_features(self._data.X, model.n_features_in_, "X")
+        D.check_feature_names(getattr(model, "feature_names_in_", None), self._data.columns, "X")
         self.n_samples_ = self._data.n
         self._theta = np.asarray(model.theta_, dtype=np.float64)
         self.n_params_ = self._theta.shape[0]
         self.solver = resolve_solver(solver, self.n_params_)
         options = check_solver_options(self.solver, solver_options)
-        self._spec = _Spec(model.loss, bool(model.fit_intercept), self.n_samples_, _label_encoder(model), backend,
-                           V.check_n_jobs(n_jobs))
+        self._spec = _Spec(model.loss, bool(model.fit_intercept), self.n_samples_, _label_encoder(model),
+                           backend, V.check_n_jobs(n_jobs))
         self._objective = _Objective(self._data, self._spec, float(model.l2))
         direct = self.solver == "direct"
         at_theta, at_zero = self._objective.evaluate(
@@ -851,8 +1014,7 @@ class Influence:
             X_test = X_test.compute()
         if dask.is_dask_collection(y_test):
             y_test = y_test.compute()
-        X_test = V.check_matrix(X_test, "X_test")
-        V.check_same_features(X_test, self.model.n_features_in_, "X_test")
+        X_test = self.model._validate_features(X_test, "X_test")[0]  # arrays or in-memory frames
         y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
         eta, _, d1, _ = self._client_kernels.row_derivatives(self._spec.loss, X_test, y_test, self._theta,
                                                              self._spec.fit_intercept, 0)
@@ -861,7 +1023,8 @@ class Influence:
     def _solved_test_gradients(self, X_test, y_test):
         """V = H^{-1} G_test, (p, m): every test gradient solved once, on the client."""
         X_test, _, _, d1 = self._test_side(X_test, y_test)
-        return np.asfortranarray(self.solver_.solve(V.augmented_transpose(X_test, d1, self._spec.fit_intercept)))
+        G_test = V.augmented_transpose(X_test, d1, self._spec.fit_intercept)
+        return np.asfortranarray(self.solver_.solve(G_test))
 
     def _quadratic_factor(self):
         """A with xa^T H^{-1} xa = ||A xa||^2: L^{-1} (H = L L^T), or from H^{-1} = C C^T for CG."""
@@ -882,8 +1045,8 @@ class Influence:
         if method != "newton":
             return
         if self._risky_rows is None:
-            counts = _map_rows(self._data, _chunk_risky_count, self._context(A=self._quadratic_factor()), (1,),
-                               per_chunk=True)
+            context = self._context(A=self._quadratic_factor())
+            counts = _map_rows(self._data, _chunk_risky_count, context, (1,), per_chunk=True)
             self._risky_rows = int(counts.sum().compute())
         if self._risky_rows:
             warnings.warn(
@@ -926,8 +1089,9 @@ class Influence:
         ``numpy.memmap``) the result is stored into it by ``dask.array.store`` and
         ``out`` is returned.
         """
-        context = self._context(M=self._solved_test_gradients(X_test, y_test), row_scale="minus_d1")
-        result = _map_rows(self._rows(indices), _chunk_row_products, context, (np.shape(context.compute()["M"])[1],))
+        M = self._solved_test_gradients(X_test, y_test)
+        context = self._context(M=M, row_scale="minus_d1")
+        result = _map_rows(self._rows(indices), _chunk_row_products, context, (M.shape[1],))
         if out is None:
             return result
         if not isinstance(out, np.ndarray) or out.shape != result.shape or out.dtype != np.float64:
@@ -950,9 +1114,8 @@ class Influence:
             parts, _identity_chunk, _merge_top_k, combine=_merge_top_k, axis=0, dtype=np.float64,
             split_every=SPLIT_EVERY, concatenate=True, meta=np.empty((0, 0, 0)),
         ).compute()[:, :, :kept]
-        return TopK(
-            merged[:, 0].astype(np.int64), merged[:, 1].copy(), merged[:, 2].astype(np.int64), merged[:, 3].copy()
-        )
+        return TopK(merged[:, 0].astype(np.int64), merged[:, 1].copy(), merged[:, 2].astype(np.int64),
+                    merged[:, 3].copy())
 
     def self_influence(self, indices=None) -> da.Array:
         """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, lazy (k,)."""
@@ -972,15 +1135,24 @@ class Influence:
         return _map_rows(self._rows(indices), _chunk_pert_loss, context, (M.shape[1], d))
 
     def loo_params(self, method="influence", indices=None) -> da.Array:
-        """Estimated theta_{-i} - theta when z_i is removed, lazy (k, p); see :meth:`fastinfluence.Influence.loo_params`."""
+        """Estimated theta_{-i} - theta when z_i is removed, lazy (k, p).
+
+        See :meth:`fastinfluence.Influence.loo_params`; Newton estimates of rows with h_i >= 1
+        are NaN (a LeverageWarning says how many, after one pass to count them).
+        """
         self._check_method(method)
         self._warn_leverage(method)
         A = self._quadratic_factor() if method == "newton" else None
-        context = self._context(M=np.asfortranarray(self.solver_.inverse()), row_scale="removal", method=method, A=A)
+        inverse = np.asfortranarray(self.solver_.inverse())
+        context = self._context(M=inverse, row_scale="removal", method=method, A=A)
         return _map_rows(self._rows(indices), _chunk_row_products, context, (self.n_params_,))
 
     def loo(self, X_test, y_test, method="influence", indices=None) -> da.Array:
-        """Estimated loss(z_j, theta_{-i}) - loss(z_j, theta), lazy (k, m); see :meth:`fastinfluence.Influence.loo`."""
+        """Estimated loss(z_j, theta_{-i}) - loss(z_j, theta), lazy (k, m).
+
+        See :meth:`fastinfluence.Influence.loo`; ``method="newton"`` solves the test inputs once
+        here, and gives NaN for rows with h_i >= 1, as in memory.
+        """
         self._check_method(method)
         if method == "influence":
             M = self._solved_test_gradients(X_test, y_test)
@@ -992,7 +1164,8 @@ class Influence:
         U = np.asfortranarray(self.solver_.solve(
             V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._spec.fit_intercept)
         ))
-        context = self._context(U=U, y_test=y_test, eta_test=eta_test, method=method, A=self._quadratic_factor())
+        context = self._context(U=U, y_test=y_test, eta_test=eta_test, method=method,
+                                A=self._quadratic_factor())
         return _map_rows(self._rows(indices), _chunk_loo_newton, context, (U.shape[1],))
 
     def hessian_spectrum(self) -> dict:

@@ -58,7 +58,7 @@ Index block_rows_for(const XType& X) {
   if constexpr (is_sparse_v<XType>) {
     return 1024;
   } else {
-    return std::clamp<Index>((Index{1} << 17) / std::max<Index>(1, X.cols()), 8, 512);
+    return std::clamp<Index>((Index{1} << 18) / std::max<Index>(1, X.cols()), 8, 1024);
   }
 }
 
@@ -373,7 +373,7 @@ template <class XType>
 void scaled_row_products(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M,
                          Eigen::Ref<RowMatrixXd> out, int n_threads) {
   const Index d = X.cols();
-  const ChunkPlan plan = plan_chunks(X.rows(), 1024, 64);
+  const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       auto block = out.middleRows(b, nb);
@@ -390,7 +390,7 @@ template <class XType>
 void row_quadratic_forms(const XType& X, bool fit_intercept, MatrixCRef A, Eigen::Ref<VectorXd> out, int n_threads) {
   const Index d = X.cols();
   const MatrixXd At_w = A.leftCols(d).transpose();
-  const ChunkPlan plan = plan_chunks(X.rows(), 1024, 64);
+  const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       MatrixXd Z = Xb * At_w;
@@ -412,7 +412,7 @@ void loo_loss_change(const LossSpec& spec, const XType& X, bool fit_intercept, V
                      VectorCRef y_test, VectorCRef eta_test, Eigen::Ref<RowMatrixXd> out, int n_threads) {
   const Index d = X.cols(), m = U.cols();
   visit_loss(spec, [&](const auto& loss) {
-    const ChunkPlan plan = plan_chunks(X.rows(), 1024, 64);
+    const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
     parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
       for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
         auto block = out.middleRows(b, nb);
@@ -508,7 +508,7 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
   // [thread][column]: helpful keeps -score (most negative scores), harmful keeps +score.
   std::vector<std::vector<BoundedTopK>> helpful(static_cast<size_t>(threads), std::vector<BoundedTopK>(static_cast<size_t>(m), BoundedTopK(k)));
   std::vector<std::vector<BoundedTopK>> harmful = helpful;
-  const ChunkPlan plan = plan_chunks(X.rows(), 4096, 64);
+  const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
   parallel_for_chunks(plan.n_chunks, threads, [&](Index c) {
     auto& help = helpful[static_cast<size_t>(current_thread())];
     auto& harm = harmful[static_cast<size_t>(current_thread())];

@@ -114,6 +114,22 @@ inline void require_length(const DoubleArray& a, Index n, const char* name) {
     throw std::invalid_argument(std::string(name) + " must have length " + std::to_string(n));
 }
 
+inline Index n_params(const MatrixArg& X, bool fit_intercept) { return X.cols + (fit_intercept ? 1 : 0); }
+
+// A matrix of vectors in parameter space (V, M, U, B) has one row per parameter.
+inline void require_params(const MatrixArg& X, bool fit_intercept, Index rows, const char* name) {
+  if (rows != n_params(X, fit_intercept))
+    throw std::invalid_argument(std::string(name) + " must have one row per parameter");
+}
+
+// y and weights (empty: all ones) have one entry per row of X, theta one per parameter.
+inline void require_problem(const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
+                            const DoubleArray& theta, bool fit_intercept, const char* theta_name = "theta") {
+  require_length(y, X.rows, "y");
+  if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
+  require_length(theta, n_params(X, fit_intercept), theta_name);
+}
+
 inline LossSpec make_loss(int kind, double t) {
   if (kind < 0 || kind > 3) throw std::invalid_argument("unknown loss kind " + std::to_string(kind));
   return LossSpec{static_cast<LossKind>(kind), t};

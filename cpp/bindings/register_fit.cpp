@@ -12,9 +12,7 @@ void register_fit(py::module_& m) {
         if (method != "newton" && method != "newton_cg")
           throw std::invalid_argument("method must be 'newton' or 'newton_cg'");
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.rows, "y");
-        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
-        require_length(theta0, X.cols + (fit_intercept ? 1 : 0), "theta0");
+        require_problem(X, y, weights, theta0, fit_intercept, "theta0");
         FitOptions options{tol, max_iter, n_threads};
         FitResult res = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;

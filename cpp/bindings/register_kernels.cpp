@@ -11,7 +11,7 @@ void register_kernels(py::module_& m) {
         const LossSpec spec = make_loss(kind, t);
         const Index n = X.rows;
         require_length(y, n, "y");
-        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
+        require_length(theta, n_params(X, fit_intercept), "theta");
         py::array_t<double> eta(n), value(n), d1(n), d2(n);
         Eigen::Map<VectorXd> e(eta.mutable_data(), n), v(value.mutable_data(), n), g(d1.mutable_data(), n),
             h(d2.mutable_data(), n);
@@ -31,9 +31,7 @@ void register_kernels(py::module_& m) {
          const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
          int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.rows, "y");
-        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
-        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
+        require_problem(X, y, weights, theta, fit_intercept);
         Evaluation ev = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
@@ -55,10 +53,8 @@ void register_kernels(py::module_& m) {
          const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V,
          int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.rows, "y");
-        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
-        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
-        if (V.rows() != theta.size()) throw std::invalid_argument("V must have one row per parameter");
+        require_problem(X, y, weights, theta, fit_intercept);
+        require_params(X, fit_intercept, V.rows(), "V");
         MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};

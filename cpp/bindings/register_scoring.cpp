@@ -11,8 +11,7 @@ void register_scoring(py::module_& m) {
          const py::object& out, int n_threads) {
         const Index n = X.rows;
         require_length(row_scale, n, "row_scale");
-        if (M.rows() != X.cols + (fit_intercept ? 1 : 0))
-          throw std::invalid_argument("M must have one row per parameter");
+        require_params(X, fit_intercept, M.rows(), "M");
         py::array_t<double> result = output_matrix(out, n, M.cols());
         auto dst = mutable_matrix_view(result);
         with_matrix(X, "X", [&](const auto& Xm) {
@@ -27,7 +26,7 @@ void register_scoring(py::module_& m) {
   m.def(
       "row_quadratic_forms",
       [](const MatrixArg& X, bool fit_intercept, const Eigen::Ref<const MatrixXd>& A, int n_threads) {
-        const Index p = X.cols + (fit_intercept ? 1 : 0);
+        const Index p = n_params(X, fit_intercept);
         if (A.rows() != p || A.cols() != p) throw std::invalid_argument("A must be p x p");
         py::array_t<double> q(X.rows);
         Eigen::Map<VectorXd> qv(q.mutable_data(), X.rows);
@@ -49,8 +48,7 @@ void register_scoring(py::module_& m) {
         require_length(row_scale, n, "row_scale");
         require_length(y_test, m_test, "y_test");
         require_length(eta_test, m_test, "eta_test");
-        if (U.rows() != X.cols + (fit_intercept ? 1 : 0))
-          throw std::invalid_argument("U must have one row per parameter");
+        require_params(X, fit_intercept, U.rows(), "U");
         py::array_t<double> result = output_matrix(out, n, m_test);
         auto dst = mutable_matrix_view(result);
         with_matrix(X, "X", [&](const auto& Xm) {
@@ -71,7 +69,7 @@ void register_scoring(py::module_& m) {
         require_length(d1, n, "d1");
         require_length(d2, n, "d2");
         require_length(w, d, "w");
-        if (V.rows() != d + (fit_intercept ? 1 : 0)) throw std::invalid_argument("V must have one row per parameter");
+        require_params(X, fit_intercept, V.rows(), "V");
         py::array_t<double> result({n, m_test, d});
         double* dst = result.mutable_data();
         with_matrix(X, "X", [&](const auto& Xm) {
@@ -88,8 +86,7 @@ void register_scoring(py::module_& m) {
       [](const MatrixArg& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
          Index k, int n_threads) {
         require_length(row_scale, X.rows, "row_scale");
-        if (M.rows() != X.cols + (fit_intercept ? 1 : 0))
-          throw std::invalid_argument("M must have one row per parameter");
+        require_params(X, fit_intercept, M.rows(), "M");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
         TopKResult res = with_matrix(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame

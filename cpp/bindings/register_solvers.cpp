@@ -4,22 +4,13 @@
 
 namespace fastinfluence::bindings {
 
-namespace {
-void require_params(const MatrixArg& X, bool fit_intercept, Index rows, const char* name) {
-  if (rows != X.cols + (fit_intercept ? 1 : 0))
-    throw std::invalid_argument(std::string(name) + " must have one row per parameter");
-}
-}  // namespace
-
 void register_solvers(py::module_& m) {
   m.def(
       "curvature_weights",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
          const DoubleArray& theta, bool fit_intercept, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
-        require_length(y, X.rows, "y");
-        if (weights.size() != 0) require_length(weights, X.rows, "sample_weight");
-        require_length(theta, X.cols + (fit_intercept ? 1 : 0), "theta");
+        require_problem(X, y, weights, theta, fit_intercept);
         VectorXd c = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, 0.0};

@@ -67,8 +67,8 @@ from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .backends.numpy_backend import conjugate_gradient, newton_direction
-from .exceptions import ConvergenceWarning, LeverageWarning, NotAtOptimumWarning
-from .influence import LOO_METHODS, OPTIMUM_TOLERANCE, TopK, _check_model
+from .exceptions import ConvergenceWarning, LeverageWarning
+from .influence import LOO_METHODS, TopK, _check_model, warn_if_not_at_optimum
 from .losses import Loss
 from .models import _BinaryClassifier, _LinearModel
 from .solvers import (
@@ -982,14 +982,7 @@ class Influence:
         self.hessian_ = at_theta.hessian
         self.gradient_norm_ = float(np.linalg.norm(at_theta.gradient))
         scale = max(1.0, float(np.linalg.norm(at_zero.gradient)))
-        if self.gradient_norm_ > OPTIMUM_TOLERANCE * scale:
-            warnings.warn(
-                f"the model is not at the optimum of the objective on this data (gradient norm "
-                f"{self.gradient_norm_:.3e}, relative {self.gradient_norm_ / scale:.1e}): was it fitted on "
-                "the same X, y and sample_weight, to convergence? Influence values assume the optimum.",
-                NotAtOptimumWarning,
-                stacklevel=2,
-            )
+        warn_if_not_at_optimum(self.gradient_norm_, scale, stacklevel=2)
         self._operator = _DaskHessianOperator(self._objective, self._theta, self.damping)
         if direct:
             self.solver_ = DirectSolver(self.hessian_, self.damping, get_backend(backend))

@@ -147,6 +147,18 @@ def _check_result_size(shape, what: str) -> None:
         )
 
 
+def warn_if_not_at_optimum(gradient_norm: float, scale: float, stacklevel: int = 2) -> None:
+    """NotAtOptimumWarning when ||grad R(theta)|| exceeds OPTIMUM_TOLERANCE * max(1, ||grad R(0)||) (= scale)."""
+    if gradient_norm > OPTIMUM_TOLERANCE * scale:
+        warnings.warn(
+            f"the model is not at the optimum of the objective on this data (gradient norm "
+            f"{gradient_norm:.3e}, relative {gradient_norm / scale:.1e}): was it fitted on "
+            "the same X, y and sample_weight, to convergence? Influence values assume the optimum.",
+            NotAtOptimumWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _check_model(model) -> None:
     if not isinstance(model, _LinearModel):
         raise TypeError(
@@ -235,14 +247,7 @@ class Influence:
                 l2, True, False, self._n_jobs,
             )[1]
             scale = max(1.0, float(np.linalg.norm(zero_gradient)))
-        if self.gradient_norm_ > OPTIMUM_TOLERANCE * scale:
-            warnings.warn(
-                f"the model is not at the optimum of the objective on this data (gradient norm "
-                f"{self.gradient_norm_:.3e}, relative {self.gradient_norm_ / scale:.1e}): was it fitted on "
-                "the same X, y and sample_weight, to convergence? Influence values assume the optimum.",
-                NotAtOptimumWarning,
-                stacklevel=2,
-            )
+        warn_if_not_at_optimum(self.gradient_norm_, scale, stacklevel=2)
         # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
         curvature = self._s * self.loss_second_derivative_ / self.n_samples_
         self._operator = HessianOperator(
@@ -252,7 +257,6 @@ class Influence:
             self.solver, operator=self._operator, hessian=self.hessian_, damping=self.damping,
             backend=self._backend, options=solver_options,
         )
-        self._solver = self.solver_
         self._inverse_factor = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -275,7 +279,7 @@ class Influence:
     def _solved_test_gradients(self, X_test, y_test):
         """(V = H^{-1} G_test, (p, m), test row labels | None): all test gradients solved at once."""
         X_test, y_test, eta, d1, test_rows = self._test_side(X_test, y_test)
-        return self._solver.solve(V.augmented_transpose(X_test, d1, self._fit_intercept)), test_rows
+        return self.solver_.solve(V.augmented_transpose(X_test, d1, self._fit_intercept)), test_rows
 
     # -- labelled results (training X given as a frame) ----------------------------------------
     def _train_labels(self, indices):
@@ -299,11 +303,11 @@ class Influence:
     def _quadratic_forms(self, X_rows):
         """xa_i^T H^{-1} xa_i for the given rows."""
         if self._inverse_factor is None:
-            if hasattr(self._solver, "inverse_factor"):
-                factor = self._solver.inverse_factor()  # L^{-1}, H = L L^T
+            if hasattr(self.solver_, "inverse_factor"):
+                factor = self.solver_.inverse_factor()  # L^{-1}, H = L L^T
             else:
                 # H^{-1} = C C^T (p solves), so xa^T H^{-1} xa = ||C^T xa||^2
-                factor = np.linalg.cholesky(self._solver.inverse()).T
+                factor = np.linalg.cholesky(self.solver_.inverse()).T
             self._inverse_factor = np.asfortranarray(factor)
         return self._backend.row_quadratic_forms(X_rows, self._fit_intercept, self._inverse_factor, self._n_jobs)
 
@@ -331,11 +335,11 @@ class Influence:
     def _rows_times_inverse(self, X_rows, row_scale):
         """row_scale_i * H^{-1} xa_i as rows, (k, p): through H^{-1} when that is cheaper, else k solves."""
         _check_result_size((X_rows.shape[0], self.n_params_), "the parameter influence")
-        if isinstance(self._solver, _DIRECT) or X_rows.shape[0] >= self.n_params_:
+        if isinstance(self.solver_, _DIRECT) or X_rows.shape[0] >= self.n_params_:
             return self._backend.scaled_row_products(
-                X_rows, self._fit_intercept, row_scale, self._solver.inverse(), None, self._n_jobs
+                X_rows, self._fit_intercept, row_scale, self.solver_.inverse(), None, self._n_jobs
             )
-        return self._solver.solve(V.augmented_transpose(X_rows, row_scale, self._fit_intercept)).T
+        return self.solver_.solve(V.augmented_transpose(X_rows, row_scale, self._fit_intercept)).T
 
     # -- public quantities ---------------------------------------------------------------------
     def params(self, indices=None):
@@ -469,7 +473,7 @@ class Influence:
         X_test, y_test, eta_test, _, test_rows = self._test_side(X_test, y_test)
         _check_result_size((X_rows.shape[0], X_test.shape[0]), "the leave-one-out matrix")
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = c_i xa_i . U_j
-        U = self._solver.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._fit_intercept))
+        U = self.solver_.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._fit_intercept))
         scale = self._removal_scale(method, X_rows, d1, d2, s)
         change = self._backend.loo_loss_change(
             self._loss, X_rows, self._fit_intercept, scale, np.asfortranarray(U), y_test, eta_test, None,

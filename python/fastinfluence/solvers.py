@@ -54,6 +54,13 @@ _SOLVER_OPTIONS = {
 }
 
 
+def _as_block(B) -> tuple[np.ndarray, bool]:
+    """Right-hand sides as a Fortran-order float64 (p, m) block, and whether B was one vector."""
+    B = np.asarray(B, dtype=np.float64)
+    vec = B.ndim == 1
+    return np.asfortranarray(B[:, None] if vec else B), vec
+
+
 def resolve_solver(name: str, n_params: int) -> str:
     """The concrete solver for ``name`` (``"auto"`` resolved by the rule above)."""
     if name not in SOLVERS:
@@ -164,9 +171,8 @@ class DirectSolver:
         self._inverse = None
 
     def solve(self, B: np.ndarray) -> np.ndarray:
-        B = np.asarray(B, dtype=np.float64)
-        vec = B.ndim == 1
-        V = self._impl.solve(np.asfortranarray(B[:, None] if vec else B))
+        B2, vec = _as_block(B)
+        V = self._impl.solve(B2)
         return V[:, 0] if vec else V
 
     def inverse(self) -> np.ndarray:
@@ -208,9 +214,7 @@ class CGSolver(_IterativeSolver):
         self.tol, self.max_iter, self.preconditioner = float(tol), int(max_iter), preconditioner
 
     def solve(self, B: np.ndarray, x0=None) -> np.ndarray:
-        B = np.asarray(B, dtype=np.float64)
-        vec = B.ndim == 1
-        B2 = np.asfortranarray(B[:, None] if vec else B)
+        B2, vec = _as_block(B)
         op = self.operator
         V, iterations, residual = op.backend.cg_solve(
             op.X, op.fit_intercept, op.c, op.l2, op.damping, B2, self.tol, self.max_iter,
@@ -249,9 +253,7 @@ class LissaSolver(_IterativeSolver):
         self.batch_size, self.seed, self.warn_residual = int(batch_size), int(seed), float(warn_residual)
 
     def solve(self, B: np.ndarray) -> np.ndarray:
-        B = np.asarray(B, dtype=np.float64)
-        vec = B.ndim == 1
-        B2 = np.asfortranarray(B[:, None] if vec else B)
+        B2, vec = _as_block(B)
         op = self.operator
         V, diverged = op.backend.lissa_solve(
             op.X, op.fit_intercept, op.c, op.l2, op.damping, B2, self.scale, self.depth, self.repeats,

@@ -40,21 +40,16 @@ struct FitResult {
 // point (l2 = 0 with collinear or separable data), a Levenberg shift mu I is
 // added, growing tenfold until the Cholesky succeeds.
 inline VectorXd newton_direction(const MatrixXd& H, const VectorXd& g, bool* shifted) {
-  Eigen::LLT<MatrixXd> llt(H);
+  constexpr double min_rcond = 1e3 * std::numeric_limits<double>::epsilon();
   *shifted = false;
-  if (llt.info() == Eigen::Success && llt.rcond() > 1e3 * std::numeric_limits<double>::epsilon())
-    return -llt.solve(g);
+  const CholeskySolver plain(H);
+  if (plain.ok() && plain.reciprocal_condition() > min_rcond) return -plain.solve(g);
+  *shifted = true;
   const double scale = std::max(H.diagonal().cwiseAbs().maxCoeff(), std::numeric_limits<double>::min());
   for (double mu = 1e-12 * scale; mu < 1e20 * scale; mu *= 10.0) {
-    MatrixXd A = H;
-    A.diagonal().array() += mu;
-    llt.compute(A);
-    if (llt.info() == Eigen::Success && llt.rcond() > 1e3 * std::numeric_limits<double>::epsilon()) {
-      *shifted = true;
-      return -llt.solve(g);
-    }
+    const CholeskySolver damped(H, mu);
+    if (damped.ok() && damped.reciprocal_condition() > min_rcond) return -damped.solve(g);
   }
-  *shifted = true;
   return -g;
 }
 

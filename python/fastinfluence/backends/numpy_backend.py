@@ -178,24 +178,16 @@ _MAX_STEP_FACTOR = 1e3  # kMaxStepFactor in fit.hpp
 
 def newton_direction(H, g):
     """(-H^{-1} g, shifted): Cholesky, with a growing Levenberg shift when H is singular."""
-
-    def attempt(A):
-        try:
-            factor = linalg.cho_factor(A, lower=True)
-        except linalg.LinAlgError:
-            return None
-        rcond, _ = linalg.lapack.dpocon(factor[0], np.abs(A).sum(axis=0).max(), uplo="L")
-        return -linalg.cho_solve(factor, g) if rcond > 1e3 * _EPS else None
-
-    step = attempt(H)
-    if step is not None:
-        return step, False
+    min_rcond = 1e3 * _EPS
+    plain = CholeskySolver(H)
+    if plain.ok and plain.reciprocal_condition > min_rcond:
+        return -plain.solve(g), False
     scale = max(np.abs(np.diag(H)).max(), np.finfo(np.float64).tiny)
     mu = 1e-12 * scale
     while mu < 1e20 * scale:
-        step = attempt(H + mu * np.eye(H.shape[0]))
-        if step is not None:
-            return step, True
+        damped = CholeskySolver(H, mu)
+        if damped.ok and damped.reciprocal_condition > min_rcond:
+            return -damped.solve(g), True
         mu *= 10.0
     return -g, True
 

@@ -5,6 +5,7 @@
     python benchmarks/run.py --quick                  # small sizes, under a minute
     python benchmarks/run.py --workloads W1,W2 --json results.json
     python benchmarks/run.py --threads 1,2,4,8,16     # thread scaling of W2 and W3
+    python benchmarks/run.py --workloads W2,W4 --rounds 3   # methods alternate: fairer on a noisy machine
 
 Workloads (seeded; logistic regression with l2 = 1e-3 throughout):
 
@@ -745,19 +746,33 @@ def run_measured(args, spec: dict, threads: int | None) -> dict:
     return run_worker(spec, threads)
 
 
+def merge_rounds(results: list[dict]) -> dict:
+    """One worker result from several rounds: all times, the largest peak and load, median phases."""
+    merged = dict(results[-1])
+    merged["times"] = [t for r in results for t in r["times"]]
+    merged["peak_extra_mib"] = [m for r in results for m in r["peak_extra_mib"]]
+    merged["foreign_load_cores"] = max(r["foreign_load_cores"] for r in results)
+    merged["phases"] = {key: statistics.median(r["phases"][key] for r in results) for key in results[0]["phases"]}
+    return merged
+
+
 def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
     all_workloads = workloads(args.quick)
     rows = []
     for name in names:
         w = all_workloads[name]
         print(f"\n{name}: {describe(w)}", flush=True)
-        outputs = {}
+        outputs, rounds = {}, {method: [] for method in w.methods}
+        # methods alternate round by round, so that a slow spell of the machine hits all of them
+        for _ in range(args.rounds):
+            for method in w.methods:
+                output = os.path.join(scratch, f"{name}_{method}.npz")
+                spec = dict(workload=name, method=method, quick=args.quick, n_jobs=args.n_jobs,
+                            repeats=args.repeats, output=output)
+                rounds[method].append(run_measured(args, spec, None))
+                outputs[method] = np.load(output)
         for method in w.methods:
-            output = os.path.join(scratch, f"{name}_{method}.npz")
-            spec = dict(workload=name, method=method, quick=args.quick, n_jobs=args.n_jobs,
-                        repeats=args.repeats, output=output)
-            result = run_measured(args, spec, None)
-            outputs[method] = np.load(output)
+            result = merge_rounds(rounds[method])
             phases = ", ".join(f"{k} {v:.3f}" for k, v in result["phases"].items())
             print(f"  {METHOD_LABELS[method]:<27} times {', '.join(f'{t:.3f}' for t in result['times'])} s; "
                   f"peak extra {max(result['peak_extra_mib']):.1f} MiB; phases (median): {phases}; "
@@ -850,6 +865,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, under a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per method (0: per workload)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="fresh workers per method, the methods alternating (each runs --repeats times)")
     parser.add_argument("--n-jobs", type=int, default=None, help="fastinfluence threads (default: all cores)")
     parser.add_argument("--threads", default=None,
                         help="thread-scaling mode: comma-separated thread counts, e.g. 1,2,4,8,16 (W2, W3)")
@@ -861,6 +878,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.max_wait is None:
         args.max_wait = 0.0 if args.quick else 60.0
 

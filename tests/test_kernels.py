@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastinfluence as fi
+from fastinfluence.backends import get_backend
 from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
@@ -163,6 +164,27 @@ def test_backends_agree_on_hessian_vector_product(problem, backend_pair):
         want = K.hessian_vector_product(pb.loss, pb.X, pb.y, pb.theta, v, **pb.kwargs, backend=ref)
         assert got.shape == want.shape == v.shape
         assert_close(got, want, 1e-9)
+
+
+@pytest.mark.parametrize("want_hessian", [True, False], ids=["hessian", "no_hessian"])
+def test_evaluate_with_row_derivatives_is_evaluate_plus_row_derivatives(problem, backend, want_hessian):
+    """Influence's one-pass construction: the same value, gradient and Hessian as evaluate, and the
+    loss'_i, loss''_i of row_derivatives, from one pass over X."""
+    pb = problem
+    impl = get_backend(backend)
+    args = (pb.loss, pb.X, pb.y, pb.weights, pb.theta, pb.fit_intercept, pb.l2)
+    value, gradient, hessian, d1, d2 = impl.evaluate_with_row_derivatives(*args, want_hessian)
+    want_value, want_gradient, want_hessian_matrix = impl.evaluate(*args, True, want_hessian)
+    assert value == want_value
+    np.testing.assert_array_equal(gradient, want_gradient)
+    if want_hessian:
+        np.testing.assert_array_equal(hessian, want_hessian_matrix)
+    else:
+        assert hessian is None
+    _, _, want_d1, want_d2 = impl.row_derivatives(pb.loss, pb.X, pb.y, pb.theta, pb.fit_intercept)
+    assert d1.shape == d2.shape == (pb.X.shape[0],)
+    assert_close(d1, want_d1, 1e-13, err_msg="loss'")
+    assert_close(d2, want_d2, 1e-13, err_msg="loss''")
 
 
 def test_backends_agree_on_row_derivatives(problem, backend_pair):

@@ -85,6 +85,39 @@ def test_kernels_on_sparse(backend):
     np.testing.assert_allclose(hvp, hess @ V, rtol=1e-12)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("n, d, per_row, k", [(3000, 40_003, 8, 7), (3000, 40_003, 8, 16), (8000, 4100, 20, 64)],
+                         ids=["wide_k7", "wide_k16", "four_chunks_k64"])
+def test_sparse_gram_product_on_huge_page_buffers(fit_intercept, n, d, per_row, k):
+    """p * k of 2-5 MiB: the C++ row-major copy of V and the per-chunk accumulators are the
+    2 MiB-aligned, huge-page-advised buffers (sizes not a multiple of 2 MiB; one chunk, or four
+    summed by the parallel tree), and the product still equals the NumPy reference and the same
+    product taken column by column."""
+    rng = np.random.default_rng(6)
+    columns = rng.integers(0, d, size=(n, per_row))  # duplicates are summed by SciPy
+    X = sp.csr_matrix((rng.standard_normal(n * per_row), columns.ravel(), np.arange(0, n * per_row + 1, per_row)),
+                      shape=(n, d))
+    X.sum_duplicates()
+    c = rng.random(n) / n
+    c[::17] = 0.0  # rows skipped by the kernel
+    p = d + fit_intercept
+    V = rng.standard_normal((p, k))
+    got = fi.kernels.regularised_gram_product(X, c, V, l2=0.3, fit_intercept=fit_intercept, n_jobs=2)
+    want = fi.kernels.regularised_gram_product(X, c, V, l2=0.3, fit_intercept=fit_intercept, backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    one_column = fi.kernels.regularised_gram_product(X, c, V[:, 3:4], l2=0.3, fit_intercept=fit_intercept)
+    np.testing.assert_allclose(got[:, 3:4], one_column, rtol=1e-12, atol=1e-15)
+    assert np.all(np.isfinite(got)) and np.count_nonzero(got[:d]) > 0
+    # CG reuses these buffers from one iteration to the next: each product must start from zero
+    solution, iterations, _ = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11,
+                                                  n_jobs=2)
+    assert np.min(iterations) >= 2
+    reference = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11, backend="numpy")[0]
+    np.testing.assert_allclose(solution, reference, rtol=1e-8, atol=1e-10)
+    applied = fi.kernels.regularised_gram_product(X, c, solution, l2=0.3, fit_intercept=fit_intercept)
+    assert np.linalg.norm(applied - V) <= 1e-9 * np.linalg.norm(V)
+
+
 @pytest.mark.parametrize("fmt", ["csc", "coo", "lil", "csr_array"])
 def test_other_formats_are_converted_once(fitted, fmt):
     model, X, y, X_test, y_test = fitted

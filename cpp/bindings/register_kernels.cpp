@@ -25,27 +25,37 @@ void register_kernels(py::module_& m) {
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("fit_intercept"),
       py::arg("n_threads"));
 
+  // (value, gradient | None, Hessian | None, loss' | None, loss'' | None): the
+  // per-row derivatives (unweighted, (n,)) come from the same pass when want_rows.
   m.def(
       "evaluate",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
          const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
-         int n_threads) {
+         int n_threads, bool want_rows) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
+        py::object d1 = py::none(), d2 = py::none();
+        RowDerivativesOut rows;
+        if (want_rows) {
+          py::array_t<double> d1_array(X.rows), d2_array(X.rows);
+          rows = {d1_array.mutable_data(), d2_array.mutable_data()};
+          d1 = std::move(d1_array);
+          d2 = std::move(d2_array);
+        }
         Evaluation ev = with_matrix(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return evaluate(spec, prob, vector_view(theta), Want{want_gradient, want_hessian}, n_threads);
+          return evaluate(spec, prob, vector_view(theta), Want{want_gradient, want_hessian}, n_threads, rows);
         });
         py::object gradient = py::none(), hessian = py::none();
         if (want_gradient) gradient = py::cast(std::move(ev.gradient));
         if (want_hessian) hessian = py::cast(std::move(ev.hessian));
-        return py::make_tuple(ev.value, gradient, hessian);
+        return py::make_tuple(ev.value, gradient, hessian, d1, d2);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
       py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"),
-      py::arg("n_threads"));
+      py::arg("n_threads"), py::arg("want_rows") = false);
 
   m.def(
       "hessian_vector_product",

@@ -67,8 +67,9 @@ void register_solvers(py::module_& m) {
             inv_diag = diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
           }
           // (H + damping I) V
+          GramWorkspace workspace;
           auto apply = [&](const MatrixXd& V) {
-            MatrixXd HV = regularised_gram_product(Xm, fit_intercept, cv, l2, V, n_threads);
+            MatrixXd HV = regularised_gram_product(Xm, fit_intercept, cv, l2, V, n_threads, &workspace);
             if (damping != 0.0) HV += damping * V;
             return HV;
           };

@@ -231,13 +231,11 @@ class Influence:
         self.solver = resolve_solver(solver, self.n_params_)
         l2 = float(model.l2)
 
-        _, _, self.loss_derivative_, self.loss_second_derivative_ = self._backend.row_derivatives(
-            self._loss, self._X, self._y, self._theta, self._fit_intercept, self._n_jobs
-        )
-        want_hessian = self.solver == "direct"
-        _, gradient, self.hessian_ = self._backend.evaluate(
+        # one pass over X: gradient, Hessian (direct solver only) and loss', loss'' per row
+        (_, gradient, self.hessian_, self.loss_derivative_,
+         self.loss_second_derivative_) = self._backend.evaluate_with_row_derivatives(
             self._loss, self._X, self._y, self._weights, self._theta, self._fit_intercept, l2,
-            True, want_hessian, self._n_jobs,
+            self.solver == "direct", self._n_jobs,
         )
         self.gradient_norm_ = float(np.linalg.norm(gradient))
         scale = getattr(model, "grad_norm_scale_", None)

@@ -152,8 +152,11 @@ FitResult fit_newton_cg(const LossSpec& spec, const Problem<XType>& prob, Vector
     cg.tol = std::min(0.5, std::sqrt(gnorm / scale));
     cg.max_iter = std::max<int>(100, static_cast<int>(std::min<Index>(prob.n_params(), 2000)));
     const MatrixXd minus_g = -cur.gradient;
+    GramWorkspace workspace;
     CGResult r = conjugate_gradient(
-        [&](const MatrixXd& V) { return regularised_gram_product(prob.X, prob.fit_intercept, c, prob.l2, V, opt.n_threads); },
+        [&](const MatrixXd& V) {
+          return regularised_gram_product(prob.X, prob.fit_intercept, c, prob.l2, V, opt.n_threads, &workspace);
+        },
         minus_g, inv_diag, MatrixXd(), cg);
     VectorXd step = r.solution.col(0);
     if (!step.allFinite() || step.dot(cur.gradient) >= 0.0) {  // not a descent direction: fall back to -g

@@ -2,8 +2,8 @@
 //
 // Rows are cut into a fixed number of chunks that depends on n (and the size
 // of each chunk's accumulator) but never on the thread count; partial results
-// are reduced in chunk order. Results are therefore bitwise identical for any
-// number of threads, which keeps LiSSA and the tests reproducible.
+// are reduced in a fixed pairwise tree. Results are therefore bitwise identical
+// for any number of threads, which keeps LiSSA and the tests reproducible.
 #pragma once
 
 #include <Eigen/Core>
@@ -121,9 +121,28 @@ void parallel_for_chunks(Index n_chunks, int n_threads, Body&& body) {
   if (error) std::rethrow_exception(error);
 }
 
+// Sums n partial results into partial 0 along a fixed pairwise tree:
+// add(c, c + stride) for stride = 1, 2, 4, ..., so the result depends on n
+// only. With parallel_levels the additions of one level run in parallel:
+// worth it for partials of megabytes (sparse Hessian products), where summing
+// them on one thread would cap the speedup; small ones are not worth waking a
+// team for.
+template <class Add>
+void tree_reduce(Index n, int n_threads, bool parallel_levels, Add&& add) {
+  for (Index stride = 1; stride < n; stride *= 2) {
+    const Index pairs = (n - stride + 2 * stride - 1) / (2 * stride);  // c = 2*stride*j with c + stride < n
+    const auto add_pair = [&](Index j) { add(2 * stride * j, 2 * stride * j + stride); };
+    if (parallel_levels) {
+      parallel_for_chunks(pairs, n_threads, add_pair);
+    } else {
+      for (Index j = 0; j < pairs; ++j) add_pair(j);
+    }
+  }
+}
+
 // Deterministic map-reduce over row chunks: make() builds one zeroed
 // accumulator per chunk, body(acc, begin, size) fills it, and the partials are
-// summed in chunk order into the first.
+// summed by tree_reduce.
 template <class Acc, class Make, class Body>
 Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body&& body) {
   if (plan.n_chunks == 0) return make();
@@ -133,9 +152,9 @@ Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body
     body(acc, plan.begin(c), plan.size(c));
     partial[static_cast<size_t>(c)] = std::move(acc);
   });
-  Acc total = std::move(partial[0]);
-  for (size_t c = 1; c < partial.size(); ++c) total += partial[c];
-  return total;
+  tree_reduce(plan.n_chunks, n_threads, false,
+              [&](Index into, Index from) { partial[static_cast<size_t>(into)] += partial[static_cast<size_t>(from)]; });
+  return std::move(partial[0]);
 }
 
 }  // namespace fastinfluence

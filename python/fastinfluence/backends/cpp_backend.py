@@ -35,6 +35,12 @@ def row_derivatives(loss, X, y, theta, fit_intercept, n_jobs=0):
 def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
     return _core.evaluate(
         loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs
+    )[:3]
+
+
+def evaluate_with_row_derivatives(loss, X, y, weights, theta, fit_intercept, l2, want_hessian, n_jobs=0):
+    return _core.evaluate(
+        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, True, want_hessian, n_jobs, True
     )
 
 

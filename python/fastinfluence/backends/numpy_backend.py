@@ -124,6 +124,15 @@ def _gram(X, fit_intercept, c):
 
 def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
     """R(theta) = (1/n) sum_i s_i loss_i + (l2/2)||w||^2, its gradient and Hessian."""
+    return _evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian)[:3]
+
+
+def evaluate_with_row_derivatives(loss, X, y, weights, theta, fit_intercept, l2, want_hessian, n_jobs=0):
+    """evaluate's (value, gradient, Hessian | None) and the unweighted loss'_i, loss''_i."""
+    return _evaluate(loss, X, y, weights, theta, fit_intercept, l2, True, want_hessian)
+
+
+def _evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian):
     n, d = X.shape
     s = np.ones(n) if weights is None else weights
     _, value, d1, d2 = row_derivatives(loss, X, y, theta, fit_intercept)
@@ -136,7 +145,7 @@ def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_
     if want_hessian:
         # H = Xa^T diag(s * loss'' / n) Xa + l2 diag([1..1, 0])
         hessian = _gram(X, fit_intercept, s * d2 / n) + np.diag(l2 * penalty)
-    return objective, gradient, hessian
+    return objective, gradient, hessian, d1, d2
 
 
 def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):

@@ -566,6 +566,8 @@ struct TopKResult {
   RowMatrixXd helpful_scores, harmful_scores;                                                       // (m, k)
 };
 
+inline constexpr Index kTopKPanel = 128;  // test points scored per GEMM in top_k_scores
+
 template <class XType>
 TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, Index k,
                         int n_threads) {
@@ -579,29 +581,36 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
   parallel_for_chunks(plan.n_chunks, threads, [&](Index c) {
     auto& help = helpful[static_cast<size_t>(current_thread())];
     auto& harm = harmful[static_cast<size_t>(current_thread())];
-    for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
-      // S_b = diag(row_scale_b) (Xb M_w + 1 M_b)
-      MatrixXd S = Xb * M.topRows(d);
-      if (fit_intercept) S.rowwise() += M.row(d);
-      S = row_scale.segment(b, nb).asDiagonal() * S;
-      for (Index j = 0; j < m; ++j) {
-        auto& hj = help[static_cast<size_t>(j)];
-        auto& rj = harm[static_cast<size_t>(j)];
-        // Once the heaps are full almost no score enters: compare against two
-        // floors held in registers and touch a heap only when one is reached.
-        double help_floor = hj.floor_value(), harm_floor = rj.floor_value();
-        const double* column = S.col(j).data();
-        for (Index i = 0; i < nb; ++i) {
-          const double v = column[i];
-          if (!(-v < help_floor) && hj.accepts(-v, b + i)) {  // "!(<)": a NaN still fills a heap, as before
-            hj.push(-v, b + i);
-            help_floor = hj.floor_value();
-          }
-          if (!(v < harm_floor) && rj.accepts(v, b + i)) {
-            rj.push(v, b + i);
-            harm_floor = rj.floor_value();
-          }
+    // Offers the nb scores of test point j for rows b.. to its two heaps. Once
+    // the heaps are full almost no score enters: compare against two floors
+    // held in registers and touch a heap only when one is reached.
+    const auto scan_column = [&](const double* column, Index j, Index b, Index nb) {
+      auto& hj = help[static_cast<size_t>(j)];
+      auto& rj = harm[static_cast<size_t>(j)];
+      double help_floor = hj.floor_value(), harm_floor = rj.floor_value();
+      for (Index i = 0; i < nb; ++i) {
+        const double v = column[i];
+        if (!(-v < help_floor) && hj.accepts(-v, b + i)) {  // "!(<)": a NaN still fills a heap, as before
+          hj.push(-v, b + i);
+          help_floor = hj.floor_value();
         }
+        if (!(v < harm_floor) && rj.accepts(v, b + i)) {
+          rj.push(v, b + i);
+          harm_floor = rj.floor_value();
+        }
+      }
+    };
+    MatrixXd S;
+    for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
+      // Test points in panels, so that each block of scores is scanned while
+      // it is still in cache (1024 rows x 1000 test points would be 8 MB).
+      for (Index j0 = 0; j0 < m; j0 += kTopKPanel) {
+        const Index w = std::min(kTopKPanel, m - j0);
+        // S = diag(row_scale_b) (Xb M_w + 1 M_b) for this panel's columns of M
+        S.noalias() = Xb * M.block(0, j0, d, w);
+        if (fit_intercept) S.rowwise() += M.row(d).segment(j0, w);
+        S = row_scale.segment(b, nb).asDiagonal() * S;
+        for (Index jj = 0; jj < w; ++jj) scan_column(S.col(jj).data(), j0 + jj, b, nb);
       }
     });
   });

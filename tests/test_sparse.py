@@ -86,13 +86,14 @@ def test_kernels_on_sparse(backend):
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("n, d, per_row, k", [(3000, 40_003, 8, 7), (3000, 40_003, 8, 16), (8000, 4100, 20, 64)],
-                         ids=["wide_k7", "wide_k16", "four_chunks_k64"])
-def test_sparse_gram_product_on_huge_page_buffers(fit_intercept, n, d, per_row, k):
-    """p * k of 2-5 MiB: the C++ row-major copy of V and the per-chunk accumulators are the
-    2 MiB-aligned, huge-page-advised buffers (sizes not a multiple of 2 MiB; one chunk, or four
-    summed by the parallel tree), and the product still equals the NumPy reference and the same
-    product taken column by column."""
+@pytest.mark.parametrize("n, d, per_row, k", [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
+                         ids=["two_panels", "one_column_panels_on_huge_pages", "two_panels_five_chunks"])
+def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
+    """The C++ product in column panels of V (4 + 3 columns; 1 + 1 columns of 2.4 MiB, the
+    2 MiB-aligned huge-page buffers, sizes not a multiple of 2 MiB; 32 + 32 columns over five
+    chunks summed by the parallel tree) equals the NumPy reference and the same product taken
+    column by column, and CG over it (buffers reused from one iteration to the next) equals
+    NumPy's CG."""
     rng = np.random.default_rng(6)
     columns = rng.integers(0, d, size=(n, per_row))  # duplicates are summed by SciPy
     X = sp.csr_matrix((rng.standard_normal(n * per_row), columns.ravel(), np.arange(0, n * per_row + 1, per_row)),

@@ -1,13 +1,16 @@
 // Zeroed double buffers for data read and written at random rows.
 //
 // The sparse Hessian product gathers and scatters one k-vector per non-zero
-// from a (p x k) row-major block, megabytes in size, at random rows: with 4 KiB
-// pages almost every access misses the TLB. On Linux a buffer of at least one
-// huge page is mapped directly, aligned to 2 MiB and advised MADV_HUGEPAGE, so
-// the kernel backs it with transparent huge pages where it can (the default
-// "madvise" mode grants them only to advised memory) and hands it over zeroed,
-// which spares a memset. Smaller buffers, other systems, or refused advice give
-// an ordinary zeroed allocation: only speed differs, never results.
+// from (p x k) row-major blocks at random rows. Its column panels keep those
+// blocks at about 2 MiB, except one-column panels of very wide X (p > 262,144),
+// where a block is 8 p bytes and almost every access misses the TLB with 4 KiB
+// pages. So on Linux a buffer of at least one huge page is mapped directly,
+// aligned to 2 MiB and advised MADV_HUGEPAGE: the kernel backs it with
+// transparent huge pages where it can (the default "madvise" mode grants them
+// only to advised memory) and hands it over zeroed. Measured at p = 10^6, one
+// column, 2 cores: 0.11-0.12 s per product against 0.14 s with 4 KiB pages.
+// Smaller buffers, other systems, or refused advice give an ordinary zeroed
+// allocation: only speed differs, never results.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 // The whole header-only core: include this one file.
 #pragma once
 
+#include "buffers.hpp"
 #include "config.hpp"
 #include "fit.hpp"
 #include "kernels.hpp"

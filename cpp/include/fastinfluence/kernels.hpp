@@ -277,8 +277,8 @@ VectorXd curvature_weights(const LossSpec& spec, const Problem<XType>& prob, Vec
 }
 
 // The buffers of sparse_gram_product, kept across calls: an iterative solver
-// passes one workspace to all its products, so that their (huge) pages are
-// mapped and faulted in once per solve instead of once per iteration.
+// passes one workspace to all its products, so that their pages are mapped and
+// faulted in once per solve instead of once per iteration.
 class GramWorkspace {
  public:
   // `count` buffers of `size` doubles each (their contents are the caller's to reset).
@@ -299,8 +299,8 @@ class GramWorkspace {
 // one fused pass over the rows. V and the accumulators are row-major so that
 // each non-zero touches one contiguous k-vector (Eigen's sparse x dense product
 // would walk X once per column of V); they are read and written at random
-// rows, hence ZeroedBuffer's huge pages. Leaves the result, (p x k) row-major,
-// in ws.data(1).
+// rows (on huge pages when a block is 2 MiB or more: buffers.hpp). Leaves the
+// result, (p x k) row-major, in ws.data(1).
 template <class XType>
 void sparse_gram_panel(const XType& X, bool fit_intercept, VectorCRef c, MatrixCRef V, const ChunkPlan& plan,
                        int n_threads, GramWorkspace& ws) {

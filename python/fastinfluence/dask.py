@@ -785,14 +785,19 @@ def _chunk_derivatives(X, y, s, context, start, stop):
     return X, d1, d2, (np.ones(stop - start) if s is None else s)
 
 
+def _leverage(context, X, d2, s):
+    """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i for the chunk's rows (context["A"] = H^{-1})."""
+    spec = context["spec"]
+    return s / spec.n_samples * d2 * spec.kernels.row_quadratic_forms(X, spec.fit_intercept, context["A"],
+                                                                      spec.n_jobs)
+
+
 def _removal_scale(context, X, d1, d2, s):
     """c_i with theta_{-i} - theta ~ c_i H^{-1} xa_i (influence), divided by 1 - h_i (Newton)."""
     spec = context["spec"]
     scale = s / spec.n_samples * d1
     if context["method"] == "newton":
-        h = s / spec.n_samples * d2 * spec.kernels.row_quadratic_forms(X, spec.fit_intercept, context["A"],
-                                                                       spec.n_jobs)
-        one_minus_h = 1.0 - h
+        one_minus_h = 1.0 - _leverage(context, X, d2, s)
         risky = one_minus_h <= _LEVERAGE_FLOOR
         scale = np.where(risky, np.nan, scale / np.where(risky, 1.0, one_minus_h))
     return scale
@@ -819,12 +824,11 @@ def _chunk_quadratic(X, y, s, context, block_info=None):
     start, stop = _location(block_info)
     if stop == start:
         return np.empty(0)
-    spec = context["spec"]
     X, d1, d2, s = _chunk_derivatives(X, y, s, context, start, stop)
-    q = spec.kernels.row_quadratic_forms(X, spec.fit_intercept, context["A"], spec.n_jobs)
     if context["what"] == "self_influence":
-        return -(d1 * d1) * q
-    return s / spec.n_samples * d2 * q
+        spec = context["spec"]
+        return -(d1 * d1) * spec.kernels.row_quadratic_forms(X, spec.fit_intercept, context["A"], spec.n_jobs)
+    return _leverage(context, X, d2, s)
 
 
 def _chunk_risky_count(X, y, s, context, block_info=None):
@@ -832,10 +836,8 @@ def _chunk_risky_count(X, y, s, context, block_info=None):
     start, stop = _location(block_info)
     if stop == start:
         return np.zeros((1, 1))
-    spec = context["spec"]
-    X, d1, d2, s = _chunk_derivatives(X, y, s, context, start, stop)
-    h = s / spec.n_samples * d2 * spec.kernels.row_quadratic_forms(X, spec.fit_intercept, context["A"],
-                                                                   spec.n_jobs)
+    X, _, d2, s = _chunk_derivatives(X, y, s, context, start, stop)
+    h = _leverage(context, X, d2, s)
     return np.full((1, 1), float(np.count_nonzero(1.0 - h <= _LEVERAGE_FLOOR)))
 
 

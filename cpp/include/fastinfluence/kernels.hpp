@@ -283,16 +283,14 @@ class GramWorkspace {
  public:
   // `count` buffers of `size` doubles each (their contents are the caller's to reset).
   void reserve(size_t count, size_t size) {
-    if (buffers_.size() == count && size_ == size) return;
+    if (buffers_.size() == count && (count == 0 || buffers_.front().size() == size)) return;
     buffers_.clear();
-    size_ = size;
     for (size_t i = 0; i < count; ++i) buffers_.emplace_back(size);
   }
   double* data(Index i) { return buffers_[static_cast<size_t>(i)].data(); }
 
  private:
   std::vector<ZeroedBuffer> buffers_;
-  size_t size_ = 0;
 };
 
 // One panel of sparse_gram_product: Xa^T diag(c) Xa V for the k columns of V,

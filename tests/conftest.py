@@ -87,6 +87,24 @@ def assert_close(actual, desired, rtol, *, atol_fraction=1e-12, err_msg=""):
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol_fraction * scale, err_msg=err_msg)
 
 
+def assert_same_ranking(indices, expected, scores, rtol, *, err_msg=""):
+    """Rows ranked by one computation against the ranking of another, ``(m, k)`` each.
+
+    ``scores`` is the ``(n, m)`` reference matrix. Two computations of the same
+    scores differ in the last bits, so rows whose scores are that close may
+    change places: the indices must then pick scores equal to ``rtol`` at every
+    rank, which is the same as equal indices wherever the scores are apart.
+    """
+    indices, expected = np.asarray(indices), np.asarray(expected)
+    assert indices.shape == expected.shape, err_msg
+    for row in indices:
+        assert np.unique(row).size == row.size, f"{err_msg}: a row is ranked twice"
+    scores = np.asarray(scores, dtype=np.float64).T
+    assert_close(
+        np.take_along_axis(scores, indices, 1), np.take_along_axis(scores, expected, 1), rtol, err_msg=err_msg
+    )
+
+
 # ---------------------------------------------------------------------------
 # The parametrised problem: loss x fit_intercept x dtype x memory order x weights
 # ---------------------------------------------------------------------------

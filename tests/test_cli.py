@@ -8,9 +8,13 @@ sort of the matrix. Most cases call ``cli.main`` in-process (fast); a few run
 
 from __future__ import annotations
 
+import gzip
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import fastinfluence as fi
 import numpy as np
@@ -96,6 +100,14 @@ def test_help_explains_the_sign_and_the_outputs(capsys):
     assert status == 0
     for phrase in ("helpful", "harmful", "--top-k", "self_influence", "test_0", "exit status"):
         assert phrase in out
+
+
+def test_help_names_the_partial_output_file_and_the_signal_exit_statuses(capsys):
+    """Issue 9, section 4: a killed run's temporary must be findable from the help text."""
+    status, out, _ = run_main(capsys, "score", "--help")
+    assert status == 0
+    assert "FILE.fastinfluence-partial-HOST-PID" in out
+    assert "130 interrupted" in out and "143 terminated (SIGTERM)" in out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -579,6 +591,127 @@ def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch
     assert set(os.listdir(folder)) == before  # no output, no temporary file left behind
 
 
+@pytest.mark.parametrize("ext", [".csv", ".csv.gz"])
+@pytest.mark.parametrize("option", ["--train", "--test"])
+@pytest.mark.parametrize("extra_field", [",", ",0"], ids=["trailing-comma", "trailing-zero"])
+def test_csv_rows_with_one_field_more_than_the_header_exit_2_instead_of_shifting_columns(
+    data, capsys, extra_field, option, ext
+):
+    """Issue 9, section 4: pandas took the first column as the index and shifted the others left
+    (with ',0' the label became all 0 and the command exited 0)."""
+    folder, train, test = data
+    frame = train if option == "--train" else test
+    header, *rows = frame.to_csv(index=False).splitlines()
+    text = "\n".join([header] + [row + extra_field for row in rows]) + "\n"
+    path = folder / f"extra{ext}"
+    path.write_bytes(gzip.compress(text.encode()) if ext == ".csv.gz" else text.encode())
+    files = {"--train": str(folder / "train.csv"), "--test": str(folder / "test.csv"), option: str(path)}
+    before = set(os.listdir(folder))
+    status, _, err = run_main(
+        capsys,
+        "score",
+        *[x for pair in files.items() for x in pair],
+        "--target",
+        "label",
+        "--out",
+        str(folder / "out.csv"),
+        "--quiet",
+    )
+    assert status == 2, err
+    (line,) = err.strip().splitlines()
+    d = len(frame.columns)
+    assert f"{option} file {path} has {d} column names in its header but {d + 1} fields" in line
+    assert "(line 2)" in line and "trailing comma" in line
+    assert set(os.listdir(folder)) == before
+
+
+def test_csv_field_count_check_reads_a_quoted_comma_as_part_of_the_field(tmp_path, capsys):
+    """The check above counts fields as pandas does: a quoted header name may hold commas."""
+    train, test = (f.rename(columns={"x1": "x1, in cm"}) for f in make_frames())
+    train.to_csv(tmp_path / "train.csv", index=False)  # the header reads x0,"x1, in cm",label,...
+    test.to_csv(tmp_path / "test.csv", index=False)
+    assert '"x1, in cm"' in (tmp_path / "train.csv").read_text().splitlines()[0]
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--test",
+        str(tmp_path / "test.csv"),
+        "--target",
+        "label",
+        "--out",
+        str(tmp_path / "out.csv"),
+        "--quiet",
+    )
+    assert status == 0, err
+    assert read(tmp_path / "out.csv").shape == (len(train), 1 + len(test))
+
+
+@pytest.mark.parametrize(
+    "model, kind, expected",
+    [
+        (
+            "logistic",
+            "one-class",
+            "--target 'label' in --train file {path} holds a single class (every row is 1)",
+        ),
+        ("smooth-hinge", "one-class", "holds a single class (every row is 1); a smooth-hinge classifier"),
+        ("logistic", "one-row", "--train file {path} has 1 data row"),
+        ("linear", "one-row", "--train file {path} has 1 data row"),
+        ("poisson", "all-zero", "--target 'label' in --train file {path} is 0 in every row"),
+    ],
+    ids=[
+        "logistic-one-class",
+        "smooth-hinge-one-class",
+        "logistic-one-row",
+        "linear-one-row",
+        "poisson-all-0",
+    ],
+)
+def test_single_class_or_single_row_training_file_exits_2_before_fitting(
+    data, capsys, monkeypatch, model, kind, expected
+):
+    """Issue 9, section 4: these fits have no optimum (or no meaning), yet exited 0."""
+    folder, train, _ = data
+    if kind == "one-row":
+        train = train.iloc[:1]
+    else:
+        train = train.assign(label=1 if kind == "one-class" else 0)
+    path = folder / "degenerate.csv"
+    train.to_csv(path, index=False)
+    fits = []
+    make_model = cli._make_model
+
+    def make_recording_model(args):
+        fitted = make_model(args)
+        fit = fitted.fit
+        fitted.fit = lambda *a, **k: fits.append(1) or fit(*a, **k)
+        return fitted
+
+    monkeypatch.setattr(cli, "_make_model", make_recording_model)
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(path),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--model",
+        model,
+        "--out",
+        str(folder / "out.csv"),
+        "--quiet",
+    )
+    assert status == 2, err
+    (line,) = err.strip().splitlines()
+    assert expected.format(path=path) in line
+    assert fits == []  # refused before fitting
+    assert not (folder / "out.csv").exists()
+
+
 def test_bad_input_exit_status_from_a_real_process(data):
     folder, _, _ = data
     (folder / "out.csv").write_text("previous result\n")
@@ -682,3 +815,192 @@ def test_output_file_gets_the_usual_permissions(data, capsys):
     mask = os.umask(0)
     os.umask(mask)
     assert (folder / "o.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# -- score: signals and partial outputs (issue 9, section 4) -----------------------------------
+
+
+@pytest.fixture()
+def large_data(tmp_path):
+    """Train/test CSVs whose full matrix (8000 x 500) takes seconds to write: time to send a signal.
+
+    Also small_train.csv and small_test.csv, for a quick second run.
+    """
+    train, test = make_frames(n=8000, m=500)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    small_train, small_test = make_frames()
+    small_train.to_csv(tmp_path / "small_train.csv", index=False)
+    small_test.to_csv(tmp_path / "small_test.csv", index=False)
+    return tmp_path
+
+
+def _default_sigint():
+    """In the child before exec: a SIGINT our parent ignores would be inherited (Python then keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_score(folder, out):
+    """``python -m fastinfluence score`` on large_data's files in a subprocess, writing the full matrix."""
+    argv = ["score", "--train", "train.csv", "--test", "test.csv", "--target", "label", "--out", str(out)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "fastinfluence", *argv, "--quiet"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+def wait_for_partial_output(process, out):
+    """Poll until ``process`` has started writing ``out``: its partial file exists. Returns that path."""
+    partial = Path(cli.partial_output_path(str(out), pid=process.pid))
+    deadline = time.monotonic() + TIMEOUT
+    while not partial.exists():
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"the run ended (status {process.returncode}) before writing {partial.name}: {err}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.communicate()
+            pytest.fail(f"no {partial.name} after {TIMEOUT} s")
+        time.sleep(0.005)
+    return partial
+
+
+needs_posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@needs_posix_signals
+@pytest.mark.parametrize(
+    "signum, status, message",
+    [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_sigterm_is_handled_like_sigint_no_partial_output_left(large_data, signum, status, message):
+    """Issue 9, section 4: SIGTERM killed the run and left its temporary file; SIGINT already cleaned up."""
+    out = large_data / "scores.csv"
+    before = set(os.listdir(large_data))
+    process = start_score(large_data, out)
+    wait_for_partial_output(process, out)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == status, err
+    assert err.strip().splitlines() == [f"fastinfluence: error: {message}"]
+    assert set(os.listdir(large_data)) == before  # no output, no partial file
+
+
+def test_sigterm_during_a_compiled_kernel_exits_143_not_130(data, capsys, monkeypatch):
+    """The compiled core re-raises whatever a signal handler raised during a kernel as KeyboardInterrupt
+    (cpp/bindings/module.cpp): SIGTERM must still exit 143. The kernel is simulated, the signal is real."""
+    folder, _, _ = data
+    handler_before = signal.getsignal(signal.SIGTERM)
+
+    def loss_stopped_as_the_core_stops(self, X_test, y_test, indices=None, *, out=None):
+        # Never send SIGTERM without a handler of the command's: it would end the test run.
+        assert signal.getsignal(signal.SIGTERM) not in (handler_before, signal.SIG_DFL, signal.SIG_IGN, None)
+        try:
+            signal.raise_signal(signal.SIGTERM)  # the handler runs before raise_signal returns
+        except BaseException:
+            raise KeyboardInterrupt from None  # what the core's interrupt hook makes of it
+        raise AssertionError("the SIGTERM handler did not raise")
+
+    monkeypatch.setattr(fi.Influence, "loss", loss_stopped_as_the_core_stops)
+    before = set(os.listdir(folder))
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(folder / "train.csv"),
+        "--test",
+        str(folder / "test.csv"),
+        "--target",
+        "label",
+        "--out",
+        str(folder / "out.csv"),
+        "--quiet",
+    )
+    assert status == 143, err
+    assert err.strip().splitlines() == ["fastinfluence: error: terminated (SIGTERM)"]
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # restored when main returns
+    assert set(os.listdir(folder)) == before
+
+
+@needs_posix_signals
+def test_partial_output_of_a_killed_run_is_removed_by_the_next_run(data, capsys):
+    """Issue 9, section 4: a SIGKILLed run left a hidden .scores.csv.XXXX.tmp.csv nobody removed."""
+    folder, _, _ = data
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    dead_pid = int(ended.stdout)
+    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        out, second = folder / "top.csv", folder / "top.self_influence.csv"
+        stale = [Path(cli.partial_output_path(str(path), pid=dead_pid)) for path in (out, second)]
+        kept = [
+            Path(cli.partial_output_path(str(out), pid=running.pid)),  # its run may still finish
+            folder / f"top.csv.fastinfluence-partial-elsewhere.invalid-{dead_pid}",  # not checkable here
+            Path(cli.partial_output_path(str(folder / "other.csv"), pid=dead_pid)),  # another --out
+        ]
+        for path in stale + kept:
+            path.write_text("test_row,rank\n0,")
+        status, _, err = run_main(
+            capsys,
+            "score",
+            "--train",
+            str(folder / "train.csv"),
+            "--test",
+            str(folder / "test.csv"),
+            "--target",
+            "label",
+            "--top-k",
+            "2",
+            "--self-influence",
+            "--out",
+            str(out),
+        )
+    finally:
+        running.communicate(input=b"", timeout=TIMEOUT)
+    assert status == 0, err
+    assert [path.exists() for path in stale] == [False, False]
+    assert [path.exists() for path in kept] == [True, True, True]
+    for path in stale:
+        assert f"fastinfluence: note: removed {path.name}, the partial output of an earlier run" in err
+    assert len(read(out)) == 2 * 2 * 12 and len(read(second)) == 60
+
+
+@needs_posix_signals
+def test_sigkill_leaves_a_findable_partial_output_that_the_next_run_removes(large_data, capsys):
+    """Issue 9, section 4: what a SIGKILLed run leaves is named after --out and the pid, and the next
+    run with the same --out removes it."""
+    out = large_data / "scores.csv"
+    before = set(os.listdir(large_data))
+    process = start_score(large_data, out)
+    partial = wait_for_partial_output(process, out)
+    process.kill()
+    process.communicate(timeout=TIMEOUT)
+    assert process.returncode == -signal.SIGKILL
+    assert set(os.listdir(large_data)) - before == {partial.name}
+    assert partial.name.startswith("scores.csv.fastinfluence-partial-")
+    assert partial.name.endswith(f"-{process.pid}")
+    status, _, err = run_main(
+        capsys,
+        "score",
+        "--train",
+        str(large_data / "small_train.csv"),
+        "--test",
+        str(large_data / "small_test.csv"),
+        "--target",
+        "label",
+        "--out",
+        str(out),
+    )
+    assert status == 0, err
+    assert f"removed {partial.name}" in err
+    assert set(os.listdir(large_data)) - before == {"scores.csv"}
+    assert read(out).shape == (60, 13)

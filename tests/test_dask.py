@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import L2, make_data, make_model
+from conftest import L2, assert_same_ranking, make_data, make_model
 
 import fastinfluence as fi
 
@@ -56,7 +56,11 @@ def chunked(X, chunks=CHUNKS):
 
 @pytest.fixture(scope="module")
 def client():
-    """Two worker processes with one thread each, on loopback, no dashboard; closed at the end.
+    """Two worker processes with one thread each, on loopback, on ports the OS picks; closed at the end.
+
+    ``dashboard_address=":0"``: the scheduler serves HTTP (metrics, health) even without
+    a dashboard, and ``None`` means its default port 8787, so a second test run on the
+    same machine failed to start its cluster ("Port 8787 is already in use").
 
     ``set_as_default=False``: only the tests that ask for this fixture use the
     cluster (through ``client.as_current()``), the others run on threads. (Not
@@ -64,8 +68,8 @@ def client():
     restarted worker process, and a Client in it cannot be pickled.)
     """
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-        worker_dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+        worker_dashboard_address=":0",
     ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
@@ -95,11 +99,13 @@ def test_fit_matches_in_memory(on_cluster, name):
     assert model.converged_, model.fit_message_
     assert_agree(model.theta_, expected.theta_)
     assert model.objective_ == pytest.approx(expected.objective_, rel=1e-12)
-    # the same Newton path; each iteration is one pass, plus the first evaluation (and any backtracking)
+    # the same Newton path; each iteration is one pass, plus the first evaluation (and any
+    # backtracking), plus one per polishing step and one for the step that ends polishing
     assert model.n_iter_ == expected.n_iter_
-    assert model.n_iter_ + 1 <= model.dask_passes_ <= 2 * model.n_iter_ + 1
-    if name == "squared":  # a quadratic: one full Newton step, accepted: two passes in all
-        assert model.dask_passes_ == 2
+    polishing = model.polish_steps_ + 1
+    assert model.n_iter_ + 1 + polishing <= model.dask_passes_ <= 2 * model.n_iter_ + 1 + polishing
+    if name == "squared":  # a quadratic: one full Newton step, accepted
+        assert model.n_iter_ == 1
 
 
 @pytest.mark.parametrize("name", ["logistic", "poisson"])
@@ -144,10 +150,11 @@ def test_influence_quantities_match_in_memory(on_cluster, name):
     for (key, (_, reference)), result in zip(lazy.items(), computed):
         assert_agree(result, reference, err_msg=key)
 
+    scores = expected.loss(X_test, y_test)
     for k in (3, N + 5):  # k above the smallest chunks, and above n
         top, reference = inf.top_k(X_test, y_test, k=k), expected.top_k(X_test, y_test, k=k)
-        for field in ("helpful_indices", "harmful_indices"):
-            np.testing.assert_array_equal(getattr(top, field), getattr(reference, field), err_msg=field)
+        for field in ("helpful_indices", "harmful_indices"):  # near-ties may swap: scores agree to RTOL
+            assert_same_ranking(getattr(top, field), getattr(reference, field), scores, RTOL, err_msg=field)
         for field in ("helpful_scores", "harmful_scores"):
             assert_agree(getattr(top, field), getattr(reference, field), err_msg=field)
 
@@ -295,7 +302,8 @@ def test_dataframe_with_target_and_weight_columns():
     model = fid.fit(fi.LogisticRegression(l2=L2), named, "label", sample_weight="weight")
     np.testing.assert_array_equal(model.classes_, ["ham", "spam"])
     assert_agree(model.theta_, expected_model.theta_)
-    assert model.dask_passes_ == model.n_iter_ + 1
+    # no backtracking here: one pass per iteration and polishing step, the first, maybe the last attempt
+    assert model.n_iter_ + 1 + model.polish_steps_ <= model.dask_passes_ <= model.n_iter_ + 2 + model.polish_steps_
 
 
 def test_float32_and_sparse_chunks():
@@ -325,8 +333,8 @@ def test_empty_chunk():
     inf = fid.Influence(model, chunked(X, chunks), y, sample_weight=s)
     assert_agree(inf.loo(X_test, y_test, method="newton").compute(),
                  expected.loo(X_test, y_test, method="newton"))
-    np.testing.assert_array_equal(inf.top_k(X_test, y_test, k=4).harmful_indices,
-                                  expected.top_k(X_test, y_test, k=4).harmful_indices)
+    assert_same_ranking(inf.top_k(X_test, y_test, k=4).harmful_indices,
+                        expected.top_k(X_test, y_test, k=4).harmful_indices, expected.loss(X_test, y_test), RTOL)
 
 
 def test_separable_data_without_penalty_reports_no_minimiser():

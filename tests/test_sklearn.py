@@ -261,7 +261,7 @@ def test_sgd_objective_and_polishing(data):
     alpha = 0.02
     est = SGDClassifier(loss="log_loss", alpha=alpha, average=True, max_iter=2000, tol=None, random_state=0)
     est.fit(data["X"], data["labels"])
-    with pytest.warns(fi.PolishingWarning, match=r"SGDClassifier.*gradient norm .*moved them by"):
+    with pytest.warns(fi.PolishingWarning, match=r"SGDClassifier.*Newton decrement .*moved them by"):
         model = fi.from_sklearn(est, data["X"], data["labels"])
     assert type(model) is fi.LogisticRegression and model.l2 == alpha
     reference = fi.LogisticRegression(l2=alpha).fit(data["X"], data["labels"])
@@ -334,7 +334,7 @@ def test_liblinear_intercept_penalty_is_dropped_with_a_warning(data):
 
 def test_loose_fit_warns_with_distance_and_warning_is_filterable(data):
     est = logistic(C=C, tol=1e-1, max_iter=3).fit(data["X"], data["labels"])
-    with pytest.warns(fi.PolishingWarning, match=r"gradient norm \d\.\d+e[-+]\d+.*relative.*moved them by"):
+    with pytest.warns(fi.PolishingWarning, match=r"Newton decrement \d\.\d+e[-+]\d+ relative.*moved them by"):
         model = fi.from_sklearn(est, data["X"], data["labels"])
     reference = fi.LogisticRegression(l2=1 / (C * N)).fit(data["X"], data["labels"])
     np.testing.assert_allclose(model.theta_, reference.theta_, rtol=1e-7, atol=1e-9)

@@ -169,3 +169,165 @@ def test_sparse_bad_input():
         fi.LogisticRegression().fit(sp.csr_matrix((0, 3)), [])
     with pytest.raises(TypeError, match="X must hold real numbers"):
         fi.LogisticRegression().fit(X.astype(np.complex128), y)
+
+
+# ---------------------------------------------------------------------------
+# Malformed structure (arrays assigned after construction, which SciPy does not re-check)
+# ---------------------------------------------------------------------------
+
+
+def _assign(X, **arrays):
+    """A copy of X with some of .data/.indices/.indptr replaced as given (SciPy does not re-check them)."""
+    bad = X.copy()
+    for attr, value in arrays.items():
+        setattr(bad, attr, value)
+    return bad
+
+
+def _malformed(X):
+    """name -> (malformed copy of the (n, d) CSR matrix X, pattern of the error)."""
+    n, d = X.shape
+    lo, hi = X.indptr[3], X.indptr[4]  # row 3
+    assert hi > lo + 1
+
+    def with_index(position, value):
+        indices = X.indices.copy()
+        indices[position] = value
+        return _assign(X, indices=indices)
+
+    def with_indptr(row, value):
+        indptr = X.indptr.copy()
+        indptr[row] = value
+        return _assign(X, indptr=indptr)
+
+    columns = rf"\.indices must hold column numbers in \[0, {d}\)"
+    return {
+        # out of range: read and written outside the kernels' buffers (a segfault before the fix)
+        "column_far_out_of_range": (with_index(lo, 10**6), columns + r"; got values from \d+ to 1000000"),
+        # a negative column: writes before the start of a buffer (heap corruption)
+        "negative_column": (with_index(lo, -5), columns + "; got values from -5"),
+        # column d: silently landed on the intercept's slot
+        "column_equal_to_d": (with_index(hi - 1, d), columns + f"; got values from 0 to {d}$"),
+        # indptr[0] != 0: the first entries were silently dropped
+        "indptr_not_starting_at_0": (with_indptr(0, 2), r"\.indptr must start at 0, got 2"),
+        # non-monotone: RuntimeError vector::_M_default_append from the C++ core
+        "indptr_decreasing": (
+            with_indptr(5, X.indptr[7] + 3), r"\.indptr must be non-decreasing; .* at row 5"
+        ),
+        # indptr[-1] beyond the stored entries: read past the end of .data / .indices
+        "data_shorter_than_indptr": (
+            _assign(X, data=X.data[:-5].copy()),
+            rf"\.indptr ends at {X.nnz} stored entries, .* \.data {X.nnz - 5}",
+        ),
+        "indices_shorter_than_indptr": (
+            _assign(X, indices=X.indices[:-5].copy()),
+            rf"\.indptr ends at {X.nnz} .* \.indices has {X.nnz - 5} and",
+        ),
+        "indptr_of_wrong_length": (
+            _assign(X, indptr=X.indptr[:-1].copy()), rf"\.indptr has {n} entries, expected {n + 1}"
+        ),
+        "float_indices": (
+            _assign(X, indices=X.indices.astype(np.float64)), r"\.indices must be a 1-D integer"
+        ),
+    }
+
+
+MALFORMED = [
+    "column_far_out_of_range", "negative_column", "column_equal_to_d", "indptr_not_starting_at_0",
+    "indptr_decreasing", "data_shorter_than_indptr", "indices_shorter_than_indptr", "indptr_of_wrong_length",
+    "float_indices",
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_sparse_structure_is_refused_naming_the_argument(fitted, case):
+    model, X, y, X_test, y_test = fitted
+    bad, pattern = _malformed(X)[case]
+    bad_test, test_pattern = _malformed(X_test)[case]
+    error = TypeError if case == "float_indices" else ValueError
+    before = [a.copy() for a in (bad.data, bad.indices, bad.indptr)]
+    prefix = "^X is a malformed CSR matrix: "
+    with pytest.raises(error, match=prefix + pattern):
+        fi.LogisticRegression(l2=1e-2).fit(bad, y)
+    with pytest.raises(error, match=prefix + pattern):
+        fi.Influence(model, bad, y)
+    with pytest.raises(error, match=prefix + pattern):
+        fi.kernels.gradient("logistic", bad, y, np.zeros(X.shape[1] + 1))
+    with pytest.raises(error, match=prefix + pattern):
+        fi.kernels.regularised_gram_product(bad, np.ones(X.shape[0]), np.ones((X.shape[1] + 1, 2)))
+    inf = fi.Influence(model, X, y)
+    with pytest.raises(error, match="^X_test is a malformed CSR matrix: " + test_pattern):
+        inf.loss(bad_test, y_test)
+    # validation never modifies the caller's matrix
+    for a, b in zip(before, (bad.data, bad.indices, bad.indptr)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_malformed_csc_and_coo_are_refused_before_conversion(fitted):
+    # SciPy's tocsr() does not bounds-check either: a bad index would be written out of bounds
+    model, X, y, *_ = fitted
+    d = X.shape[1]
+    csc = X.tocsc()
+    indices = csc.indices.copy()
+    indices[0] = X.shape[0] + 7
+    pattern = r"^X is a malformed CSC matrix: \.indices must hold row numbers in \[0, 400\)"
+    with pytest.raises(ValueError, match=pattern):
+        fi.Influence(model, _assign(csc, indices=indices), y)
+    coo = X.tocoo()
+    col = coo.col.copy()
+    col[3] = d
+    bad = coo.copy()
+    bad.col = col
+    pattern = rf"^X is a malformed COO matrix: \.col must hold column numbers in \[0, {d}\)"
+    with pytest.raises(ValueError, match=pattern):
+        fi.Influence(model, bad, y)
+    bad = coo.copy()
+    bad.row = coo.row[:-1].copy()
+    with pytest.raises(ValueError, match=r"^X is a malformed COO matrix: \.row has \d+ entries, \.data has"):
+        fi.Influence(model, bad, y)
+
+
+def test_entries_past_indptr_end_are_ignored_not_read(fitted):
+    # len(data) > indptr[-1]: the trailing entries are not part of the matrix (SciPy ignores them);
+    # they were checked for finiteness and counted as stored entries by the kernels
+    model, X, y, X_test, y_test = fitted
+    expected = fi.Influence(model, X, y).loss(X_test, y_test)
+    trailing = np.array([-1, 10**6], dtype=X.indices.dtype)
+    padded = _assign(X, data=np.r_[X.data, np.nan, np.inf], indices=np.r_[X.indices, trailing])
+    before = [a.copy() for a in (padded.data, padded.indices, padded.indptr)]
+    np.testing.assert_allclose(fi.Influence(model, padded, y).loss(X_test, y_test), expected, rtol=1e-12)
+    for a, b in zip(before, (padded.data, padded.indices, padded.indptr)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_strided_sparse_arrays_are_read_in_order(fitted):
+    # a .data that is a strided view (every other element of a buffer) was read as if contiguous
+    model, X, y, X_test, y_test = fitted
+    expected = fi.Influence(model, X, y).loss(X_test, y_test)
+    strided = _assign(X, data=np.repeat(X.data, 2)[::2], indices=np.repeat(X.indices, 2)[::2])
+    assert not strided.data.flags.c_contiguous
+    np.testing.assert_allclose(fi.Influence(model, strided, y).loss(X_test, y_test), expected, rtol=1e-12)
+
+
+def test_lying_canonical_flag_is_not_trusted(fitted):
+    # has_canonical_format is a cached flag: set by hand (or left over from before .indices was
+    # assigned) it claimed sorted indices that the kernels then relied on
+    model, X, y, X_test, y_test = fitted
+    messy = X.copy()
+    messy.indices, messy.data = messy.indices.copy(), messy.data.copy()
+    for i in range(0, messy.shape[0], 2):  # reverse the entries of every other row
+        lo, hi = messy.indptr[i], messy.indptr[i + 1]
+        messy.indices[lo:hi] = messy.indices[lo:hi][::-1].copy()
+        messy.data[lo:hi] = messy.data[lo:hi][::-1].copy()
+    messy.has_canonical_format = True
+    assert messy.has_canonical_format and messy.has_sorted_indices  # the lie SciPy now believes
+    before = [a.copy() for a in (messy.data, messy.indices, messy.indptr)]
+    checked = _validation.check_matrix(messy)
+    assert checked is not messy
+    rows = np.repeat(np.arange(checked.shape[0]), np.diff(checked.indptr))
+    assert np.all((np.diff(checked.indices) > 0) | (np.diff(rows) > 0)), "indices not sorted within rows"
+    np.testing.assert_array_equal(checked.toarray(), X.toarray())  # the same entries, reordered
+    expected = fi.Influence(model, X, y).loss(X_test, y_test)
+    np.testing.assert_allclose(fi.Influence(model, messy, y).loss(X_test, y_test), expected, rtol=1e-12)
+    for a, b in zip(before, (messy.data, messy.indices, messy.indptr)):
+        np.testing.assert_array_equal(a, b)

@@ -153,7 +153,6 @@ inline Eigen::Map<RowMatrixXd> mutable_matrix_view(py::array_t<double>& a) {
 
 void register_losses(py::module_& m);
 void register_kernels(py::module_& m);
-void register_fit(py::module_& m);
 void register_scoring(py::module_& m);
 void register_solvers(py::module_& m);
 

@@ -7,13 +7,13 @@ namespace {
 
 // Installed as the core's interrupt hook: called between row chunks on the
 // thread that entered the kernel (with the GIL released), it briefly takes
-// the GIL back to look for Ctrl-C.
+// the GIL back to run pending signal handlers. Whatever a handler raised
+// (KeyboardInterrupt for Ctrl-C, a user's own exception from a SIGALRM
+// timeout) leaves the kernel as error_already_set and reaches Python as
+// itself.
 bool python_interrupt_requested() {
   py::gil_scoped_acquire gil;
-  if (PyErr_CheckSignals() != 0) {
-    PyErr_Clear();  // re-raised as KeyboardInterrupt by the translator below
-    return true;
-  }
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   return false;
 }
 
@@ -53,7 +53,6 @@ PYBIND11_MODULE(_core, m) {
 
   fb::register_losses(m);
   fb::register_kernels(m);
-  fb::register_fit(m);
   fb::register_scoring(m);
   fb::register_solvers(m);
 }

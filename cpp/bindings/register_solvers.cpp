@@ -1,5 +1,6 @@
-// Matrix-free solvers over the Hessian-vector product: CG and LiSSA, and the
-// pieces they are built from (curvature weights, Gram products, diagonal).
+// The solvers: the dense Cholesky factorisation, and the matrix-free CG and
+// LiSSA over the Hessian-vector product with the pieces they are built from
+// (curvature weights, Gram products, diagonal).
 #include "bindings.hpp"
 
 namespace fastinfluence::bindings {
@@ -107,6 +108,29 @@ void register_solvers(py::module_& m) {
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("damping"), py::arg("B"),
       py::arg("scale"), py::arg("depth"), py::arg("repeats"), py::arg("batch_size"), py::arg("seed"));
+
+  py::class_<CholeskySolver>(m, "CholeskySolver")
+      .def(py::init([](const Eigen::Ref<const MatrixXd>& H, double damping) {
+             if (H.rows() != H.cols()) throw std::invalid_argument("H must be square");
+             py::gil_scoped_release release;  // safe: H is a view kept alive by the caller
+             return new CholeskySolver(H, damping);
+           }),
+           py::arg("H"), py::arg("damping") = 0.0)
+      .def_property_readonly("ok", &CholeskySolver::ok)
+      .def_property_readonly("reciprocal_condition", &CholeskySolver::reciprocal_condition)
+      .def_property_readonly("size", &CholeskySolver::size)
+      .def(
+          "solve",
+          [](const CholeskySolver& self, const Eigen::Ref<const MatrixXd>& B) {
+            if (B.rows() != self.size()) throw std::invalid_argument("B must have one row per parameter");
+            py::gil_scoped_release release;  // safe: B is a view kept alive by the caller
+            return MatrixXd(self.solve(B));
+          },
+          py::arg("B"))
+      .def("inverse_factor", [](const CholeskySolver& self) {
+        py::gil_scoped_release release;  // safe: touches only the solver's own storage
+        return self.inverse_factor();
+      });
 }
 
 }  // namespace fastinfluence::bindings

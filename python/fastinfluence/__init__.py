@@ -16,6 +16,7 @@ from . import kernels, losses
 from ._config import build_info, show_config
 from .exceptions import (
     ApproximationWarning,
+    ConvergenceError,
     ConvergenceWarning,
     FastInfluenceWarning,
     IllConditionedHessianError,
@@ -31,6 +32,7 @@ from .sklearn import from_sklearn  # imports scikit-learn only when called
 
 __all__ = [
     "ApproximationWarning",
+    "ConvergenceError",
     "ConvergenceWarning",
     "FastInfluenceWarning",
     "IllConditionedHessianError",

@@ -8,7 +8,9 @@ entry points that label their results call it first to keep the labels.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 
 import numpy as np
 
@@ -19,16 +21,57 @@ try:  # SciPy is a dependency; the guard keeps this module importable on its own
 except ImportError:  # pragma: no cover
     _scipy_sparse = None
 
-# Rows checked for finiteness at a time: bounds the temporary boolean array.
-_FINITE_CHECK_ROWS = 65536
+#: Largest magnitude accepted in X, X_test and sample_weight. The kernels multiply two
+#: features and a weight (the Hessian's s_i loss''_i x_ij x_ik) and square gradients in
+#: norms; past ~1e154 (the square root of the largest double) one square overflows and
+#: every influence value comes out NaN. At 1e64 a weight times two features stays below
+#: 1e192 and a gradient's squared norm below 1e256 * loss'^2: room for sums over many rows.
+MAX_MAGNITUDE = 1e64
+
+#: Largest C ``int``: the compiled core takes iteration counts, LiSSA's depth and
+#: repeats, and thread counts as ``int``.
+INT_MAX = 2**31 - 1
+
+#: Largest unsigned 64-bit integer: the LiSSA seed's range.
+UINT64_MAX = 2**64 - 1
+
+# Stored entries of a sparse matrix checked for sorted indices at a time (bounds the temporaries).
+_SPARSE_CHECK_ENTRIES = 1 << 20
 
 
-def _all_finite(a: np.ndarray) -> bool:
-    if a.ndim < 2 or a.shape[0] <= _FINITE_CHECK_ROWS:
-        return bool(np.isfinite(a).all())
-    return all(
-        bool(np.isfinite(a[i : i + _FINITE_CHECK_ROWS]).all()) for i in range(0, a.shape[0], _FINITE_CHECK_ROWS)
-    )
+def _magnitude(a: np.ndarray) -> float:
+    """max |a| (0 for an empty array); NaN when a holds NaN, inf when it holds an infinity.
+
+    Two reductions (max and min, which propagate NaN) and no temporary array.
+    """
+    if a.size == 0:
+        return 0.0
+    hi, lo = float(a.max()), float(a.min())
+    if math.isnan(hi) or math.isnan(lo):
+        return math.nan
+    return max(hi, -lo)
+
+
+def _check_values(a: np.ndarray, name: str, what: str = "the features") -> None:
+    """ValueError unless every entry of ``a`` is finite and at most MAX_MAGNITUDE in magnitude."""
+    largest = _magnitude(a)
+    if not math.isfinite(largest):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if largest > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{name} has values up to {largest:.1e} in magnitude, above {MAX_MAGNITUDE:.0e}: the products "
+            f"the kernels form (two features times a weight, squared gradients) would overflow double "
+            f"precision and every influence value would be NaN. Rescale {what}"
+        )
+
+
+def check_not_masked(value, name: str) -> None:
+    """Refuse a NumPy masked array that has masked entries: the kernels read every value, mask or not."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise ValueError(
+            f"{name} is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
+            f"would read the values under the mask. Fill them ({name}.filled(value)) or drop those rows first"
+        )
 
 
 def is_sparse(X) -> bool:
@@ -48,7 +91,13 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
     indptr are given one integer type (int32 or int64). The caller's object is
     never modified. Data frames are converted by
     :func:`fastinfluence._dataframes.to_numpy_2d` (numeric columns only).
+
+    Values must be finite and at most :data:`MAX_MAGNITUDE` (1e64) in
+    magnitude; masked arrays with masked entries are refused. The structure of
+    sparse input (index ranges, ``indptr``) is checked in O(nnz), whatever
+    SciPy's cached flags say.
     """
+    check_not_masked(X, name)
     X = D.to_numpy_2d(X, name)[0]
     if is_sparse(X):
         return _check_sparse_matrix(X, name, allow_empty)
@@ -68,8 +117,7 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
         arr = arr.astype(np.float64)
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
-    if not _all_finite(arr):
-        raise ValueError(f"{name} contains NaN or infinity")
+    _check_values(arr, name)
     return arr
 
 
@@ -83,22 +131,125 @@ def _check_sparse_matrix(X, name, allow_empty):
         dtype, np.complexfloating
     ):
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    _check_sparse_structure(X, name)  # before SciPy's conversions or the kernels read the index arrays
     csr = X if X.format == "csr" else X.tocsr()  # CSC/COO/...: one conversion
     copied = csr is not X
+    if X.format not in ("csr", "csc", "coo"):  # LIL, DOK, ...: the conversion's result is checked
+        _check_sparse_structure(csr, name)
+    nnz = int(csr.indptr[-1])
+    data, indices, indptr = csr.data, csr.indices, csr.indptr
+    if (
+        data.shape[0] != nnz
+        or indices.shape[0] != nnz
+        or not (data.flags.c_contiguous and indices.flags.c_contiguous and indptr.flags.c_contiguous)
+        or indices.dtype != indptr.dtype
+        or indices.dtype not in (np.int32, np.int64)
+    ):
+        # entries past indptr[-1] dropped, strided arrays made contiguous, one index type: a new
+        # matrix over the (possibly shared) arrays, so nothing below may work in place on it
+        index_dtype = np.int32 if indices.dtype == indptr.dtype == np.int32 else np.int64
+        csr = type(csr)(
+            (
+                np.ascontiguousarray(data[:nnz]),
+                np.ascontiguousarray(indices[:nnz], dtype=index_dtype),
+                np.ascontiguousarray(indptr, dtype=index_dtype),
+            ),
+            shape=csr.shape,
+        )
+        copied = False
     if csr.dtype not in (np.float32, np.float64):
         csr = csr.astype(np.float64)
         copied = True
-    if not csr.has_canonical_format:  # unsorted or duplicate column indices
+    if not _has_canonical_indices(csr.indptr, csr.indices):  # unsorted or duplicate column indices
         csr = csr.copy() if not copied else csr
         csr.sum_duplicates()
-        copied = True
-    if csr.indices.dtype != csr.indptr.dtype or csr.indices.dtype not in (np.int32, np.int64):
-        csr = csr.copy() if not copied else csr
-        csr.indices = csr.indices.astype(np.int64)
-        csr.indptr = csr.indptr.astype(np.int64)
-    if not np.isfinite(csr.data).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+    _check_values(csr.data, name)
     return csr
+
+
+def _check_sparse_structure(X, name) -> None:
+    """Refuse CSR, CSC and COO matrices whose index arrays do not describe their shape, in O(nnz).
+
+    SciPy checks them when a matrix is built, not when ``.indices``, ``.indptr``
+    or ``.data`` are assigned later; the kernels (and SciPy's own conversions)
+    would then read or write outside the buffers, or drop entries silently.
+    """
+    fmt = X.format
+    what = f"{name} is a malformed {fmt.upper()} matrix"
+    if fmt == "coo":
+        n_rows, n_cols = X.shape
+        n_entries = _index_array(X.data, what, ".data", integer=False).shape[0]
+        for attr, bound, unit in (("row", n_rows, "row"), ("col", n_cols, "column")):
+            index = _index_array(getattr(X, attr), what, f".{attr}")
+            if index.shape[0] != n_entries:
+                raise ValueError(f"{what}: .{attr} has {index.shape[0]} entries, .data has {n_entries}")
+            _check_index_range(index, bound, what, f".{attr}", unit)
+        return
+    if fmt not in ("csr", "csc"):
+        return  # other formats: their conversion to CSR is checked
+    n_major, n_minor = X.shape if fmt == "csr" else X.shape[::-1]
+    major, minor = ("row", "column") if fmt == "csr" else ("column", "row")
+    indptr = _index_array(X.indptr, what, ".indptr")
+    indices = _index_array(X.indices, what, ".indices")
+    data = _index_array(X.data, what, ".data", integer=False)
+    if indptr.shape[0] != n_major + 1:
+        raise ValueError(
+            f"{what}: .indptr has {indptr.shape[0]} entries, expected {n_major + 1} "
+            f"(one per {major}, plus one)"
+        )
+    if indptr[0] != 0:
+        raise ValueError(f"{what}: .indptr must start at 0, got {indptr[0]}")
+    falls = np.flatnonzero(indptr[1:] < indptr[:-1])
+    if falls.size:
+        i = int(falls[0])
+        raise ValueError(
+            f"{what}: .indptr must be non-decreasing; it falls from {indptr[i]} to {indptr[i + 1]} "
+            f"at {major} {i}"
+        )
+    nnz = int(indptr[-1])
+    if indices.shape[0] < nnz or data.shape[0] < nnz:
+        raise ValueError(
+            f"{what}: .indptr ends at {nnz} stored entries, but .indices has {indices.shape[0]} and .data "
+            f"{data.shape[0]}"
+        )
+    _check_index_range(indices[:nnz], n_minor, what, ".indices", minor)
+
+
+def _index_array(a, what: str, attr: str, *, integer: bool = True) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or (integer and not np.issubdtype(a.dtype, np.integer)):
+        kind = "integer " if integer else ""
+        shown = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{what}: {attr} must be a 1-D {kind}NumPy array, got {shown}")
+    return a
+
+
+def _check_index_range(index: np.ndarray, bound: int, what: str, attr: str, unit: str) -> None:
+    if index.size == 0:
+        return
+    lo, hi = int(index.min()), int(index.max())
+    if lo < 0 or hi >= bound:
+        raise ValueError(
+            f"{what}: {attr} must hold {unit} numbers in [0, {bound}); got values from {lo} to {hi}"
+        )
+
+
+def _has_canonical_indices(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether the column indices increase strictly within every row (sorted, no duplicates).
+
+    Computed in O(nnz), in blocks that bound the temporaries: SciPy's cached
+    ``has_canonical_format`` is not trusted, as it is not updated when
+    ``.indices`` is assigned (and may be set by hand).
+    """
+    nnz = int(indptr[-1])
+    for a in range(0, nnz - 1, _SPARSE_CHECK_ENTRIES):
+        b = min(a + _SPARSE_CHECK_ENTRIES, nnz - 1)
+        rising = indices[a + 1 : b + 1] > indices[a:b]  # entry j + 1 against entry j, for j in [a, b)
+        # an entry that starts a row may lie below its predecessor
+        starts = indptr[np.searchsorted(indptr, a + 1) : np.searchsorted(indptr, b, side="right")]
+        rising[starts - (a + 1)] = True
+        if not rising.all():
+            return False
+    return True
 
 
 def check_1d(v, n: int | None, name: str) -> np.ndarray:
@@ -108,6 +259,7 @@ def check_1d(v, n: int | None, name: str) -> np.ndarray:
         arr = np.asarray(v)
     except Exception as exc:  # pragma: no cover
         raise TypeError(f"{name} could not be converted to a NumPy array: {exc}") from None
+    check_not_masked(v, name)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
@@ -122,7 +274,9 @@ def check_1d(v, n: int | None, name: str) -> np.ndarray:
 def check_vector(v, n: int | None, name: str) -> np.ndarray:
     """A 1-D finite float64 vector of length n (a copy, so callers may encode in place)."""
     arr = check_1d(v, n, name)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(
+        arr.dtype, np.complexfloating
+    ):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float64, copy=True)
     if not np.isfinite(out).all():
@@ -131,7 +285,8 @@ def check_vector(v, n: int | None, name: str) -> np.ndarray:
 
 
 def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
-    """None, or a finite non-negative float64 vector of length n that is not all zero."""
+    """None, or a finite non-negative float64 vector of length n that is not all zero, at most
+    :data:`MAX_MAGNITUDE` (weights of 1e307 overflow the weighted sums to inf)."""
     if sample_weight is None:
         return None
     s = check_vector(sample_weight, n, "sample_weight")
@@ -139,6 +294,9 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
         raise ValueError("sample_weight must be non-negative")
     if not np.any(s > 0):
         raise ValueError("sample_weight is zero everywhere")
+    _check_values(
+        s, "sample_weight", "the weights: dividing them and l2 by one constant leaves the optimum unchanged"
+    )
     return s
 
 
@@ -161,27 +319,109 @@ def check_indices(indices, n: int, name: str = "indices") -> np.ndarray | None:
     return arr
 
 
+def _real(value, name: str, expected: str) -> float:
+    """``value`` as a float: TypeError unless it is a real number (Python or NumPy, not bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number {expected}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range
+        return math.inf if value > 0 else -math.inf
+
+
 def check_nonnegative(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    if value < 0:
+    """A finite real number >= 0 as a float (NumPy scalars accepted; NaN and infinities refused)."""
+    number = _real(value, name, ">= 0")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if number < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
+    return number
 
 
-def check_positive_int(value, name: str) -> int:
+def check_positive_finite(value, name: str) -> float:
+    """A finite real number > 0 as a float (NumPy scalars accepted; NaN and infinities refused:
+    guards written ``value > 0`` let NaN through to the kernels)."""
+    number = _real(value, name, "> 0")
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def check_positive_int(value, name: str, maximum: int | None = INT_MAX) -> int:
+    """An integer in [1, maximum] (default: the C ``int`` range the compiled core takes; None: no bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be a positive integer of at most {maximum}, got {value!r}")
     return int(value)
 
 
+def check_nonnegative_int(value, name: str, maximum: int = UINT64_MAX) -> int:
+    """An integer in [0, maximum] (default: the unsigned 64-bit range of the LiSSA seed)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be a non-negative integer of at most {maximum}, got {value!r}")
+    return int(value)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "process_cpu_count"):  # Python >= 3.13
+        count = os.process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS, Windows before 3.13
+        count = os.cpu_count()
+    return max(1, count or 1)
+
+
 def check_n_jobs(n_jobs) -> int:
-    """0 means every core (the C++ default); a positive count is used as is; -1 is every core."""
-    if n_jobs is None or n_jobs == -1:
+    """The thread count for the compiled kernels: 0 (every core, the C++ default) for None or -1, else
+    a positive count, lowered to :func:`available_cores` when it asks for more.
+
+    More threads than cores cannot speed up the CPU-bound kernels, and the kernels size per-thread
+    buffers by the count asked for (``n_jobs=10**7`` once allocated gigabytes), so larger counts are
+    clamped rather than refused; results do not depend on the thread count. The cores counted are
+    those of the process that checks ``n_jobs``: for :mod:`fastinfluence.dask`, the client's.
+    """
+    if n_jobs is None:
         return 0
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or (n_jobs < 1 and n_jobs != -1):
         raise ValueError(f"n_jobs must be None, -1 or a positive integer, got {n_jobs!r}")
-    return int(n_jobs)
+    if n_jobs == -1:
+        return 0
+    return int(min(n_jobs, available_cores()))
+
+
+def check_out_overlap(out: np.ndarray, inputs: dict) -> None:
+    """ValueError when ``out`` shares memory with one of ``inputs`` (name -> array, sparse matrix,
+    frame or None): the kernel would overwrite values it has still to read, and the caller's input."""
+    for name, value in inputs.items():
+        for buffer in _buffers(value):
+            if np.shares_memory(out, buffer):
+                raise ValueError(
+                    f"out shares memory with {name}: writing the result would overwrite the input while "
+                    "it is read. Pass an array that does not overlap the inputs as out"
+                )
+
+
+def _buffers(value) -> list:
+    """The NumPy arrays holding ``value``'s numbers (none for None or objects without an array view)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return [value]
+    if is_sparse(value):
+        return [getattr(value, a) for a in ("data", "indices", "indptr", "row", "col")
+                if isinstance(getattr(value, a, None), np.ndarray)]
+    if hasattr(value, "__array__"):  # frames: their block, where NumPy gets a view of it
+        try:
+            return [np.asarray(value)]
+        except Exception:  # pragma: no cover - objects NumPy cannot read are no threat to out
+            return []
+    return []
 
 
 def check_same_features(X: np.ndarray, n_features: int, name: str) -> None:

@@ -2,29 +2,48 @@
 
 Exit status: 0 on success, 2 on bad input or usage (a one-line message on
 stderr, and no output file written), 1 on an unexpected failure (one line on
-stderr; ``--verbose`` adds the traceback), 130 when interrupted.
+stderr; ``--verbose`` adds the traceback), 130 when interrupted (SIGINT,
+Ctrl-C), 143 when terminated (SIGTERM).
 
-Outputs are written to a temporary file in the output's folder and moved into
-place with ``os.replace`` once complete, so a failed or interrupted run never
-leaves a partial file behind. pandas, pyarrow and tqdm (the ``cli`` extra) are
-imported only by the subcommands that need them.
+Each output ``FILE`` is written to ``FILE.fastinfluence-partial-HOST-PID`` in
+the output's folder and moved into place with ``os.replace`` once every output
+is complete, so a failed, interrupted or terminated run never leaves a partial
+file behind. A run killed outright (SIGKILL) cannot clean up: its partial file
+keeps that recognisable name, and the next ``score`` run with the same
+``--out`` on the same host removes it once process PID has ended. pandas,
+pyarrow and tqdm (the ``cli`` extra) are imported only by the subcommands that
+need them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import gzip
 import os
+import re
+import signal
+import socket
 import sys
-import tempfile
+import threading
 import traceback
 import warnings
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "InputError", "top_k_table", "self_influence_table"]
+__all__ = [
+    "main",
+    "build_parser",
+    "InputError",
+    "top_k_table",
+    "self_influence_table",
+    "partial_output_path",
+    "remove_stale_partial_outputs",
+]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 PROG = "fastinfluence"
 
 #: Memory (MiB) the full I_up,loss matrix may take before ``score`` refuses and points to --top-k.
@@ -35,6 +54,7 @@ PROGRESS_DELAY = 0.5
 BLOCK_BYTES = 64 * 2**20
 
 MODEL_NAMES = ("logistic", "linear", "poisson", "smooth-hinge")
+CLASSIFIER_NAMES = ("logistic", "smooth-hinge")
 
 TABLE_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -77,7 +97,8 @@ examples:
   fastinfluence score --train train.parquet --test test.parquet --target label \\
       --top-k 10 --self-influence --out top10.parquet
 
-exit status: 0 success, 2 bad input or usage, 1 unexpected failure."""
+exit status: 0 success, 2 bad input or usage, 1 unexpected failure, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM)."""
 
 DEMO_DESCRIPTION = """\
 Fit logistic regression on the breast cancer data that ships with scikit-learn (first 455
@@ -116,8 +137,15 @@ what --out holds:
                      labels first). With --top-k as well, the self-influence goes to a
                      second file beside --out: scores.csv -> scores.self_influence.csv.
 
-labels: logistic and smooth-hinge take 0/1, -1/+1 or true/false; poisson takes counts >= 0;
-linear takes any number. The objective is (1/n) sum_i loss_i + (l2/2) ||w||^2."""
+labels: logistic and smooth-hinge take 0/1, -1/+1 or true/false, and --train must hold both
+classes; poisson takes counts >= 0 (not all 0 with an intercept); linear takes any number.
+--train needs at least 2 rows. The objective is (1/n) sum_i loss_i + (l2/2) ||w||^2.
+
+partial outputs: each output FILE is written to FILE.fastinfluence-partial-HOST-PID beside it and
+renamed to FILE once every output is complete. A run that fails, is interrupted (Ctrl-C) or is
+terminated (SIGTERM) removes it; a run killed outright (SIGKILL, out of memory) leaves it behind,
+and the next run with the same --out on the same host removes it once process PID has ended
+(or delete it yourself)."""
 
 SCORE_EPILOG = """\
 examples:
@@ -129,7 +157,8 @@ examples:
       --model logistic --l2 1e-3 --top-k 10 --self-influence --out top10.parquet
   # -> top10.parquet and top10.self_influence.parquet
 
-exit status: 0 success, 2 bad input or usage (no output written), 1 unexpected failure."""
+exit status: 0 success, 2 bad input or usage (no output written), 1 unexpected failure,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM); neither leaves a partial output."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +288,47 @@ def _warnings_to_stderr():
         yield
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler; a BaseException, like KeyboardInterrupt, so cleanup runs."""
+
+
+class _RaiseOnSigterm:
+    """While active, SIGTERM raises _Terminated, as SIGINT raises KeyboardInterrupt.
+
+    The exception unwinds through ``write_tables``, which removes its partial
+    files. ``received`` says whether a SIGTERM came: the compiled core turns
+    any exception a signal handler raises during a kernel into
+    KeyboardInterrupt, so the exception's type alone does not tell. Handlers
+    can only be set from the main thread, and a SIGTERM ignored by whoever
+    started us stays ignored (Python does the same for SIGINT); in both cases
+    SIGTERM is left as it was.
+    """
+
+    def __init__(self):
+        self.received = False
+        self._installed = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.received = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise _Terminated
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGTERM)
+            if self._previous != signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
+        return False
+
+
 def main(argv=None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -272,13 +342,17 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    sigterm = _RaiseOnSigterm()
     try:
-        with _warnings_to_stderr():
+        with _warnings_to_stderr(), sigterm:
             return args.run(args)
     except InputError as exc:
         _error_line(exc)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
+        if sigterm.received:
+            _error_line("terminated (SIGTERM)")
+            return EXIT_TERMINATED
         _error_line("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:
@@ -343,6 +417,40 @@ def _require(module, extra="cli"):
         raise InputError(f'fastinfluence score needs {module}: pip install "fastinfluence[{extra}]"') from exc
 
 
+def _csv_field_counts(path):
+    """(fields in the header, fields in the first data row, that row's line number), or None.
+
+    Read with the csv module, whose default dialect is pandas' (comma, double
+    quotes), skipping blank lines as pandas does. None when the file has no
+    data row or cannot be read this way: pandas then reports the problem.
+    """
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            records = (record for record in reader if record)
+            header, first = next(records, None), next(records, None)
+            if first is None:
+                return None
+            return len(header), len(first), reader.line_num
+    except (OSError, EOFError, csv.Error, ValueError):
+        return None
+
+
+def _check_csv_field_counts(path, option):
+    """Refuse rows longer than the header: pandas would silently take the first column as the index."""
+    counts = _csv_field_counts(path)
+    if counts is None or counts[1] <= counts[0]:
+        return  # shorter rows are missing values, reported as such later
+    names, fields, line = counts
+    hint = " (a trailing comma at the end of each data line?)" if fields == names + 1 else ""
+    raise InputError(
+        f"{option} file {path} has {names} column names in its header but {fields} fields in its "
+        f"first data row (line {line}){hint}; every row needs one field per header column: remove "
+        "the extra fields or name every column in the header"
+    )
+
+
 def read_table(path, option):
     """Read a CSV or Parquet file into a DataFrame; every problem becomes an InputError."""
     pd = _require("pandas")
@@ -353,7 +461,12 @@ def read_table(path, option):
         raise InputError(f"{option} {path} is a folder, not a file")
     try:
         if fmt == "csv":
-            frame = pd.read_csv(path)
+            _check_csv_field_counts(path, option)
+            with warnings.catch_warnings():
+                # index_col=False: never make the first column the index. Longer rows than the
+                # header are refused above; should one get past, pandas' data-loss warning is an error.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, index_col=False)
         else:
             _require("pyarrow")
             frame = pd.read_parquet(path, engine="pyarrow")
@@ -459,6 +572,72 @@ def _output_paths(args):
     return outputs
 
 
+#: What sits between an output's name and HOST-PID in the name of its partial file.
+PARTIAL_MARK = ".fastinfluence-partial-"
+
+
+def _host():
+    """This machine's name as it appears in partial-file names (file-name safe, no separators)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def partial_output_path(path, pid=None):
+    """Where ``score`` writes ``path`` until it is complete: ``path.fastinfluence-partial-HOST-PID``.
+
+    ``pid`` defaults to this process. The file is renamed to ``path`` when every
+    output of the run is written, and removed when the run fails, is interrupted
+    or is terminated; only a run killed outright (SIGKILL) leaves it, and the next
+    run with the same ``--out`` on the same host removes it once PID has ended.
+    """
+    return f"{path}{PARTIAL_MARK}{_host()}-{os.getpid() if pid is None else pid}"
+
+
+def _process_alive(pid):
+    """Whether process ``pid`` (on this host) may still be running; when unsure, yes."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt" or pid <= 0:  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: another user's process, alive
+        return True
+    return True
+
+
+def remove_stale_partial_outputs(path):
+    """Remove the partial files of ``path`` left by killed runs on this host; returns their names.
+
+    A partial file of another host is left alone: its process cannot be
+    checked from here (the folder may be shared).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(os.path.basename(path) + PARTIAL_MARK) + r"(?P<host>.+)-(?P<pid>[0-9]+)")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or match["host"] != _host() or _process_alive(int(match["pid"])):
+            continue
+        candidate = os.path.join(folder, name)
+        if os.path.isdir(candidate) and not os.path.islink(candidate):
+            continue
+        try:
+            os.remove(candidate)
+        except FileNotFoundError:  # another run removed it first
+            continue
+        except OSError as exc:
+            print(f"{PROG}: note: cannot remove {candidate}: {exc.strerror or exc}", file=sys.stderr)
+            continue
+        removed.append(name)
+    return removed
+
+
 def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
@@ -468,30 +647,37 @@ def _umask():
 def write_tables(tables):
     """Write [(DataFrame, path, extension, format)] atomically: all files appear, or none.
 
-    Each table goes to a temporary file in its output's folder and is moved into
-    place with ``os.replace`` only after every table was written.
+    Each table goes to ``partial_output_path(path)`` in its output's folder and
+    is moved into place with ``os.replace`` only after every table was written.
+    Any exception, KeyboardInterrupt and SIGTERM (see ``main``) included,
+    removes the partial files.
     """
     temporary = []
     try:
         for frame, path, ext, fmt in tables:
-            folder = os.path.dirname(os.path.abspath(path))
-            handle, tmp = tempfile.mkstemp(
-                dir=folder, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{ext}"
-            )
-            os.close(handle)
-            temporary.append(tmp)
+            tmp = partial_output_path(path)
+            temporary.append(tmp)  # before the file exists: cleanup must know it from the first byte
             if fmt == "csv":
-                frame.to_csv(tmp, index=False)
+                # The partial name hides the extension: say which compression .csv.gz means.
+                frame.to_csv(tmp, index=False, compression="gzip" if ext == ".csv.gz" else None)
             else:
                 frame.to_parquet(tmp, engine="pyarrow", index=False)
-        mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; give the output the usual permissions
+        mode = 0o666 & ~_umask()  # the usual permissions, even if a file of that name was there before
         for tmp, (_, path, _, _) in zip(temporary, tables):
             os.chmod(tmp, mode)
             os.replace(tmp, path)
     except BaseException:
         for tmp in temporary:
-            with contextlib.suppress(OSError):
+            try:
                 os.remove(tmp)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                print(
+                    f"{PROG}: note: cannot remove the partial output {tmp} ({exc.strerror or exc}); "
+                    "delete it, or let the next run with the same --out remove it",
+                    file=sys.stderr,
+                )
         raise
 
 
@@ -665,6 +851,34 @@ def _size(n_bytes):
         n_bytes /= 1024
 
 
+def _check_fittable(y, args):
+    """Refuse training sets whose fit has no optimum (or no meaning) before fitting.
+
+    One row cannot be scored against others; a classifier needs both classes
+    (with one, the intercept runs off to infinity); a Poisson model with an
+    intercept needs a count > 0 (with all 0, the intercept runs off to -infinity).
+    """
+    where = f"--train file {args.train}"
+    if y.shape[0] < 2:
+        raise InputError(
+            f"{where} has {y.shape[0]} data row; fitting a model and scoring influence need at least 2"
+        )
+    if args.model in CLASSIFIER_NAMES:
+        classes = np.unique(y)
+        if classes.size < 2:
+            value = classes[0] if y.dtype == bool else f"{classes[0]:g}"
+            raise InputError(
+                f"--target {args.target!r} in {where} holds a single class (every row is {value}); "
+                f"a {args.model} classifier needs rows of both classes"
+            )
+    if args.model == "poisson" and not args.no_intercept and not np.any(y != 0):
+        raise InputError(
+            f"--target {args.target!r} in {where} is 0 in every row; a poisson model with an intercept "
+            "has no optimum then (the intercept goes to -infinity): give rows with counts > 0, or "
+            "--no-intercept"
+        )
+
+
 def _make_model(args):
     import fastinfluence as fi
 
@@ -703,6 +917,13 @@ def _run_score(args) -> int:
         raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
     outputs = _output_paths(args)
     model = _make_model(args)
+    for path, _, _ in outputs:
+        for name in remove_stale_partial_outputs(path):
+            if not args.quiet:
+                print(
+                    f"{PROG}: note: removed {name}, the partial output of an earlier run that was killed",
+                    file=sys.stderr,
+                )
     _require("tqdm")
     pd = _require("pandas")
     quiet = args.quiet
@@ -712,6 +933,7 @@ def _run_score(args) -> int:
         test = read_table(args.test, "--test")
         X, y, features = split_features(train, args.target, "--train", args.train)
         X_test, y_test, _ = split_features(test, args.target, "--test", args.test, feature_columns=features)
+    _check_fittable(y, args)
     n, m = X.shape[0], X_test.shape[0]
     full = args.top_k is None and not args.self_influence
     if full and n * m * 8 > args.max_matrix_mb * 2**20:

@@ -66,10 +66,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
-from .backends.numpy_backend import conjugate_gradient, newton_direction
+from .backends.numpy_backend import conjugate_gradient
 from .exceptions import ConvergenceWarning, LeverageWarning
-from .influence import LOO_METHODS, TopK, _check_model, warn_if_not_at_optimum
-from .losses import Loss
+from .influence import LOO_METHODS, TopK, _check_finite_test_gradients, _check_model, warn_if_not_at_optimum
+from .fitting import Evaluation, minimise
+from .losses import Loss, loss_infimum
+from .minimiser import _intercept_only_reason
 from .models import _BinaryClassifier, _LinearModel
 from .solvers import (
     DirectSolver,
@@ -543,96 +545,39 @@ class _Objective:
 
 
 # ---------------------------------------------------------------------------
-# Fitting: Newton's method with the in-memory iteration, one pass per trial point
+# Fitting: the in-memory iteration (fastinfluence.fitting) over passes on the chunks
 # ---------------------------------------------------------------------------
 
-_EPS = np.finfo(np.float64).eps
+
+def _poisson_summary(data: _Data) -> tuple[float, float]:
+    """(lower bound of R: mean of s_i (y_i - y_i log y_i), the largest count), in one pass over y."""
+    y = data.y[:, 0].astype(np.float64)
+    infimum = y.map_blocks(lambda b: loss_infimum(Loss("poisson"), b), dtype=np.float64)
+    if data.s is not None:
+        infimum = infimum * data.s[:, 0]
+    total, largest = _compute(infimum.sum(), y.max())
+    return float(total) / data.n, float(largest)
 
 
-def _newton(objective: _Objective, theta0: np.ndarray, tol: float, max_iter: int, method: str) -> dict:
-    """Minimise R by Newton (dense H) or Newton-CG (H V passes) with backtracking line search.
+class _FitObjective:
+    """The :class:`fastinfluence.fitting.Objective` of the chunked data: one pass per evaluation,
+    one pass per CG iteration (H V over every chunk)."""
 
-    The iteration of ``fastinfluence.kernels.fit_newton`` (cpp/include/fastinfluence/fit.hpp),
-    step for step: stop at ``||grad|| <= tol * max(1, ||grad R(0)||)``; the full step's value,
-    gradient and Hessian come from one pass; shorter steps are tried only when it fails.
-    """
-    want_hessian = method == "newton"
-    want_diagonal = not want_hessian  # Newton-CG's Jacobi preconditioner, in the same pass
-    p = objective.n_params
-    theta = np.array(theta0, dtype=np.float64)
-    zero = np.zeros(p)
-    at = _Request(theta, True, want_hessian, want_diagonal)
-    if np.any(theta):
-        zero_eval, cur = objective.evaluate(_Request(zero), at)
-    else:  # theta0 = 0: one pass gives the scale and the first evaluation
-        (cur,) = objective.evaluate(at)
-        zero_eval = cur
-    if not objective.total_weight > 0:
-        raise ValueError("sample_weight is zero everywhere")
-    scale = max(1.0, float(np.linalg.norm(zero_eval.gradient)))
-    target = tol * scale
-    any_shift = False
-    n_iter = 0
-    while True:
-        grad_norm = float(np.linalg.norm(cur.gradient))
-        result = dict(theta=theta, n_iter=n_iter, grad_norm=grad_norm, grad_norm_scale=scale,
-                      objective=cur.value)
-        if not (np.isfinite(cur.value) and np.isfinite(grad_norm)):
-            return dict(result, converged=False,
-                        message="the objective or its gradient is not finite at the current parameters")
-        if grad_norm <= target:
-            return dict(result, converged=True, message="converged")
-        if n_iter >= max_iter:
-            message = "reached max_iter"
-            if any_shift:
-                message += (" with a singular Hessian (is the data separable, or l2 = 0 with collinear "
-                            "features?)")
-            return dict(result, converged=False, message=message)
-        if want_hessian:
-            step, shifted = newton_direction(cur.hessian, cur.gradient)
-        else:
-            step, shifted = _newton_cg_direction(objective, theta, cur, scale)
-        any_shift = any_shift or shifted
-        slope = float(cur.gradient @ step)  # < 0 for a descent direction
-        t = 1.0
-        for halvings in range(60):
-            candidate = theta + t * step
-            # the full step is usually taken: its Hessian (or diagonal) comes in the same pass
-            full = halvings == 0
-            (trial,) = objective.evaluate(_Request(candidate, True, want_hessian and full, want_diagonal))
-            if np.isfinite(trial.value):
-                armijo = trial.value <= cur.value + 1e-4 * t * slope
-                within_rounding = trial.value <= cur.value + 64.0 * _EPS * abs(cur.value) and float(
-                    np.linalg.norm(trial.gradient)
-                ) < grad_norm
-                if armijo or within_rounding:
-                    theta = candidate
-                    if full or not want_hessian:
-                        cur = trial
-                    else:
-                        (cur,) = objective.evaluate(_Request(theta, True, True, False))
-                    break
-            t *= 0.5
-        else:
-            message = f"line search failed: no step decreases the objective (gradient norm {grad_norm:g})"
-            return dict(result, converged=False, message=message)
-        n_iter += 1
+    def __init__(self, objective: _Objective, lower_bound: float):
+        self.objective, self.n_params, self.lower_bound = objective, objective.n_params, lower_bound
 
+    def evaluate(self, theta, hessian):
+        (ev,) = self.objective.evaluate(_Request(theta, True, hessian, False))
+        return Evaluation(ev.value, ev.gradient, ev.hessian)
 
-def _newton_cg_direction(objective: _Objective, theta, cur: _Evaluation, scale: float):
-    """Solve H s = -g by Jacobi-preconditioned CG over H V passes, to relative residual
-    min(0.5, sqrt(||g|| / scale)) (Nocedal & Wright 7.1), as the in-memory Newton-CG does."""
-    d, p, g = objective.d, objective.n_params, cur.gradient
-    diag = cur.diagonal.copy()
-    diag[:d] += objective.l2
-    inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
-    tol = min(0.5, float(np.sqrt(np.linalg.norm(g) / scale)))
-    max_iter = max(100, min(p, 2000))
-    step = conjugate_gradient(lambda B: objective.hessian_products(theta, B), -g[:, None], inv_diag, None,
-                              tol, max_iter)[0][:, 0]
-    if not np.all(np.isfinite(step)) or step @ g >= 0:  # not a descent direction: fall back to -g
-        return -g, True
-    return step, False
+    def newton_cg(self, theta, rhs, tol, max_iter):
+        (ev,) = self.objective.evaluate(_Request(theta, False, False, True))
+        diag = ev.diagonal.copy()
+        diag[: self.objective.d] += self.objective.l2
+        inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
+        step, _, residual = conjugate_gradient(lambda B: self.objective.hessian_products(theta, B),
+                                               rhs[:, None], inv_diag, None, tol, max_iter)
+        return step[:, 0], float(residual[0])
 
 
 def _chunk_minimiser_check(X, y, s, context, block_info=None):
@@ -690,7 +635,17 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
                  V.check_n_jobs(n_jobs))
     objective = _Objective(data, spec, float(model.l2))
     p = objective.n_params
-    result = _newton(objective, np.zeros(p), float(model.tol), int(model.max_iter), model._fit_method(p))
+    lower_bound, largest_count = _poisson_summary(data) if model.loss.name == "poisson" else (0.0, None)
+    result = minimise(_FitObjective(objective, lower_bound), np.zeros(p), tol=float(model.tol),
+                      max_iter=int(model.max_iter), method=model._fit_method(p))
+    if not objective.total_weight > 0:
+        raise ValueError("sample_weight is zero everywhere")
+    if float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":
+        # only the intercept is unpenalised: whether R has a minimiser is a look at the labels
+        distinct = np.unique(labels) if classifier else np.array([largest_count])
+        reason = _intercept_only_reason(model.loss, model._encode_targets(distinct, distinct.size, "y"))
+        if reason is not None:
+            result = dict(result, converged=False, message=reason)
     if isinstance(model, _BinaryClassifier) and not float(model.l2) > 0:
         # l2 = 0 and every (weighted) point classified correctly: R has no minimiser. The data
         # are separable exactly when every chunk is, so the model's own check runs per chunk.
@@ -982,14 +937,19 @@ class Influence:
         if not self._objective.total_weight > 0:
             raise ValueError("sample_weight is zero everywhere")
         self.hessian_ = at_theta.hessian
-        self.gradient_norm_ = float(np.linalg.norm(at_theta.gradient))
-        scale = max(1.0, float(np.linalg.norm(at_zero.gradient)))
-        warn_if_not_at_optimum(self.gradient_norm_, scale, stacklevel=2)
+        g = at_theta.gradient
+        self.gradient_norm_ = float(np.linalg.norm(g))
         self._operator = _DaskHessianOperator(self._objective, self._theta, self.damping)
         if direct:
             self.solver_ = DirectSolver(self.hessian_, self.damping, get_backend(backend))
+            self.newton_decrement_ = float(np.sqrt(max(float(g @ self.solver_.solve(g)), 0.0)))
         else:
             self.solver_ = _DaskCGSolver(self._operator, at_theta.diagonal, **options)
+            diagonal = at_theta.diagonal + self.damping
+            diagonal[: self._data.d] += float(model.l2)
+            self.newton_decrement_ = float(np.linalg.norm(g / np.sqrt(np.where(diagonal > 0, diagonal, np.inf))))
+        warn_if_not_at_optimum(self.newton_decrement_, max(float(at_zero.value), np.finfo(float).tiny),
+                               stacklevel=2)
         self._client_kernels = get_backend(backend)
         self._inverse_factor = None
         self._risky_rows = None
@@ -1013,6 +973,7 @@ class Influence:
         y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
         eta, _, d1, _ = self._client_kernels.row_derivatives(self._spec.loss, X_test, y_test, self._theta,
                                                              self._spec.fit_intercept, 0)
+        _check_finite_test_gradients(eta, d1, self._spec.loss.name)
         return X_test, y_test, eta, d1
 
     def _solved_test_gradients(self, X_test, y_test):
@@ -1101,9 +1062,9 @@ class Influence:
         candidates are merged by a tree reduction. Returns a :class:`fastinfluence.influence.TopK`
         with (m, min(k, n)) arrays, the same as the in-memory ``top_k``.
         """
-        k = V.check_positive_int(k, "k")
+        k = min(V.check_positive_int(k, "k", maximum=None), self.n_samples_)  # chunks allocate (m, 4, k)
         M = self._solved_test_gradients(X_test, y_test)
-        m, kept = M.shape[1], min(k, self.n_samples_)
+        m, kept = M.shape[1], k
         parts = _map_rows(self._data, _chunk_top_k, self._context(M=M, k=k), (m, 4, k), per_chunk=True)
         merged = da.reduction(
             parts, _identity_chunk, _merge_top_k, combine=_merge_top_k, axis=0, dtype=np.float64,

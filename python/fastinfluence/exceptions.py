@@ -44,3 +44,8 @@ class NotFittedError(ValueError, AttributeError):
 
 class IllConditionedHessianError(ValueError):
     """The Hessian is singular or too ill-conditioned for a meaningful solve."""
+
+
+class ConvergenceError(ValueError):
+    """A model whose fit did not converge (or whose objective has no minimiser) was used where the
+    optimum is needed: influence functions are derivatives at it."""

@@ -64,6 +64,8 @@ label. An array training ``X`` gives arrays, whatever the test side is; so does
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -72,7 +74,8 @@ import numpy as np
 from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
-from .exceptions import ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
+from .exceptions import ConvergenceError, ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
+from .fitting import minimise, relative_decrement
 from .models import _LinearModel
 from .solvers import DirectSolver as _DIRECT
 from .solvers import HessianOperator, make_solver, resolve_solver, spectrum_summary
@@ -87,8 +90,8 @@ MAX_RESULT_BYTES = 4 * 2**30
 
 LOO_METHODS = ("influence", "newton")
 
-#: ||grad R(theta)|| above this (relative to max(1, ||grad R(0)||)) means theta
-#: is not the optimum of the data given to Influence.
+#: A Newton decrement sqrt(g^T H^{-1} g) above this times sqrt(R(0)) means theta
+#: is not the optimum of the data given to Influence (in any units of the features).
 OPTIMUM_TOLERANCE = 1e-6
 
 
@@ -147,16 +150,45 @@ def _check_result_size(shape, what: str) -> None:
         )
 
 
-def warn_if_not_at_optimum(gradient_norm: float, scale: float, stacklevel: int = 2) -> None:
-    """NotAtOptimumWarning when ||grad R(theta)|| exceeds OPTIMUM_TOLERANCE * max(1, ||grad R(0)||) (= scale)."""
-    if gradient_norm > OPTIMUM_TOLERANCE * scale:
+def warn_if_not_at_optimum(decrement: float, objective_scale: float, stacklevel: int = 2) -> None:
+    """NotAtOptimumWarning when the Newton decrement exceeds OPTIMUM_TOLERANCE * sqrt(max(R(0), tiny))."""
+    relative = relative_decrement(decrement, objective_scale)
+    if not relative <= OPTIMUM_TOLERANCE:
         warnings.warn(
-            f"the model is not at the optimum of the objective on this data (gradient norm "
-            f"{gradient_norm:.3e}, relative {gradient_norm / scale:.1e}): was it fitted on "
+            f"the model is not at the optimum of the objective on this data (Newton decrement "
+            f"{decrement:.3e}, {relative:.1e} relative to sqrt(R(0))): was it fitted on "
             "the same X, y and sample_weight, to convergence? Influence values assume the optimum.",
             NotAtOptimumWarning,
             stacklevel=stacklevel + 1,
         )
+
+
+def _fingerprint(X) -> bytes:
+    """A digest of up to 64 rows of X spread over it (and of a sparse X's structure there):
+    O(64 d) work, enough to catch X being rescaled, refilled or resized in place."""
+    n = X.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, 64)).astype(np.int64))
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(X.shape, dtype=np.int64).tobytes())
+    if V.is_sparse(X):
+        digest.update(np.ascontiguousarray(X.indptr[rows]).tobytes())
+        sample = X[rows]
+        digest.update(np.ascontiguousarray(sample.indices).tobytes())
+        digest.update(np.ascontiguousarray(sample.data).tobytes())
+    else:
+        digest.update(np.ascontiguousarray(X[rows]).tobytes())
+    return digest.digest()
+
+
+def _check_finite_fit(X, gradient, hessian) -> None:
+    """ValueError when the gradient or Hessian at the fitted theta overflowed (X or weights far too large)."""
+    if np.all(np.isfinite(gradient)) and (hessian is None or np.all(np.isfinite(hessian))):
+        return
+    largest = float(abs(X).max()) if X.shape[0] and X.shape[1] else 0.0
+    raise ValueError(
+        f"the gradient or Hessian of the objective at the model's parameters is not finite (X has values up to "
+        f"{largest:.3g}): products of X overflow double precision; rescale the features (or the sample weights)"
+    )
 
 
 def _check_model(model) -> None:
@@ -167,6 +199,12 @@ def _check_model(model) -> None:
         )
     if not hasattr(model, "theta_"):
         raise NotFittedError(f"model ({type(model).__name__}) is not fitted yet; call model.fit(X, y) first")
+    if getattr(model, "converged_", True) is False:
+        raise ConvergenceError(
+            f"model ({type(model).__name__}) did not converge: {model.fit_message_}. Influence functions are "
+            "derivatives at the optimum, so at these parameters they mean nothing; fix the fit first (the "
+            "message says how), for example with l2 > 0 or a larger max_iter"
+        )
 
 
 class Influence:
@@ -211,13 +249,15 @@ class Influence:
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
                  n_jobs=None, solver_options=None):
         _check_model(model)
-        self.model = model
+        # a snapshot: refitting or editing the model afterwards changes nothing here
+        self.model = model = copy.deepcopy(model)
         self.damping = V.check_nonnegative(damping, "damping")
         self.backend = backend
         self._backend = get_backend(backend)
         self._n_jobs = V.check_n_jobs(n_jobs)
         # frames: their row and column labels label the results (None for arrays)
         self._X, self._train_rows, self._columns = model._validate_features(X, "X")
+        self._X_fingerprint = _fingerprint(self._X)
         if self._train_rows is not None:
             D.require_pandas("Influence results for DataFrame input")
         self.n_samples_ = self._X.shape[0]
@@ -238,14 +278,7 @@ class Influence:
             self.solver == "direct", self._n_jobs,
         )
         self.gradient_norm_ = float(np.linalg.norm(gradient))
-        scale = getattr(model, "grad_norm_scale_", None)
-        if scale is None:  # a model fitted elsewhere: one more pass for ||grad R(0)||
-            zero_gradient = self._backend.evaluate(
-                self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
-                l2, True, False, self._n_jobs,
-            )[1]
-            scale = max(1.0, float(np.linalg.norm(zero_gradient)))
-        warn_if_not_at_optimum(self.gradient_norm_, scale, stacklevel=2)
+        _check_finite_fit(self._X, gradient, self.hessian_)
         # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
         curvature = self._s * self.loss_second_derivative_ / self.n_samples_
         self._operator = HessianOperator(
@@ -256,10 +289,35 @@ class Influence:
             backend=self._backend, options=solver_options,
         )
         self._inverse_factor = None
+        scale = getattr(model, "objective_scale_", None)
+        if scale is None:  # a model fitted elsewhere: one more pass for R(0)
+            scale = self._backend.evaluate(
+                self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
+                l2, False, False, self._n_jobs,
+            )[0]
+        self.newton_decrement_ = self._newton_decrement(gradient)
+        warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _newton_decrement(self, gradient):
+        """sqrt(g^T H^{-1} g) with the direct solver; with CG or LiSSA its diagonal estimate
+        ||diag(H)^{-1/2} g|| (no solve). Either is the same in any units of the features."""
+        if isinstance(self.solver_, _DIRECT):
+            return float(np.sqrt(max(float(gradient @ self.solver_.solve(gradient)), 0.0)))
+        diagonal = self._operator.diagonal()
+        return float(np.linalg.norm(gradient / np.sqrt(np.where(diagonal > 0, diagonal, np.inf))))
+
+    def _check_X_unchanged(self):
+        if _fingerprint(self._X) != self._X_fingerprint:
+            raise ValueError(
+                "the training X was modified after this Influence was constructed (Influence keeps X by "
+                "reference, not a copy, and its results assume the data the model was fitted on); "
+                "construct a new Influence (and refit the model) for the new data"
+            )
+
     def _rows(self, indices):
         """(X rows, loss', loss'', s) for the selected training points."""
+        self._check_X_unchanged()
         idx = V.check_indices(indices, self.n_samples_)
         if idx is None:
             return self._X, self.loss_derivative_, self.loss_second_derivative_, self._s
@@ -272,6 +330,7 @@ class Influence:
         eta, _, d1, _ = self._backend.row_derivatives(
             self._loss, X_test, y_test, self._theta, self._fit_intercept, self._n_jobs
         )
+        _check_finite_test_gradients(eta, d1, self._loss.name)
         return X_test, y_test, eta, d1, test_rows
 
     def _solved_test_gradients(self, X_test, y_test):
@@ -319,16 +378,28 @@ class Influence:
         if method == "newton":
             h = s / self.n_samples_ * d2 * self._quadratic_forms(X_rows)
             one_minus_h = 1.0 - h
-            risky = one_minus_h <= 1e-12
+            floor = self._leverage_floor()
+            risky = ~(one_minus_h > floor)  # NaN-aware: a NaN leverage is risky too
             if np.any(risky):
                 warnings.warn(
-                    f"{int(risky.sum())} training point(s) have leverage h_i >= 1: the objective without them "
-                    "has a singular Hessian, so their Newton estimates are set to NaN",
+                    f"{int(risky.sum())} training point(s) have leverage h_i so close to 1 that 1 - h_i "
+                    f"(<= {floor:.1e}) is within the rounding error of h_i at this Hessian's conditioning: "
+                    "the objective without them has a (numerically) singular Hessian, so their Newton "
+                    "estimates are set to NaN",
                     LeverageWarning,
                     stacklevel=3,
                 )
             scale = np.where(risky, np.nan, scale / np.where(risky, 1.0, one_minus_h))
         return scale
+
+    def _leverage_floor(self) -> float:
+        """The smallest 1 - h_i trusted: h_i carries a relative error of about eps / rcond (the
+        equilibrated reciprocal condition of H), and 1 / (1 - h_i) magnifies it; 100 eps / rcond
+        keeps the Newton estimates within about 1% (1e-12 when the conditioning is not known)."""
+        rcond = getattr(self.solver_, "reciprocal_condition", None)
+        if rcond is None or not rcond > 0:
+            return 1e-12
+        return max(1e-12, 100.0 * np.finfo(np.float64).eps / rcond)
 
     def _rows_times_inverse(self, X_rows, row_scale):
         """row_scale_i * H^{-1} xa_i as rows, (k, p): through H^{-1} when that is cheaper, else k solves."""
@@ -358,7 +429,9 @@ class Influence:
         solved at once and scored by one dense product per row block.
 
         ``out``: a writable C-contiguous float64 (k, m) array to fill (for
-        example a ``numpy.memmap`` for results larger than memory). Without
+        example a ``numpy.memmap`` for results larger than memory). It is
+        set to NaN first, so after an interruption (Ctrl-C, a signal) the rows
+        still NaN are those not written (influence values are never NaN). Without
         it, results above ``MAX_RESULT_BYTES`` raise MemoryError. With ``out``
         the result is ``out`` itself, even for frames; without it, a DataFrame
         (index ``train_row``, columns ``test_row``) when X was a frame.
@@ -369,7 +442,9 @@ class Influence:
         if out is None:
             _check_result_size(shape, "the influence matrix")
         else:
-            _check_out(out, shape)
+            _check_out(out, shape, {"X_test": X_test, "y_test": y_test, "indices": indices,
+                                    "the training X": self._X, "loss_derivative_": self.loss_derivative_})
+            out.fill(np.nan)  # rows the kernel has not reached stay NaN if it is interrupted
         scores = self._backend.scaled_row_products(
             X_rows, self._fit_intercept, -d1, V_test, out, self._n_jobs
         )
@@ -385,11 +460,13 @@ class Influence:
         -------
         TopK
             ``helpful_indices``/``helpful_scores`` (most negative I_up,loss first) and
-            ``harmful_indices``/``harmful_scores`` (most positive first), each (m, k).
+            ``harmful_indices``/``harmful_scores`` (most positive first), each (m, k);
+            a k above the number of training points n is lowered to n.
             When X was a frame: the tidy DataFrame ``test_row, rank, train_row, score,
             kind`` of :meth:`TopK.to_frame`, with the row labels.
         """
-        k = V.check_positive_int(k, "k")
+        k = min(V.check_positive_int(k, "k", maximum=None), self.n_samples_)
+        self._check_X_unchanged()
         V_test, test_rows = self._solved_test_gradients(X_test, y_test)
         helpful_rows, helpful_scores, harmful_rows, harmful_scores = self._backend.top_k_scores(
             self._X, self._fit_intercept, -self.loss_derivative_, np.asfortranarray(V_test), k, self._n_jobs
@@ -494,7 +571,8 @@ class Influence:
         return spectrum_summary(*self._operator.extreme_eigenvalues())
 
 
-def _check_out(out, shape):
+def _check_out(out, shape, inputs):
+    """``out`` must be a writable C-contiguous float64 array of ``shape`` overlapping none of ``inputs``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
     if out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
@@ -502,6 +580,28 @@ def _check_out(out, shape):
             f"out must be a writable C-contiguous float64 array of shape {shape}; got shape {out.shape}, "
             f"dtype {out.dtype}"
         )
+    V.check_out_overlap(out, inputs)
+
+
+#: exp(eta) overflows double precision above this eta (log of the largest double, ~709.78).
+_EXP_OVERFLOW = float(np.log(np.finfo(np.float64).max))
+
+
+def _check_finite_test_gradients(eta, d1, loss_name):
+    """ValueError naming X_test when test points have a non-finite eta or loss' (their influence is NaN)."""
+    bad = ~(np.isfinite(eta) & np.isfinite(d1))
+    if not np.any(bad):
+        return
+    rows = np.flatnonzero(bad)
+    cause = ""
+    if loss_name == "poisson":
+        cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
+    raise ValueError(
+        f"X_test has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
+        f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
+        f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
+        "against the training data)"
+    )
 
 
 def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, return_params=False):
@@ -538,16 +638,17 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
 
     loss, fit_intercept = model.loss, bool(model.fit_intercept)
     theta = model.theta_
+    method = model._fit_method(theta.size)
+    objective_scale = getattr(model, "objective_scale_", None)
     eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
     change = np.empty((idx.size, X_test.shape[0]))
     delta_params = np.empty((idx.size, theta.size))
     for row, i in enumerate(idx):
         weights = s.copy()
         weights[i] = 0.0
-        result = backend.fit_newton(
-            loss, X, y, weights, theta, fit_intercept, float(model.l2), float(model.tol), int(model.max_iter),
-            n_jobs, model._fit_method(theta.size),
-        )
+        # warm-started at theta, to the model's stopping rule and polished (R(0) barely moves)
+        result = minimise(model._objective(X, y, weights), theta, tol=float(model.tol),
+                          max_iter=int(model.max_iter), method=method, objective_scale=objective_scale)
         if not result["converged"]:
             warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
                           ConvergenceWarning, stacklevel=2)

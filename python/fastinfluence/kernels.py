@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _validation as V
 from .backends import get_backend
+from .fitting import RowObjective, minimise
 from .losses import Loss, get_loss
 
 __all__ = [
@@ -137,25 +138,28 @@ def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=T
                max_iter=100, method="newton", backend="cpp", n_jobs=None) -> dict:
     """Minimise R by Newton's method with line search (warm-started at ``theta0``, default zeros).
 
-    ``method="newton"`` solves with the dense Hessian each iteration;
-    ``"newton_cg"`` (truncated Newton) with preconditioned CG over
-    Hessian-vector products, never forming H (for large p).
+    ``method="newton"`` solves with the dense Hessian each iteration (in
+    equilibrated coordinates, so the result does not depend on the units of
+    the features); ``"newton_cg"`` (truncated Newton) with Jacobi-preconditioned
+    CG over Hessian-vector products, never forming H (for large p). The stop
+    is certified by the Newton decrement, ``g^T H^{-1} g <= tol^2 * max(R(0), tiny)``,
+    and followed by polishing steps (see :mod:`fastinfluence.fitting`).
 
-    Returns a dict with ``theta``, ``n_iter``, ``grad_norm``, ``grad_norm_scale``
-    (``max(1, ||grad R(0)||)``, the tolerance is relative to it), ``objective``,
-    ``converged`` and ``message``.
+    Returns a dict with ``theta``, ``n_iter``, ``grad_norm``, ``decrement``
+    (the Newton decrement at theta), ``initial_decrement`` (at theta0),
+    ``objective_scale`` (``max(R(0), tiny)``), ``objective``, ``converged``,
+    ``message`` and ``shifted``. It does not test whether a minimiser exists
+    (the models do, see :mod:`fastinfluence.minimiser`).
     """
     loss, X, y, _, fit_intercept, weights, l2 = _problem(loss, X, y, None, fit_intercept, weights, l2, t)
     p = X.shape[1] + (1 if fit_intercept else 0)
     theta0 = np.zeros(p) if theta0 is None else V.check_vector(theta0, p, "theta0")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+    tol = V.check_positive_finite(tol, "tol")
     max_iter = V.check_positive_int(max_iter, "max_iter")
     if method not in ("newton", "newton_cg"):
         raise ValueError(f"method must be 'newton' or 'newton_cg', got {method!r}")
-    return get_backend(backend).fit_newton(
-        loss, X, y, weights, theta0, fit_intercept, l2, float(tol), max_iter, V.check_n_jobs(n_jobs), method
-    )
+    objective = RowObjective(get_backend(backend), loss, X, y, weights, fit_intercept, l2, V.check_n_jobs(n_jobs))
+    return minimise(objective, theta0, tol=float(tol), max_iter=max_iter, method=method)
 
 
 def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None):
@@ -163,22 +167,25 @@ def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backen
 
     With ``M = H^{-1} G_test`` and ``row_scale = -loss'`` this is the matrix of
     I_up,loss. ``out`` may be a preallocated C-contiguous float64 (n, m) array
-    (a ``numpy.memmap`` for results larger than memory).
+    (a ``numpy.memmap`` for results larger than memory) that overlaps none of
+    the inputs.
     """
+    X_given, row_scale_given, M_given = X, row_scale, M
     X = V.check_matrix(X, "X")
     row_scale = V.check_vector(row_scale, X.shape[0], "row_scale")
-    M = np.asfortranarray(M, dtype=np.float64)
     p = X.shape[1] + (1 if fit_intercept else 0)
-    if M.ndim != 2 or M.shape[0] != p:
-        raise ValueError(f"M must have shape ({p}, m), got {M.shape}")
+    M = _check_block(M, p, "M", vector=False)
     if out is not None:
-        out_arr = np.asarray(out) if not isinstance(out, np.ndarray) else out
-        if out_arr.shape != (X.shape[0], M.shape[1]) or out_arr.dtype != np.float64 or not (
-            out_arr.flags.c_contiguous and out_arr.flags.writeable
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
+        if out.shape != (X.shape[0], M.shape[1]) or out.dtype != np.float64 or not (
+            out.flags.c_contiguous and out.flags.writeable
         ):
             raise ValueError(
-                f"out must be a writable C-contiguous float64 array of shape {(X.shape[0], M.shape[1])}"
+                f"out must be a writable C-contiguous float64 array of shape {(X.shape[0], M.shape[1])}; "
+                f"got shape {out.shape}, dtype {out.dtype}"
             )
+        V.check_out_overlap(out, {"X": X_given, "row_scale": row_scale_given, "M": M_given})
     return get_backend(backend).scaled_row_products(
         X, bool(fit_intercept), row_scale, M, out, V.check_n_jobs(n_jobs)
     )
@@ -194,12 +201,20 @@ def row_quadratic_forms(X, A, *, fit_intercept=True, backend="cpp", n_jobs=None)
     return get_backend(backend).row_quadratic_forms(X, bool(fit_intercept), A, V.check_n_jobs(n_jobs))
 
 
-def _check_block(B, p, name):
-    B = np.asarray(B, dtype=np.float64)
-    if B.ndim == 1:
+def _check_block(B, p, name, *, vector=True):
+    """A finite (p, m) float64 block in Fortran order (a (p,) vector becomes one column when ``vector``)."""
+    V.check_not_masked(B, name)
+    B = np.asarray(B)
+    if B.dtype == object or not (np.issubdtype(B.dtype, np.number) or B.dtype == bool) or np.issubdtype(
+        B.dtype, np.complexfloating
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {B.dtype}")
+    B = B.astype(np.float64, copy=False)
+    if vector and B.ndim == 1:
         B = B[:, None]
     if B.ndim != 2 or B.shape[0] != p:
-        raise ValueError(f"{name} must have shape ({p},) or ({p}, m), got {np.shape(B)}")
+        expected = f"({p},) or ({p}, m)" if vector else f"({p}, m)"
+        raise ValueError(f"{name} must have shape {expected}, got {np.shape(B)}")
     if not np.isfinite(B).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return np.asfortranarray(B)
@@ -252,11 +267,10 @@ def cg_solve(X, c, B, *, l2=0.0, damping=0.0, fit_intercept=True, tol=1e-10, max
     x0 = None if x0 is None else _check_block(x0, p, "x0")
     if x0 is not None and x0.shape != B.shape:
         raise ValueError(f"x0 must have the shape of B, {B.shape}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
     return get_backend(backend).cg_solve(
         X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
-        float(tol), V.check_positive_int(max_iter, "max_iter"), x0, bool(precondition), V.check_n_jobs(n_jobs),
+        V.check_positive_finite(tol, "tol"), V.check_positive_int(max_iter, "max_iter"), x0,
+        bool(precondition), V.check_n_jobs(n_jobs),
     )
 
 
@@ -274,14 +288,11 @@ def lissa_solve(X, c, B, *, scale, l2=0.0, damping=0.0, fit_intercept=True, dept
     c = _check_curvature(X, c)
     p = X.shape[1] + (1 if fit_intercept else 0)
     B = _check_block(B, p, "B")
-    if not (scale > 0):
-        raise ValueError(f"scale must be > 0, got {scale!r}")
-    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return get_backend(backend).lissa_solve(
         X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
-        float(scale), V.check_positive_int(depth, "depth"), V.check_positive_int(repeats, "repeats"),
-        V.check_positive_int(batch_size, "batch_size"), int(seed),
+        V.check_positive_finite(scale, "scale"), V.check_positive_int(depth, "depth"),
+        V.check_positive_int(repeats, "repeats"), V.check_positive_int(batch_size, "batch_size"),
+        V.check_nonnegative_int(seed, "seed"),
     )
 
 
@@ -289,13 +300,12 @@ def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="cpp", n_job
     """The k most negative and k most positive entries of each column of ``diag(row_scale) Xa M``.
 
     Streams over row blocks without holding the (n, m) matrix. Returns
-    ``(helpful_rows, helpful_scores, harmful_rows, harmful_scores)``, each (m, k),
-    best first; ties go to the lower row index.
+    ``(helpful_rows, helpful_scores, harmful_rows, harmful_scores)``, each
+    (m, min(k, n)), best first; ties go to the lower row index.
     """
     X = V.check_matrix(X, "X")
     row_scale = V.check_vector(row_scale, X.shape[0], "row_scale")
     p = X.shape[1] + (1 if fit_intercept else 0)
     M = _check_block(M, p, "M")
-    return get_backend(backend).top_k_scores(
-        X, bool(fit_intercept), row_scale, M, V.check_positive_int(k, "k"), V.check_n_jobs(n_jobs)
-    )
+    k = min(V.check_positive_int(k, "k", maximum=None), X.shape[0])  # at most n rows to rank
+    return get_backend(backend).top_k_scores(X, bool(fit_intercept), row_scale, M, k, V.check_n_jobs(n_jobs))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Loss", "get_loss", "LOSS_NAMES"]
+__all__ = ["Loss", "get_loss", "loss_infimum", "LOSS_NAMES"]
 
 _KIND_IDS = {"squared": 0, "logistic": 1, "smooth_hinge": 2, "poisson": 3}
 LOSS_NAMES = tuple(_KIND_IDS)
@@ -63,6 +63,15 @@ class Loss:
         if np.any(bad):
             first = y[np.flatnonzero(bad)[0]]
             raise ValueError(f"{name} must hold {expected} for the {self.name} loss; found {float(first):g}")
+
+
+def loss_infimum(loss: Loss, y: np.ndarray) -> np.ndarray:
+    """inf over eta of loss(y_i, eta), elementwise: 0 but for Poisson, whose ``exp(eta) - y eta`` is
+    smallest at eta = log y, where it is ``y - y log y`` (0 for y = 0)."""
+    if loss.name != "poisson":
+        return np.zeros_like(y, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return y - y * np.log(np.where(y > 0, y, 1.0))
 
 
 def get_loss(loss: str | Loss, t: float | None = None) -> Loss:

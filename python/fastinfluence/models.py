@@ -5,10 +5,17 @@ Every model minimises the regularised empirical risk
     R(theta) = (1/n) sum_i s_i loss(y_i, eta_i) + (l2/2) ||w||^2,    eta_i = x_i . w + b,
 
 with sample weights ``s_i`` (default 1), ``theta = (w, b)`` (``b`` only with
-``fit_intercept=True``, never penalised), by Newton's method with a
-backtracking line search, until ``||grad R|| <= tol * max(1, ||grad R(0)||)``
-(``tol = 1e-10`` by default). Influence functions are derivatives at the
-optimum, so this is far tighter than the defaults of most solvers.
+``fit_intercept=True``, never penalised), by Newton's method
+in equilibrated coordinates with a backtracking line search, until the
+Newton decrement certifies the optimum, ``g^T H^{-1} g <= tol^2 * R(0)``
+(``tol = 1e-10`` by default), followed by polishing Newton steps that put
+theta at the optimum to rounding (see :mod:`fastinfluence.fitting`).
+Influence functions are derivatives at the optimum, so this is far tighter
+than the defaults of most solvers, and it does not depend on the units of
+the features. A fit whose objective has no minimiser (separable classes with
+l2 = 0, a single class, counts that are all zero: see
+:mod:`fastinfluence.minimiser`) or whose iteration stalls ends with
+``converged_ = False`` and a ``ConvergenceWarning``.
 
 Data frames (pandas, polars, pyarrow) are accepted wherever arrays are (see
 :mod:`fastinfluence._dataframes`). Fitted on a frame whose column labels are
@@ -28,7 +35,9 @@ from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .exceptions import ConvergenceWarning, NotFittedError
+from .fitting import RowObjective, minimise
 from .losses import Loss
+from .minimiser import no_minimiser_reason
 
 __all__ = ["LinearRegression", "LogisticRegression", "SmoothHingeClassifier", "PoissonRegression"]
 
@@ -80,8 +89,7 @@ class _LinearModel:
         V.check_nonnegative(self.l2, "l2")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be a number > 0, got {self.tol!r}")
+        V.check_positive_finite(self.tol, "tol")
         V.check_positive_int(self.max_iter, "max_iter")
         V.check_n_jobs(self.n_jobs)
         if self.solver not in FIT_SOLVERS:
@@ -130,10 +138,8 @@ class _LinearModel:
         y = self._encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
         theta0 = np.zeros(X.shape[1] + (1 if self.fit_intercept else 0))
-        result = get_backend(self.backend).fit_newton(
-            self.loss, X, y, s, theta0, bool(self.fit_intercept), float(self.l2), float(self.tol),
-            int(self.max_iter), V.check_n_jobs(self.n_jobs), self._fit_method(theta0.size),
-        )
+        result = minimise(self._objective(X, y, s), theta0, tol=float(self.tol), max_iter=int(self.max_iter),
+                          method=self._fit_method(theta0.size))
         self._set_fit_result(self._check_minimiser_exists(result, X, y, s), X.shape[1])
         names = D.feature_names(columns)
         if names is not None:
@@ -142,9 +148,16 @@ class _LinearModel:
             del self.feature_names_in_
         return self
 
+    def _objective(self, X, y, s) -> RowObjective:
+        """R on (X, y, s) with this model's loss and options, over the chosen backend's kernels."""
+        return RowObjective(get_backend(self.backend), self.loss, X, y, s, bool(self.fit_intercept),
+                            float(self.l2), V.check_n_jobs(self.n_jobs))
+
     def _check_minimiser_exists(self, result, X, y, s):
-        """The fit result, marked not converged when R has no minimiser (see the classifiers)."""
-        return result
+        """The fit result, marked not converged when R has no minimiser (see :mod:`fastinfluence.minimiser`)."""
+        reason = no_minimiser_reason(self.loss, X, y, s, np.asarray(result["theta"], dtype=np.float64),
+                                     bool(self.fit_intercept), float(self.l2), bool(result["converged"]))
+        return result if reason is None else dict(result, converged=False, message=reason)
 
     def _fit_method(self, n_params: int) -> str:
         """"newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``solver`` rule."""
@@ -158,19 +171,21 @@ class _LinearModel:
         self.coef_ = self.theta_[:n_features].copy()
         self.intercept_ = float(self.theta_[n_features]) if self.fit_intercept else 0.0
         self.n_iter_ = int(result["n_iter"])
+        self.polish_steps_ = int(result.get("polish_steps", 0))
         self.grad_norm_ = float(result["grad_norm"])
-        # max(1, ||grad R(0)||): the fit's tolerance is relative to it (and so is Influence's optimum check)
-        scale = result.get("grad_norm_scale")
-        self.grad_norm_scale_ = None if scale is None else float(scale)
+        # lambda = sqrt(g^T H^{-1} g) and max(R(0), tiny): the stopping rule is lambda^2 <= tol^2 * scale
+        self.newton_decrement_ = float(result["decrement"])
+        self.objective_scale_ = float(result["objective_scale"])
         self.objective_ = float(result["objective"])
         self.converged_ = bool(result["converged"])
         self.fit_message_ = str(result["message"])
         if not self.converged_:
             warnings.warn(
                 f"{type(self).__name__} did not converge: {self.fit_message_}; gradient norm "
-                f"{self.grad_norm_:.3e} after {self.n_iter_} Newton iterations (tolerance "
-                f"{self.tol:g} relative to {result['grad_norm_scale']:.3e}). Influence values at these "
-                "parameters are not meaningful; use l2 > 0 or more max_iter.",
+                f"{self.grad_norm_:.3e}, Newton decrement {self.newton_decrement_:.3e} after {self.n_iter_} "
+                f"Newton iterations (stopping rule: decrement <= tol * sqrt(R(0)) = "
+                f"{self.tol * np.sqrt(self.objective_scale_):.3e}). Influence values at these parameters "
+                "are not meaningful; use l2 > 0 or more max_iter.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -267,25 +282,6 @@ class _BinaryClassifier(_LinearModel):
             )
         positive = raw == self.classes_[1]
         return np.where(positive, self._positive_internal, self._negative_internal).astype(np.float64)
-
-    def _check_minimiser_exists(self, result, X, y, s):
-        """With l2 = 0, parameters that classify every weighted training point correctly can
-        always be scaled up to lower R (both losses decrease in the margin y * eta): R then has
-        no minimiser, and a small gradient only means the weights have grown large."""
-        if float(self.l2) > 0:
-            return result
-        theta = np.asarray(result["theta"], dtype=np.float64)
-        eta = V.linear_predictor(X, theta, bool(self.fit_intercept))
-        margin = np.where(y == self._positive_internal, eta, -eta)
-        active = np.ones(y.shape[0], dtype=bool) if s is None else s > 0
-        if not np.all(margin[active] > 0):
-            return result
-        return dict(
-            result,
-            converged=False,
-            message="the training data are linearly separable and l2 = 0, so the objective has no minimiser "
-            "(the weights grow without bound as the tolerance shrinks); fit with l2 > 0",
-        )
 
     def predict(self, X):
         """The predicted class, in the labels the model was fitted with."""

@@ -74,10 +74,10 @@ strength must be rescaled: PoissonRegressor refitted without row ``i`` with
 Polishing. scikit-learn stops at loose tolerances, but influence functions are
 derivatives at the optimum. :func:`from_sklearn` therefore measures
 ``||grad R||`` at the estimator's coefficients and runs Newton's method from
-there (``fastinfluence.kernels.fit_newton``) to the model's tolerance,
-``||grad R|| <= tol * max(1, ||grad R(0)||)``. When the estimator was not at
-the optimum in the sense :class:`~fastinfluence.Influence` checks (relative
-gradient above ``1e-6``) a :class:`~fastinfluence.PolishingWarning` says how
+there (``fastinfluence.kernels.fit_newton``) to the model's tolerance (see
+:mod:`fastinfluence.fitting`). When the estimator was not at the optimum in
+the sense :class:`~fastinfluence.Influence` checks (Newton decrement above
+``1e-6 * sqrt(R(0))``) a :class:`~fastinfluence.PolishingWarning` says how
 far it was and how far the coefficients moved. SGD never converges that
 tightly, so expect the warning there.
 
@@ -122,6 +122,7 @@ from . import _dataframes as D
 from . import _validation as V
 from . import kernels
 from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
+from .fitting import relative_decrement
 from .influence import OPTIMUM_TOLERANCE
 from .models import (
     LinearRegression,
@@ -500,6 +501,8 @@ def from_sklearn(
         inf = fi.Influence(model, fi.sklearn.transform(est, X), y, sample_weight=model.sample_weight_)
     """
     _import_sklearn()
+    for value, what in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+        V.check_not_masked(value, what)  # before scikit-learn's transforms drop the mask
     final = _final_step(estimator)
     if final is None or final == "passthrough" or not hasattr(final, "fit"):
         raise _unsupported(estimator, "the pipeline's final step is not an estimator", TypeError)
@@ -539,17 +542,16 @@ def from_sklearn(
     problem = dict(
         weights=s, l2=float(model.l2), fit_intercept=model.fit_intercept, backend=backend, n_jobs=n_jobs
     )
-    initial = float(np.linalg.norm(kernels.gradient(model.loss, Xt, y_internal, theta, **problem)))
     result = dict(
         kernels.fit_newton(model.loss, Xt, y_internal, theta0=theta, tol=tol, max_iter=max_iter, **problem)
     )
+    initial = relative_decrement(result["initial_decrement"], result["objective_scale"])
     # l2 = 0 on separable data: no minimiser, however small the gradient (the same check as fit)
     result = model._check_minimiser_exists(result, Xt, y_internal, s)
     polished = np.asarray(result["theta"], dtype=np.float64)
     moved = float(np.linalg.norm(polished - theta)) / max(
         float(np.linalg.norm(polished)), np.finfo(float).tiny
     )
-    relative = initial / result["grad_norm_scale"]
     result["message"] = (
         f"{result['message']} (Newton polish of {name}'s coefficients: "
         f"{result['n_iter']} iteration(s), relative move {moved:.1e})"
@@ -567,10 +569,10 @@ def from_sklearn(
             ApproximationWarning,
             stacklevel=2,
         )
-    elif relative > OPTIMUM_TOLERANCE:
+    elif not initial <= OPTIMUM_TOLERANCE:
         warnings.warn(
-            f"{name}'s coefficients are not at the optimum of the objective they translate to (gradient norm "
-            f"{initial:.3e}, {relative:.1e} relative to max(1, ||grad R(0)||)); {result['n_iter']} Newton "
+            f"{name}'s coefficients are not at the optimum of the objective they translate to (Newton "
+            f"decrement {initial:.1e} relative to sqrt(R(0))); {result['n_iter']} Newton "
             f"step(s) moved them by {moved:.1e} (relative, in norm).{spec.note}{spec.advice} Check that X, y "
             "and sample_weight are those it was fitted on.",
             PolishingWarning,

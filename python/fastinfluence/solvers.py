@@ -31,17 +31,24 @@ factorisation exists):
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from . import _validation
 from .exceptions import ConvergenceWarning, IllConditionedHessianError
 
 SOLVERS = ("auto", "direct", "cg", "lissa")
 
 #: ``solver="auto"`` factorises H directly up to this many parameters.
 AUTO_DIRECT_MAX_PARAMS = 4096
+
+#: CG judges the conditioning of H (equilibrated, as the direct solver does) up to this many
+#: parameters, where forming H costs one pass over X with p columns; above, see hessian_spectrum().
+CG_CONDITION_CHECK_MAX_PARAMS = 512
 
 #: A factorisation whose reciprocal condition estimate is below this is
 #: refused: its solves would carry relative errors above ~1e-4.
@@ -71,30 +78,43 @@ def resolve_solver(name: str, n_params: int) -> str:
 
 
 def check_solver_options(solver: str, options) -> dict:
-    """Defaults of ``solver`` updated by ``options``; unknown keys are an error naming them."""
+    """Defaults of ``solver`` updated by ``options`` (a mapping or None), each value checked.
+
+    Unknown keys are an error naming them. Numbers may be Python or NumPy
+    scalars; NaN, infinities (but ``warn_residual=inf``: never warn) and
+    integers beyond the compiled core's C ``int`` (the LiSSA seed: unsigned
+    64-bit) are refused with an error naming the option.
+    """
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(
+            f"solver_options must be a dict (or another mapping) of option names to values, or None; "
+            f"got {type(options).__name__} {options!r}"
+        )
     allowed = _SOLVER_OPTIONS[solver]
     options = dict(options or {})
-    unknown = sorted(set(options) - set(allowed))
+    unknown = sorted(set(options) - set(allowed), key=repr)
     if unknown:
         raise ValueError(
             f"solver_options {unknown} are not options of solver={solver!r}; it takes {sorted(allowed) or 'none'}"
         )
     merged = {**allowed, **options}
     if solver == "cg":
-        if not (isinstance(merged["tol"], (int, float)) and merged["tol"] > 0):
-            raise ValueError(f"solver_options['tol'] must be > 0, got {merged['tol']!r}")
-        if not (isinstance(merged["max_iter"], (int, np.integer)) and merged["max_iter"] >= 1):
-            raise ValueError(f"solver_options['max_iter'] must be a positive integer, got {merged['max_iter']!r}")
+        merged["tol"] = _validation.check_positive_finite(merged["tol"], "solver_options['tol']")
+        merged["max_iter"] = _validation.check_positive_int(merged["max_iter"], "solver_options['max_iter']")
         if merged["preconditioner"] not in ("jacobi", None):
-            raise ValueError("solver_options['preconditioner'] must be 'jacobi' or None")
+            raise ValueError(
+                f"solver_options['preconditioner'] must be 'jacobi' or None, got {merged['preconditioner']!r}"
+            )
     if solver == "lissa":
         for key in ("depth", "repeats", "batch_size"):
-            if not (isinstance(merged[key], (int, np.integer)) and merged[key] >= 1):
-                raise ValueError(f"solver_options[{key!r}] must be a positive integer, got {merged[key]!r}")
-        if merged["scale"] is not None and not (isinstance(merged["scale"], (int, float)) and merged["scale"] > 0):
-            raise ValueError(f"solver_options['scale'] must be > 0 or None, got {merged['scale']!r}")
-        if not (isinstance(merged["seed"], (int, np.integer)) and merged["seed"] >= 0):
-            raise ValueError(f"solver_options['seed'] must be a non-negative integer, got {merged['seed']!r}")
+            merged[key] = _validation.check_positive_int(merged[key], f"solver_options[{key!r}]")
+        if merged["scale"] is not None:
+            merged["scale"] = _validation.check_positive_finite(merged["scale"], "solver_options['scale']")
+        merged["seed"] = _validation.check_nonnegative_int(merged["seed"], "solver_options['seed']")
+        if merged["warn_residual"] != math.inf:  # inf: never warn
+            merged["warn_residual"] = _validation.check_positive_finite(
+                merged["warn_residual"], "solver_options['warn_residual']"
+            )
     return merged
 
 
@@ -120,6 +140,13 @@ class HessianOperator:
         V = np.asfortranarray(V, dtype=np.float64)
         HV = self.backend.regularised_gram_product(self.X, self.fit_intercept, self.c, self.l2, V, self.n_jobs)
         return HV + self.damping * V if self.damping else HV
+
+    def diagonal(self) -> np.ndarray:
+        """diag(H + damping I) in one pass over X."""
+        top = self.backend.gram_diagonal(self.X, self.fit_intercept, self.c, self.n_jobs)
+        top = np.array(top, dtype=np.float64)
+        top[: self.X.shape[1]] += self.l2
+        return top + self.damping
 
     def dense(self) -> np.ndarray:
         """H + damping I as a dense matrix (p Hessian-vector products in one pass)."""
@@ -149,30 +176,59 @@ def spectrum_summary(smallest: float, largest: float) -> dict:
     }
 
 
+def equilibration(diagonal: np.ndarray) -> np.ndarray:
+    """S = diag(H)^{-1/2} (1 where an entry is not positive): S H S has a unit diagonal, so its
+    conditioning does not depend on the units of the features."""
+    return 1.0 / np.sqrt(np.where(diagonal > 0, diagonal, 1.0))
+
+
+def conditioning_advice(diagonal: np.ndarray, damping: float) -> str:
+    """What to do about a Hessian that is singular even in equilibrated form."""
+    positive = diagonal[diagonal > 0]
+    spread = float(positive.max() / positive.min()) if positive.size else 1.0
+    advice = "fit with l2 > 0 (features are nearly collinear)"
+    if spread > 1e4:
+        return (f"{advice}, and standardise the features: the diagonal of H spans a factor {spread:.1e}, and "
+                "damping shifts every coordinate alike, so it would bias the small ones most")
+    typical = float(np.median(positive)) if positive.size else 1.0
+    return (f"{advice}, or increase damping (currently {damping:g}; for example "
+            f"damping={suggest_damping(typical):g}, 1e-8 of the typical diagonal entry of H)")
+
+
 class DirectSolver:
-    """Dense Cholesky factorisation of H + damping I, with a conditioning check."""
+    """Dense Cholesky factorisation of H + damping I in equilibrated form, with a conditioning check.
+
+    ``A = S (H + damping I) S`` with ``S = diag(H + damping I)^{-1/2}`` is
+    factorised, ``A = L L^T``, and ``(H + damping I)^{-1} B = S A^{-1} S B``.
+    The conditioning is judged on A: a problem that is ill-conditioned only
+    because its features are in different units (income in dollars beside a
+    0/1 indicator) is solved to full accuracy; one whose equilibrated
+    reciprocal condition is below :data:`MIN_RECIPROCAL_CONDITION` is refused.
+    """
 
     name = "direct"
 
     def __init__(self, H: np.ndarray, damping: float, backend):
         self.damping = damping
-        self._impl = backend.CholeskySolver(np.asfortranarray(H, dtype=np.float64), damping)
+        diagonal = np.diag(H) + damping
+        self.scale = equilibration(diagonal)
+        A = H * self.scale[:, None] * self.scale[None, :]
+        A[np.diag_indices_from(A)] += damping * self.scale**2
+        self._impl = backend.CholeskySolver(np.asfortranarray(A, dtype=np.float64), 0.0)
         self.reciprocal_condition = float(self._impl.reciprocal_condition)
-        if not self._impl.ok or self.reciprocal_condition < MIN_RECIPROCAL_CONDITION:
+        if not self._impl.ok or not self.reciprocal_condition >= MIN_RECIPROCAL_CONDITION:
             what = "not positive definite" if not self._impl.ok else "numerically singular"
-            largest = float(np.max(np.abs(np.diag(H)))) if H.size else 1.0
             raise IllConditionedHessianError(
-                f"the Hessian{' plus damping' if damping else ''} is {what} "
-                f"(reciprocal condition estimate {self.reciprocal_condition:.1e}, "
+                f"the Hessian{' plus damping' if damping else ''} is {what} even with its rows and columns "
+                f"scaled to a unit diagonal (reciprocal condition estimate {self.reciprocal_condition:.1e}, "
                 f"below {MIN_RECIPROCAL_CONDITION:.0e}); influence values would be meaningless. "
-                f"Increase damping (currently {damping:g}); for example damping={suggest_damping(largest):g}, "
-                "or fit with a larger l2."
+                f"{conditioning_advice(diagonal, damping)[0].upper()}{conditioning_advice(diagonal, damping)[1:]}."
             )
         self._inverse = None
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         B2, vec = _as_block(B)
-        V = self._impl.solve(B2)
+        V = self.scale[:, None] * self._impl.solve(np.asfortranarray(self.scale[:, None] * B2))
         return V[:, 0] if vec else V
 
     def inverse(self) -> np.ndarray:
@@ -181,7 +237,8 @@ class DirectSolver:
         return self._inverse
 
     def inverse_factor(self) -> np.ndarray:
-        return np.asarray(self._impl.inverse_factor())
+        """F with H^{-1} = F^T F (F = L^{-1} S), so that xa^T H^{-1} xa = ||F xa||^2."""
+        return np.asarray(self._impl.inverse_factor()) * self.scale[None, :]
 
 
 class _IterativeSolver:
@@ -212,6 +269,11 @@ class CGSolver(_IterativeSolver):
     def __init__(self, operator: HessianOperator, tol=1e-10, max_iter=1000, preconditioner="jacobi"):
         super().__init__(operator)
         self.tol, self.max_iter, self.preconditioner = float(tol), int(max_iter), preconditioner
+        self.reciprocal_condition = None
+        if operator.n_params <= CG_CONDITION_CHECK_MAX_PARAMS:
+            # CG converges to its residual tolerance on a singular H too, to numbers without meaning:
+            # judge H as the direct solver does, on its equilibrated form (p products in one pass)
+            self.reciprocal_condition = DirectSolver(operator.dense(), 0.0, operator.backend).reciprocal_condition
 
     def solve(self, B: np.ndarray, x0=None) -> np.ndarray:
         B2, vec = _as_block(B)

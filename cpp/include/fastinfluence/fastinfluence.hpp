@@ -3,7 +3,6 @@
 
 #include "buffers.hpp"
 #include "config.hpp"
-#include "fit.hpp"
 #include "kernels.hpp"
 #include "losses.hpp"
 #include "parallel.hpp"

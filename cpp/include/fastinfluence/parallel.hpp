@@ -56,11 +56,20 @@ struct Interrupted : std::runtime_error {
 
 // The core knows nothing of Python: the bindings install a hook that checks
 // for pending signals. It is only ever called from the thread that entered
-// the kernel (OpenMP thread 0), between chunks.
+// the kernel (OpenMP thread 0), between chunks. It returns true to stop the
+// kernel with Interrupted, or throws an exception of its own, which leaves
+// the kernel like any other.
 using InterruptHook = bool (*)();
 inline InterruptHook& interrupt_hook() {
   static InterruptHook hook = nullptr;
   return hook;
+}
+
+// For serial loops on the entering thread (LiSSA's recursion): stop between
+// iterations when the hook asks to.
+inline void check_interrupt() {
+  const InterruptHook hook = interrupt_hook();
+  if (hook != nullptr && hook()) throw Interrupted();
 }
 
 struct ChunkPlan {

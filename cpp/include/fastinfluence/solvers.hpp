@@ -13,6 +13,8 @@
 #include <limits>
 #include <vector>
 
+#include "parallel.hpp"
+
 namespace fastinfluence {
 
 class CholeskySolver {
@@ -179,6 +181,7 @@ LissaResult lissa(ApplyBatch&& apply_batch, Eigen::Index n_rows, const Eigen::Ma
     SplitMix64 rng{opt.seed * 0x100000001B3ULL + static_cast<std::uint64_t>(r)};
     MatrixXd V = B;
     for (int j = 0; j < opt.depth; ++j) {
+      check_interrupt();  // thousands of cheap steps: Ctrl-C must not wait for all of them
       if (opt.batch_size >= n_rows) {
         // A batch as large as the data is the data: the deterministic Neumann series.
         for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<Eigen::Index>(i);

@@ -10,14 +10,16 @@ same names and arguments:
 - ``evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs)
   -> (value, gradient | None, hessian | None)``
 - ``hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs) -> H V``
-- ``fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs) -> dict``
+- ``curvature_weights``, ``regularised_gram_product``, ``gram_diagonal``, ``cg_solve``, ``lissa_solve``,
+  ``top_k_scores``
 - ``CholeskySolver(H, damping)`` with ``ok``, ``reciprocal_condition``, ``solve(B)``, ``inverse_factor()``
 - ``scaled_row_products(X, fit_intercept, row_scale, M, out, n_jobs)``
 - ``row_quadratic_forms(X, fit_intercept, A, n_jobs)``
 - ``loo_loss_change(loss, X, fit_intercept, row_scale, U, y_test, eta_test, out, n_jobs)``
 - ``perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs)``
 
-Arguments are already validated (see :mod:`fastinfluence.kernels` for the
+The fit (Newton's method) is written once over these kernels, in
+:mod:`fastinfluence.fitting`. Arguments are already validated (see :mod:`fastinfluence.kernels` for the
 public, validated entry points and their documentation).
 """
 

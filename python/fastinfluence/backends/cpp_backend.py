@@ -53,12 +53,6 @@ def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_j
     return HV[:, 0] if vec else HV
 
 
-def fit_newton(loss, X, y, weights, theta0, fit_intercept, l2, tol, max_iter, n_jobs=0, method="newton"):
-    return _core.fit_newton(
-        loss.kind, loss.t, X, y, _weights(weights), theta0, fit_intercept, l2, tol, max_iter, n_jobs, method
-    )
-
-
 def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):
     return _core.curvature_weights(loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, n_jobs)
 

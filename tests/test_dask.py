@@ -334,7 +334,8 @@ def test_empty_chunk():
     assert_agree(inf.loo(X_test, y_test, method="newton").compute(),
                  expected.loo(X_test, y_test, method="newton"))
     assert_same_ranking(inf.top_k(X_test, y_test, k=4).harmful_indices,
-                        expected.top_k(X_test, y_test, k=4).harmful_indices, expected.loss(X_test, y_test), RTOL)
+                        expected.top_k(X_test, y_test, k=4).harmful_indices,
+                        expected.loss(X_test, y_test), RTOL)
 
 
 def test_separable_data_without_penalty_reports_no_minimiser():
@@ -394,3 +395,13 @@ def test_import_fastinfluence_does_not_import_dask():
     code = "import sys, fastinfluence; sys.exit('dask' in sys.modules or 'distributed' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
+
+
+def test_single_class_with_penalty_reports_no_minimiser_on_dask():
+    # Regression (issue: trust): the intercept is unpenalised, so one class only has no minimiser.
+    rng = np.random.default_rng(8)
+    X = da.from_array(rng.standard_normal((200, 3)), chunks=(50, 3))
+    y = da.from_array(np.zeros(200), chunks=50)
+    with pytest.warns(fi.ConvergenceWarning, match="one class only"):
+        model = fid.fit(fi.LogisticRegression(l2=1e-2), X, y)
+    assert not model.converged_

@@ -10,19 +10,28 @@ import warnings
 
 import numpy as np
 import pytest
+import statsmodels.api as sm  # in the test extra: a reference nobody here wrote
+from conftest import make_data
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import fastinfluence as fi
-
-import statsmodels.api as sm  # in the test extra: a reference nobody here wrote
 
 BACKENDS = ["cpp", "numpy"]
 FIT_SOLVERS = ["newton", "newton_cg"]
 
 # NIST StRD, Longley: certified values (y = b0 + b1 x1 + ... + b6 x6), intercept last here
-LONGLEY_CERTIFIED = np.array([
-    15.0618722713733, -0.358191792925910e-01, -2.02022980381683, -1.03322686717359, -0.511041056535807e-01,
-    1829.15146461355, -3482258.63459582,
-])
+LONGLEY_CERTIFIED = np.array(
+    [
+        15.0618722713733,
+        -0.358191792925910e-01,
+        -2.02022980381683,
+        -1.03322686717359,
+        -0.511041056535807e-01,
+        1829.15146461355,
+        -3482258.63459582,
+    ]
+)
 LONGLEY_RESIDUAL_SD = 304.854073561965
 
 
@@ -71,7 +80,11 @@ def test_raw_and_standardised_units_give_the_same_predictions_and_influence(case
     # influence on losses must agree, whatever the units (to 1e-9).
     data, loss = case.split("-")
     X, y = {"longley": longley, "cpunish": cpunish, "spector": spector}[data]()
-    cls = {"squared": fi.LinearRegression, "poisson": fi.PoissonRegression, "logistic": fi.LogisticRegression}[loss]
+    cls = {
+        "squared": fi.LinearRegression,
+        "poisson": fi.PoissonRegression,
+        "logistic": fi.LogisticRegression,
+    }[loss]
     Z = _standardised(X)
     raw, scaled = cls(l2=0.0).fit(X, y), cls(l2=0.0).fit(Z, y)
     assert raw.converged_ and scaled.converged_, (raw.fit_message_, scaled.fit_message_)
@@ -284,3 +297,42 @@ def test_influence_detects_a_modified_training_X():
     for call in (lambda: inf.loss(X[:2], y[:2]), lambda: inf.top_k(X[:2], y[:2], k=3), inf.self_influence):
         with pytest.raises(ValueError, match="training X was modified"):
             call()
+
+
+# ---------------------------------------------------------------------------
+# Property: with l2 = 0, the units of the features change nothing
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    name=st.sampled_from(["squared", "logistic", "poisson"]),
+    exponents=st.lists(st.floats(-4.0, 4.0), min_size=3, max_size=3),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_feature_units_do_not_change_predictions_or_influence(seed, name, exponents, backend):
+    X, y, _ = make_data(name, n=60, d=3, seed=seed)
+    units = 10.0 ** np.asarray(exponents)
+    cls = {
+        "squared": fi.LinearRegression,
+        "logistic": fi.LogisticRegression,
+        "poisson": fi.PoissonRegression,
+    }[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fi.ConvergenceWarning)
+        plain = cls(l2=0.0, backend=backend).fit(X, y)
+        scaled = cls(l2=0.0, backend=backend).fit(X * units, y)
+    assume(plain.converged_)  # a separable draw has no minimiser in any units
+    assert scaled.converged_, scaled.fit_message_
+    np.testing.assert_allclose(
+        scaled.coef_ * units, plain.coef_, rtol=1e-9, atol=1e-9 * np.abs(plain.coef_).max()
+    )
+    inf_plain, inf_scaled = (
+        fi.Influence(plain, X, y, backend=backend),
+        fi.Influence(scaled, X * units, y, backend=backend),
+    )
+    want = inf_plain.loss(X[:3], y[:3])
+    np.testing.assert_allclose(
+        inf_scaled.loss(X[:3] * units, y[:3]), want, rtol=1e-8, atol=1e-8 * np.abs(want).max()
+    )

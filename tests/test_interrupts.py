@@ -41,8 +41,9 @@ def test_lissa_stops_on_a_signal_and_raises_the_handlers_exception(alarm_after):
     # every other kernel turned any handler's exception into KeyboardInterrupt.
     X, y, _ = make_data("logistic", n=2000, d=20, seed=1)
     model = make_model("logistic").fit(X, y)
-    inf = fi.Influence(model, X, y, solver="lissa",
-                       solver_options={"depth": 10**7, "scale": 10.0, "batch_size": 64})
+    inf = fi.Influence(
+        model, X, y, solver="lissa", solver_options={"depth": 10**7, "scale": 10.0, "batch_size": 64}
+    )
     alarm_after(0.3)
     start = time.perf_counter()
     with pytest.raises(Timeout):
@@ -83,4 +84,3 @@ def test_interrupted_loss_into_out_leaves_unwritten_rows_nan(monkeypatch):
     written = ~np.isnan(out).any(axis=1)
     np.testing.assert_array_equal(written, np.arange(300) < 150)
     np.testing.assert_allclose(out[:150], inf.loss(X[:5], y[:5])[:150], rtol=1e-12)
-

@@ -48,6 +48,16 @@ PYBIND11_MODULE(_core, m) {
 #else
     info["assertions"] = true;
 #endif
+#ifdef FASTINFLUENCE_SANITIZED
+    info["sanitizers"] = "address,undefined";
+#else
+    info["sanitizers"] = "";
+#endif
+#ifdef FASTINFLUENCE_FEW_LAYOUTS
+    info["layouts"] = "few";  // float64 row-major dense and CSR float64/int64; others converted
+#else
+    info["layouts"] = "all";
+#endif
     return info;
   });
 

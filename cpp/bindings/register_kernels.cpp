@@ -15,7 +15,7 @@ void register_kernels(py::module_& m) {
         py::array_t<double> eta(n), value(n), d1(n), d2(n);
         Eigen::Map<VectorXd> e(eta.mutable_data(), n), v(value.mutable_data(), n), g(d1.mutable_data(), n),
             h(d2.mutable_data(), n);
-        with_matrix(X, "X", [&](const auto& Xm) {
+        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           // Safe: only Eigen views of buffers kept alive by this frame are used.
           py::gil_scoped_release release;
           row_derivatives(spec, Xm, vector_view(y), vector_view(theta), fit_intercept, e, v, g, h, n_threads);
@@ -42,7 +42,7 @@ void register_kernels(py::module_& m) {
           d1 = std::move(d1_array);
           d2 = std::move(d2_array);
         }
-        Evaluation ev = with_matrix(X, "X", [&](const auto& Xm) {
+        Evaluation ev = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
@@ -65,7 +65,7 @@ void register_kernels(py::module_& m) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
         require_params(X, fit_intercept, V.rows(), "V");
-        MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
+        MatrixXd HV = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame

@@ -14,7 +14,7 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, M.rows(), "M");
         py::array_t<double> result = output_matrix(out, n, M.cols());
         auto dst = mutable_matrix_view(result);
-        with_matrix(X, "X", [&](const auto& Xm) {
+        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           scaled_row_products(Xm, fit_intercept, vector_view(row_scale), M, dst, n_threads);
         });
@@ -30,7 +30,7 @@ void register_scoring(py::module_& m) {
         if (A.rows() != p || A.cols() != p) throw std::invalid_argument("A must be p x p");
         py::array_t<double> q(X.rows);
         Eigen::Map<VectorXd> qv(q.mutable_data(), X.rows);
-        with_matrix(X, "X", [&](const auto& Xm) {
+        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           row_quadratic_forms(Xm, fit_intercept, A, qv, n_threads);
         });
@@ -51,7 +51,7 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, U.rows(), "U");
         py::array_t<double> result = output_matrix(out, n, m_test);
         auto dst = mutable_matrix_view(result);
-        with_matrix(X, "X", [&](const auto& Xm) {
+        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           loo_loss_change(spec, Xm, fit_intercept, vector_view(row_scale), U, vector_view(y_test),
                           vector_view(eta_test), dst, n_threads);
@@ -72,7 +72,7 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, V.rows(), "V");
         py::array_t<double> result({n, m_test, d});
         double* dst = result.mutable_data();
-        with_matrix(X, "X", [&](const auto& Xm) {
+        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           perturbation_loss(Xm, fit_intercept, vector_view(d1), vector_view(d2), V, vector_view(w), dst, n_threads);
         });
@@ -88,7 +88,7 @@ void register_scoring(py::module_& m) {
         require_length(row_scale, X.rows, "row_scale");
         require_params(X, fit_intercept, M.rows(), "M");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
-        TopKResult res = with_matrix(X, "X", [&](const auto& Xm) {
+        TopKResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           return top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads);
         });

@@ -12,7 +12,7 @@ void register_solvers(py::module_& m) {
          const DoubleArray& theta, bool fit_intercept, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
-        VectorXd c = with_matrix(X, "X", [&](const auto& Xm) {
+        VectorXd c = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           using XType = std::decay_t<decltype(Xm)>;
           Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, 0.0};
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
@@ -29,7 +29,7 @@ void register_solvers(py::module_& m) {
          int n_threads) {
         require_length(c, X.rows, "c");
         require_params(X, fit_intercept, V.rows(), "V");
-        MatrixXd HV = with_matrix(X, "X", [&](const auto& Xm) {
+        MatrixXd HV = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
           return regularised_gram_product(Xm, fit_intercept, vector_view(c), l2, V, n_threads);
         });
@@ -41,7 +41,7 @@ void register_solvers(py::module_& m) {
       "gram_diagonal",
       [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, int n_threads) {
         require_length(c, X.rows, "c");
-        VectorXd diag = with_matrix(X, "X", [&](const auto& Xm) {
+        VectorXd diag = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
           return gram_diagonal(Xm, fit_intercept, vector_view(c), n_threads);
         });
@@ -57,7 +57,7 @@ void register_solvers(py::module_& m) {
         require_params(X, fit_intercept, B.rows(), "B");
         if (x0 && (x0->rows() != B.rows() || x0->cols() != B.cols()))
           throw std::invalid_argument("x0 must have the shape of B");
-        CGResult res = with_matrix(X, "X", [&](const auto& Xm) {
+        CGResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
           const auto cv = vector_view(c);
           VectorXd inv_diag;
@@ -90,7 +90,7 @@ void register_solvers(py::module_& m) {
         require_params(X, fit_intercept, B.rows(), "B");
         if (!(scale > 0.0) || depth < 1 || repeats < 1 || batch_size < 1)
           throw std::invalid_argument("scale must be > 0 and depth, repeats, batch_size >= 1");
-        LissaResult res = with_matrix(X, "X", [&](const auto& Xm) {
+        LissaResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
           const auto cv = vector_view(c);
           const Index n = Xm.rows();

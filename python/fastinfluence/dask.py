@@ -68,10 +68,10 @@ from . import _validation as V
 from .backends import get_backend
 from .backends.numpy_backend import conjugate_gradient
 from .exceptions import ConvergenceWarning, LeverageWarning
-from .influence import LOO_METHODS, TopK, _check_finite_test_gradients, _check_model, warn_if_not_at_optimum
 from .fitting import Evaluation, minimise
+from .influence import LOO_METHODS, TopK, _check_finite_test_gradients, _check_model, warn_if_not_at_optimum
 from .losses import Loss, loss_infimum
-from .minimiser import _intercept_only_reason
+from .minimiser import SEPARABLE_MESSAGE, intercept_only_reason, separated_at
 from .models import _BinaryClassifier, _LinearModel
 from .solvers import (
     DirectSolver,
@@ -581,8 +581,10 @@ class _FitObjective:
 
 
 def _chunk_minimiser_check(X, y, s, context, block_info=None):
-    """The model's own "no minimiser" check on one chunk, as a (1, 1) object array: the message
-    when the chunk is separable, None when it is not, "" for an empty chunk (vacuously separable)."""
+    """Whether the fitted theta separates one chunk's rows, as a (1, 1) object array: the message
+    when it does, None when it does not, "" for an empty chunk (vacuously separated). theta
+    separates the whole data exactly when it separates every chunk (the in-memory fit also
+    solves a linear program for quasi-separation, which does not split over chunks)."""
     spec, result = context["spec"], context["result"]
     start, stop = _location(block_info)
     out = np.empty((1, 1), dtype=object)
@@ -590,8 +592,8 @@ def _chunk_minimiser_check(X, y, s, context, block_info=None):
         out[0, 0] = ""
         return out
     X, y, s = _chunk_inputs(spec, X, y, s, start, stop)
-    checked = spec.encoder._check_minimiser_exists(dict(result, message=None), X, y, s)
-    out[0, 0] = checked["message"]
+    separated = separated_at(spec.loss, X, y, s, np.asarray(result["theta"]), spec.fit_intercept)
+    out[0, 0] = SEPARABLE_MESSAGE if separated else None
     return out
 
 
@@ -643,7 +645,7 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     if float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":
         # only the intercept is unpenalised: whether R has a minimiser is a look at the labels
         distinct = np.unique(labels) if classifier else np.array([largest_count])
-        reason = _intercept_only_reason(model.loss, model._encode_targets(distinct, distinct.size, "y"))
+        reason = intercept_only_reason(model.loss, model._encode_targets(distinct, distinct.size, "y"))
         if reason is not None:
             result = dict(result, converged=False, message=reason)
     if isinstance(model, _BinaryClassifier) and not float(model.l2) > 0:

@@ -53,7 +53,14 @@ from scipy import linalg
 
 from .losses import loss_infimum
 
-__all__ = ["MIN_RECIPROCAL_CONDITION", "Evaluation", "Objective", "RowObjective", "minimise", "relative_decrement"]
+__all__ = [
+    "MIN_RECIPROCAL_CONDITION",
+    "Evaluation",
+    "Objective",
+    "RowObjective",
+    "minimise",
+    "relative_decrement",
+]
 
 #: Equilibrated Hessians whose Cholesky reciprocal condition estimate is below
 #: this get a Levenberg shift (condition above ~4.5e12 in unit-diagonal form).
@@ -88,7 +95,9 @@ class Objective(Protocol):
     def evaluate(self, theta: np.ndarray, hessian: bool) -> Evaluation:
         """R(theta), grad R(theta) and, with ``hessian=True``, the dense H(theta), in one pass."""
 
-    def newton_cg(self, theta: np.ndarray, rhs: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, float]:
+    def newton_cg(
+        self, theta: np.ndarray, rhs: np.ndarray, tol: float, max_iter: int
+    ) -> tuple[np.ndarray, float]:
         """(s, relative residual): H(theta) s = rhs by Jacobi-preconditioned CG over H V products."""
 
 
@@ -104,23 +113,45 @@ class RowObjective:
 
     def evaluate(self, theta, hessian):
         value, gradient, H = self.backend.evaluate(
-            self.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.l2, True, hessian,
+            self.loss,
+            self.X,
+            self.y,
+            self.weights,
+            theta,
+            self.fit_intercept,
+            self.l2,
+            True,
+            hessian,
             self.n_jobs,
         )
         return Evaluation(float(value), np.asarray(gradient), None if H is None else np.asarray(H))
 
     def newton_cg(self, theta, rhs, tol, max_iter):
-        c = self.backend.curvature_weights(self.loss, self.X, self.y, self.weights, theta, self.fit_intercept,
-                                           self.n_jobs)
+        c = self.backend.curvature_weights(
+            self.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.n_jobs
+        )
         V, _, residual = self.backend.cg_solve(
-            self.X, self.fit_intercept, c, self.l2, 0.0, np.asfortranarray(rhs[:, None]), tol, max_iter, None,
-            True, self.n_jobs,
+            self.X,
+            self.fit_intercept,
+            c,
+            self.l2,
+            0.0,
+            np.asfortranarray(rhs[:, None]),
+            tol,
+            max_iter,
+            None,
+            True,
+            self.n_jobs,
         )
         return np.asarray(V)[:, 0], float(np.asarray(residual)[0])
 
 
 class _EquilibratedCholesky:
-    """Cholesky of S H S (+ mu I), S = diag(H)^{-1/2}: Newton steps whatever the units of theta."""
+    """Cholesky of S H S (+ mu I), S = diag(H)^{-1/2}: Newton steps whatever the units of theta.
+
+    LAPACK is called directly (dpotrf, dpocon, dpotrs): the fit of a small model takes tens of
+    these per refit, and scipy.linalg's wrappers would cost more than the factorisation.
+    """
 
     def __init__(self, H: np.ndarray):
         diag = np.diag(H).copy()
@@ -144,19 +175,23 @@ class _EquilibratedCholesky:
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """H^{-1} rhs (of the shifted S H S when ``shift > 0``)."""
-        return self.scale * linalg.cho_solve(self._factor, self.scale * rhs)
+        u, _ = _POTRS(self._factor, self.scale * rhs, lower=1)
+        return self.scale * u
+
+
+_POTRF, _POCON, _POTRS = linalg.lapack.dpotrf, linalg.lapack.dpocon, linalg.lapack.dpotrs
 
 
 def _cholesky(A: np.ndarray, mu: float):
-    """cho_factor of A + mu I when it succeeds with reciprocal condition above the floor, else None."""
+    """The lower Cholesky factor of A + mu I when it exists with reciprocal condition above the floor."""
     shifted = A + mu * np.eye(A.shape[0]) if mu else A
-    try:
-        factor = linalg.cho_factor(shifted, lower=True, check_finite=False)
-    except linalg.LinAlgError:
+    if not np.all(np.isfinite(shifted)):
         return None
-    norm = float(np.abs(shifted).sum(axis=0).max())
-    rcond = float(linalg.lapack.dpocon(factor[0], norm, uplo="L")[0])
-    return factor if rcond > MIN_RECIPROCAL_CONDITION else None
+    factor, info = _POTRF(shifted, lower=1, clean=0)
+    if info != 0:
+        return None
+    rcond, info = _POCON(factor, float(np.abs(shifted).sum(axis=0).max()), uplo="L")
+    return factor if info == 0 and rcond > MIN_RECIPROCAL_CONDITION else None
 
 
 @dataclass
@@ -198,19 +233,26 @@ def _scaled_gradient_norm(gradient, scale):
     return float(np.linalg.norm(gradient * scale))
 
 
-def minimise(objective: Objective, theta0, *, tol: float, max_iter: int, method: str,
-             objective_scale: float | None = None) -> dict:
+def minimise(
+    objective: Objective,
+    theta0,
+    *,
+    tol: float,
+    max_iter: int,
+    method: str,
+    objective_scale: float | None = None,
+) -> dict:
     """Minimise R from ``theta0`` by Newton (``method="newton"``, dense H) or Newton-CG.
 
     ``objective_scale`` is ``max(R(0), tiny)`` when the caller knows it (a warm
     restart on nearly the same objective), else it is computed (one pass).
 
-    Returns a dict: ``theta``, ``n_iter`` (Newton iterations to the stop),
-    ``polish_steps`` (full Newton steps taken after it), ``grad_norm`` (``||grad R||``), ``decrement`` (the Newton
-    decrement lambda at the returned theta, from the last factorisation),
-    ``initial_decrement`` (at ``theta0``),
-    ``objective_scale``, ``objective``, ``converged``, ``message``, ``shifted``
-    (whether any step needed a Levenberg shift).
+    Returns a dict: ``theta``; ``n_iter`` (Newton iterations to the stop);
+    ``polish_steps`` (full Newton steps taken after it); ``grad_norm``
+    (``||grad R||``); ``decrement`` (the Newton decrement lambda at the
+    returned theta, from the last factorisation) and ``initial_decrement``
+    (at ``theta0``); ``objective_scale``; ``objective``; ``converged``;
+    ``message``; ``shifted`` (whether any step needed a Levenberg shift).
     """
     if method not in ("newton", "newton_cg"):
         raise ValueError(f"method must be 'newton' or 'newton_cg', got {method!r}")
@@ -229,14 +271,25 @@ def minimise(objective: Objective, theta0, *, tol: float, max_iter: int, method:
     initial_decrement2 = None
 
     def result(converged, message, decrement2):
-        return dict(theta=theta, n_iter=n_iter, polish_steps=n_polish, grad_norm=float(np.linalg.norm(cur.gradient)),
-                    decrement=_root(decrement2), initial_decrement=_root(initial_decrement2),
-                    objective_scale=objective_scale, objective=cur.value, converged=converged,
-                    message=message, shifted=any_shift)
+        return dict(
+            theta=theta,
+            n_iter=n_iter,
+            polish_steps=n_polish,
+            grad_norm=float(np.linalg.norm(cur.gradient)),
+            decrement=_root(decrement2),
+            initial_decrement=_root(initial_decrement2),
+            objective_scale=objective_scale,
+            objective=cur.value,
+            converged=converged,
+            message=message,
+            shifted=any_shift,
+        )
 
     while True:
         if not (np.isfinite(cur.value) and np.all(np.isfinite(cur.gradient))):
-            return result(False, "the objective or its gradient is not finite at the current parameters", np.inf)
+            return result(
+                False, "the objective or its gradient is not finite at the current parameters", np.inf
+            )
         if dense and not np.all(np.isfinite(cur.hessian)):
             return result(False, "the Hessian is not finite at the current parameters", np.inf)
         direction = _newton_direction(cur) if dense else _newton_cg_direction(objective, theta, cur, forcing)
@@ -248,22 +301,30 @@ def minimise(objective: Objective, theta0, *, tol: float, max_iter: int, method:
             if not direction.certified:
                 # the decrement of the shifted system: g has no part in H's null space, so a
                 # minimiser is reached, but H is singular and the minimiser is not unique
-                message += (" to a minimiser that is not unique: the Hessian is singular (collinear "
-                            "features with l2 = 0?)")
+                message += (
+                    " to a minimiser that is not unique: the Hessian is singular (collinear "
+                    "features with l2 = 0?)"
+                )
             return result(True, message, direction.decrement2)
         if n_iter >= max_iter:
             message = "reached max_iter"
             if any_shift or direction.shifted:
-                message += " with a singular Hessian (is the data separable, or l2 = 0 with collinear features?)"
+                message += (
+                    " with a singular Hessian (is the data separable, or l2 = 0 with collinear features?)"
+                )
             return result(False, message, direction.decrement2)
         any_shift = any_shift or direction.shifted
         accepted = _line_search(objective, theta, cur, direction, dense)
         if accepted is None:
-            message = ("line search failed: no step decreases the objective (the iteration stalled with "
-                       f"Newton decrement^2 {direction.decrement2:.3e}, target {target:.3e})")
+            message = (
+                "line search failed: no step decreases the objective (the iteration stalled with "
+                f"Newton decrement^2 {direction.decrement2:.3e}, target {target:.3e})"
+            )
             if direction.shifted:
-                message += ("; the Hessian is numerically singular, so the optimum cannot be resolved in "
-                            "double precision (nearly collinear features with l2 = 0?)")
+                message += (
+                    "; the Hessian is numerically singular, so the optimum cannot be resolved in "
+                    "double precision (nearly collinear features with l2 = 0?)"
+                )
             return result(False, message, direction.decrement2)
         theta, cur = accepted
         if not dense:  # Nocedal & Wright 7.1: forcing term from the (scale-invariant) decrement
@@ -328,8 +389,9 @@ def _polish(objective, theta, cur, direction, dense):
             break
         if dense:
             step = direction.solver.solve(-trial.gradient)
-            new = _Direction(step, float(-trial.gradient @ step), direction.certified, direction.shifted,
-                             direction.solver)
+            new = _Direction(
+                step, float(-trial.gradient @ step), direction.certified, direction.shifted, direction.solver
+            )
         else:
             new = _newton_cg_direction(objective, candidate, trial, _POLISH_CG_TOL)
         if not new.decrement2 < 0.25 * direction.decrement2:

@@ -74,7 +74,13 @@ import numpy as np
 from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
-from .exceptions import ConvergenceError, ConvergenceWarning, LeverageWarning, NotAtOptimumWarning, NotFittedError
+from .exceptions import (
+    ConvergenceError,
+    ConvergenceWarning,
+    LeverageWarning,
+    NotAtOptimumWarning,
+    NotFittedError,
+)
 from .fitting import minimise, relative_decrement
 from .models import _LinearModel
 from .solvers import DirectSolver as _DIRECT
@@ -186,8 +192,8 @@ def _check_finite_fit(X, gradient, hessian) -> None:
         return
     largest = float(abs(X).max()) if X.shape[0] and X.shape[1] else 0.0
     raise ValueError(
-        f"the gradient or Hessian of the objective at the model's parameters is not finite (X has values up to "
-        f"{largest:.3g}): products of X overflow double precision; rescale the features (or the sample weights)"
+        "the gradient or Hessian of the objective at the model's parameters is not finite (X has values "
+        f"up to {largest:.3g}): products of X overflow double precision; rescale the features (or the sample weights)"
     )
 
 

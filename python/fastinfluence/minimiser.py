@@ -33,13 +33,20 @@ import numpy as np
 
 from . import _validation as V
 
-__all__ = ["no_minimiser_reason"]
+__all__ = ["SEPARABLE_MESSAGE", "intercept_only_reason", "no_minimiser_reason", "separated_at"]
+
+SEPARABLE_MESSAGE = (
+    "the training data are linearly separable and l2 = 0, so the objective has no minimiser "
+    "(the weights grow without bound as the tolerance shrinks); fit with l2 > 0"
+)
 
 # Rows whose loss'' is below this fraction of its largest possible value count as saturated.
 _SATURATION = 1e-10
 
 
-def no_minimiser_reason(loss, X, y, weights, theta, fit_intercept: bool, l2: float, converged: bool) -> str | None:
+def no_minimiser_reason(
+    loss, X, y, weights, theta, fit_intercept: bool, l2: float, converged: bool
+) -> str | None:
     """Why R has no minimiser, or None when it has one (or none of the tests can tell).
 
     ``y`` is in the loss's internal encoding; ``theta`` the fit's result.
@@ -50,7 +57,7 @@ def no_minimiser_reason(loss, X, y, weights, theta, fit_intercept: bool, l2: flo
     if l2 > 0:
         if not fit_intercept:
             return None  # strictly convex
-        return _intercept_only_reason(loss, y[active])
+        return intercept_only_reason(loss, y[active])
     eta = V.linear_predictor(X, theta, fit_intercept)
     saturated = _saturated(loss, y, eta) & active
     if converged and not np.any(saturated):
@@ -58,15 +65,29 @@ def no_minimiser_reason(loss, X, y, weights, theta, fit_intercept: bool, l2: flo
     return _linear_program_reason(loss, X, y, active, fit_intercept, eta)
 
 
-def _intercept_only_reason(loss, y_active) -> str | None:
+def separated_at(loss, X, y, weights, theta, fit_intercept: bool) -> bool:
+    """Whether theta classifies every row of positive weight correctly (margin > 0): with l2 = 0,
+    scaling theta up then lowers R forever."""
+    active = np.ones(y.shape[0], dtype=bool) if weights is None else weights > 0
+    margin = _margin_sign(loss, y) * V.linear_predictor(X, theta, fit_intercept)
+    return bool(np.all(margin[active] > 0))
+
+
+def intercept_only_reason(loss, y_active) -> str | None:
+    """Why R has no minimiser when only the intercept is unpenalised (l2 > 0), from the labels
+    of the rows of positive weight; None when it has one."""
     if loss.name == "poisson":
         if np.all(y_active == 0):
-            return ("every count in y is 0, so the objective decreases forever as the intercept goes to "
-                    "-infinity (no minimiser); the data hold no information on the rate")
+            return (
+                "every count in y is 0, so the objective decreases forever as the intercept goes to "
+                "-infinity (no minimiser); the data hold no information on the rate"
+            )
         return None
     if np.unique(y_active).size < 2:
-        return ("y holds one class only, so the objective decreases forever as the (unpenalised) intercept "
-                "grows (no minimiser); fit on data with both classes")
+        return (
+            "y holds one class only, so the objective decreases forever as the (unpenalised) intercept "
+            "grows (no minimiser); fit on data with both classes"
+        )
     return None
 
 
@@ -96,7 +117,9 @@ def _linear_program_reason(loss, X, y, active, fit_intercept, eta) -> str | None
         ones = np.ones((rows.size, 1))
         Xa = sparse.hstack([Xa, ones], format="csr") if sparse.issparse(Xa) else np.hstack([Xa, ones])
     # columns scaled to max |entry| 1 so the LP's tolerances mean the same for every column
-    col_max = np.asarray(abs(Xa).max(axis=0).todense()).ravel() if sparse.issparse(Xa) else np.abs(Xa).max(axis=0)
+    col_max = (
+        np.asarray(abs(Xa).max(axis=0).todense()).ravel() if sparse.issparse(Xa) else np.abs(Xa).max(axis=0)
+    )
     col_scale = np.where(col_max > 0, 1.0 / np.where(col_max > 0, col_max, 1.0), 0.0)
     Xs = Xa @ sparse.diags(col_scale) if sparse.issparse(Xa) else Xa * col_scale
     yr = y[rows]
@@ -113,8 +136,9 @@ def _linear_program_reason(loss, X, y, active, fit_intercept, eta) -> str | None
         # sigma_i xa_i . d >= 0 everywhere; maximise their sum
         A_ub, A_eq, b_eq, sign = -signed, None, None, 1.0
         c = -np.asarray(signed.sum(axis=0)).ravel()
-    solution = linprog(c, A_ub=A_ub, b_ub=np.zeros(rows.size), A_eq=A_eq, b_eq=b_eq, bounds=(-1, 1),
-                       method="highs")
+    solution = linprog(
+        c, A_ub=A_ub, b_ub=np.zeros(rows.size), A_eq=A_eq, b_eq=b_eq, bounds=(-1, 1), method="highs"
+    )
     if solution.status != 0:
         return None
     d = solution.x
@@ -124,11 +148,14 @@ def _linear_program_reason(loss, X, y, active, fit_intercept, eta) -> str | None
     count = int(np.sum(moves > 1e-6))
     if sign > 0:
         if np.all(_margin_sign(loss, yr) * eta[rows] > 0):  # theta itself separates them
-            return ("the training data are linearly separable and l2 = 0, so the objective has no minimiser "
-                    "(the weights grow without bound as the tolerance shrinks); fit with l2 > 0")
-        return (f"the training data are quasi-separable and l2 = 0: {count} of {rows.size} rows can be "
-                "classified ever more confidently without cost to the others, so the objective has no "
-                "minimiser; fit with l2 > 0")
-    return (f"l2 = 0 and {count} rows with zero counts can have their predicted mean driven to 0 without "
-            "changing the others (for example a feature that is non-zero only where y = 0), so the "
-            "objective has no minimiser; fit with l2 > 0 or drop such features")
+            return SEPARABLE_MESSAGE
+        return (
+            f"the training data are quasi-separable and l2 = 0: {count} of {rows.size} rows can be "
+            "classified ever more confidently without cost to the others, so the objective has no "
+            "minimiser; fit with l2 > 0"
+        )
+    return (
+        f"l2 = 0 and {count} rows with zero counts can have their predicted mean driven to 0 without "
+        "changing the others (for example a feature that is non-zero only where y = 0), so the "
+        "objective has no minimiser; fit with l2 > 0 or drop such features"
+    )

@@ -154,7 +154,7 @@ class _LinearModel:
                             float(self.l2), V.check_n_jobs(self.n_jobs))
 
     def _check_minimiser_exists(self, result, X, y, s):
-        """The fit result, marked not converged when R has no minimiser (see :mod:`fastinfluence.minimiser`)."""
+        """The fit result, marked not converged when R has no minimiser (:mod:`fastinfluence.minimiser`)."""
         reason = no_minimiser_reason(self.loss, X, y, s, np.asarray(result["theta"], dtype=np.float64),
                                      bool(self.fit_intercept), float(self.l2), bool(result["converged"]))
         return result if reason is None else dict(result, converged=False, message=reason)

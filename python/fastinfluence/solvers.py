@@ -218,11 +218,12 @@ class DirectSolver:
         self.reciprocal_condition = float(self._impl.reciprocal_condition)
         if not self._impl.ok or not self.reciprocal_condition >= MIN_RECIPROCAL_CONDITION:
             what = "not positive definite" if not self._impl.ok else "numerically singular"
+            advice = conditioning_advice(diagonal, damping)
             raise IllConditionedHessianError(
                 f"the Hessian{' plus damping' if damping else ''} is {what} even with its rows and columns "
                 f"scaled to a unit diagonal (reciprocal condition estimate {self.reciprocal_condition:.1e}, "
                 f"below {MIN_RECIPROCAL_CONDITION:.0e}); influence values would be meaningless. "
-                f"{conditioning_advice(diagonal, damping)[0].upper()}{conditioning_advice(diagonal, damping)[1:]}."
+                f"{advice[0].upper()}{advice[1:]}."
             )
         self._inverse = None
 
@@ -273,7 +274,8 @@ class CGSolver(_IterativeSolver):
         if operator.n_params <= CG_CONDITION_CHECK_MAX_PARAMS:
             # CG converges to its residual tolerance on a singular H too, to numbers without meaning:
             # judge H as the direct solver does, on its equilibrated form (p products in one pass)
-            self.reciprocal_condition = DirectSolver(operator.dense(), 0.0, operator.backend).reciprocal_condition
+            dense = DirectSolver(operator.dense(), 0.0, operator.backend)
+            self.reciprocal_condition = dense.reciprocal_condition
 
     def solve(self, B: np.ndarray, x0=None) -> np.ndarray:
         B2, vec = _as_block(B)

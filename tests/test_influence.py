@@ -354,7 +354,7 @@ def test_quadratic_forms_are_reproducible():
             np.testing.assert_array_equal(kept[-1][1], kept[-1][0])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(LOSS_NAMES), weighted=st.booleans())
 def test_influence_loss_is_permutation_equivariant(seed, name, weighted):
     # Reordering the training set reorders the rows of I_up,loss and changes nothing else.

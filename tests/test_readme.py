@@ -1,4 +1,5 @@
-"""The README's two set-up commands are the ones CI and newcomers run."""
+"""The README's two set-up commands are the ones CI and newcomers run, and CI runs the suite
+against the oldest versions pyproject.toml declares as well as the newest."""
 
 from __future__ import annotations
 
@@ -30,5 +31,56 @@ def test_readme_starts_with_exactly_two_commands():
 
 
 def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert _readme_commands()[1] in ci.splitlines()
+    # `pip install ".[test]" && python -m pytest -q`: CI builds the wheel of the checkout once,
+    # installs it with the same extra (in two environments) and runs the same test command.
+    install, test_command = (part.strip() for part in _readme_commands()[1].split("&&"))
+    extra = re.fullmatch(r'pip install "\.\[(\w+)\]"', install)
+    assert extra is not None, f'expected pip install ".[extra]", got {install!r}'
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert any(re.fullmatch(r"python -m pip wheel .*--no-deps .*\.", line) for line in ci), "a wheel of ."
+    installs = [line for line in ci if line.startswith("python -m pip install")]
+    assert sum(line.endswith(f'"$wheel[{extra.group(1)}]"') for line in installs) == 2
+    assert any(line.startswith(test_command + " ") or line == test_command for line in ci)
+
+
+def _floors_and_pins():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        tomllib = pytest.importorskip("tomli")
+    requirements = pytest.importorskip("packaging.requirements")
+    utils = pytest.importorskip("packaging.utils")
+    pins_file = ROOT / ".ci" / "minimum-versions.txt"
+    if not pins_file.exists():
+        pytest.skip(".ci/minimum-versions.txt is not next to the tests (installed elsewhere)")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        declared += extra
+    floors = {}
+    for text in declared:
+        requirement = requirements.Requirement(text)
+        for spec in requirement.specifier:
+            if spec.operator == ">=":
+                floors.setdefault(utils.canonicalize_name(requirement.name), set()).add(spec.version)
+    pins = {}
+    for line in pins_file.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[utils.canonicalize_name(name)] = version
+    return declared, floors, pins
+
+
+def test_every_floor_is_pinned_for_the_minimum_versions_run():
+    version = pytest.importorskip("packaging.version")
+    declared, floors, pins = _floors_and_pins()
+    unbounded = [text for text in declared if ">=" not in text]
+    assert not unbounded, f"dependencies without a floor (CI cannot test one): {unbounded}"
+    for name, found in floors.items():
+        assert len(found) == 1, f"{name} has different floors in pyproject.toml: {sorted(found)}"
+        (floor,) = found
+        assert name in pins, f"{name}>={floor} is not pinned in .ci/minimum-versions.txt"
+        assert version.Version(pins[name]) == version.Version(floor), (
+            f"{name}: pyproject.toml says >={floor}, .ci/minimum-versions.txt tests {pins[name]}"
+        )

@@ -336,3 +336,123 @@ def test_feature_units_do_not_change_predictions_or_influence(seed, name, expone
     np.testing.assert_allclose(
         inf_scaled.loss(X[:3] * units, y[:3]), want, rtol=1e-8, atol=1e-8 * np.abs(want).max()
     )
+
+
+# ---------------------------------------------------------------------------
+# Regressions found by an adversarial review of the fit
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", FIT_SOLVERS)
+def test_raw_calendar_year_trend_converges_to_least_squares(solver, backend):
+    # Regression: the Newton step after the first decreases R by 3.5e-16, below the rounding of R
+    # (cancellation in x . w + b with |x| |w| ~ 7e3), so the line search refused it and the fit
+    # reported "did not converge" at the optimum. Full steps judged by the decrement take it.
+    rng = np.random.default_rng(15)
+    year = np.arange(1950, 2021, dtype=float)
+    X = np.column_stack([year, year**2])
+    y = 3 + 0.02 * (year - 1950) + 1e-3 * (year - 1950) ** 2 + rng.normal(size=year.size)
+    model = fi.LinearRegression(solver=solver, backend=backend).fit(X, y)
+    assert model.converged_, model.fit_message_
+    reference = sm.OLS(y, sm.add_constant(X, prepend=False)).fit().params
+    assert relative_error(model.theta_, reference) <= 1e-6  # OLS itself is this far off exact here
+
+
+def test_newton_cg_certifies_with_a_tight_solve_and_accepts_a_zero_gradient():
+    # Regression: a step landing on the optimum was followed by a loose CG solve (residual 0.27)
+    # that could not certify it, and the fit stalled; y == 0 (gradient exactly 0) failed too.
+    rng = np.random.default_rng(68)
+    X = rng.normal(size=(50, 1)) + 10
+    y = 2 * X[:, 0] + rng.normal(size=50) + 10
+    model = fi.LinearRegression(solver="newton_cg").fit(X, y)
+    assert model.converged_, model.fit_message_
+    np.testing.assert_allclose(model.theta_, fi.LinearRegression().fit(X, y).theta_, rtol=1e-10)
+    zero = fi.LinearRegression(solver="newton_cg").fit(X, np.zeros(50))
+    assert zero.converged_ and not np.any(zero.theta_)
+
+
+@pytest.mark.parametrize("cls", [fi.LogisticRegression, fi.PoissonRegression])
+def test_newton_cg_on_a_singular_hessian_does_not_drift(cls):
+    # Regression: all four one-hot levels beside the intercept (a singular H) made CG amplify the
+    # rounding in g's null-space part into coefficients of 3e13.
+    from scipy import sparse
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(500, 3))
+    levels = np.eye(4)[rng.integers(0, 4, size=500)]
+    Xs = sparse.csr_matrix(np.column_stack([X, levels]))
+    eta = X @ [1.0, 2.0, 3.0] if cls is fi.LogisticRegression else 0.3 * X[:, 0]
+    y = (
+        (eta + 2 * rng.normal(size=500) > 0).astype(float)
+        if cls is fi.LogisticRegression
+        else rng.poisson(np.exp(eta)).astype(float)
+    )
+    dense = cls(l2=0.0, solver="newton").fit(Xs, y)
+    matrix_free = cls(l2=0.0, solver="newton_cg").fit(Xs, y)
+    assert matrix_free.converged_, matrix_free.fit_message_
+    assert np.max(np.abs(matrix_free.theta_)) < 10
+    np.testing.assert_allclose(
+        matrix_free.decision_function(Xs), dense.decision_function(Xs), rtol=1e-8, atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("tol", [1e-10, 1e-6, 1e-4])
+def test_quasi_separation_is_found_whatever_the_tolerance(tol):
+    # Regression: with a looser tol the fit stopped before any row was "saturated" at a fixed
+    # threshold, so the linear program never ran and converged_ was True without a minimiser.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 2))
+    y = (X[:, 0] + rng.normal(size=2000) > 0).astype(float)
+    rare = np.zeros(2000)
+    rare[:3], y[:3] = 1.0, 1.0  # a rare category whose rows are all positive
+    counts = rng.poisson(np.exp(1 + 0.3 * X[:, 0])).astype(float)
+    counts[:3] = 0.0  # ... and whose counts are all zero
+    Xq = np.column_stack([X, rare])
+    for model, target in (
+        (fi.LogisticRegression(l2=0.0, tol=tol), y),
+        (fi.PoissonRegression(l2=0.0, tol=tol), counts),
+    ):
+        with pytest.warns(fi.ConvergenceWarning, match="no minimiser"):
+            model.fit(Xq, target)
+        assert not model.converged_
+
+
+def test_poisson_with_large_counts_converges():
+    # Regression: R(0) = 1 for Poisson whatever the counts, so the stopping rule was an absolute
+    # 1e-20 while the decrement's rounding grows with the counts (~7e10 here): "did not converge"
+    # at the optimum. The yardstick is now max(|R(0)|, |inf R|).
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    y = rng.poisson(np.exp(25 + X @ [0.3, -0.2, 0.1])).astype(float)
+    model = fi.PoissonRegression(l2=0.0).fit(X, y)
+    assert model.converged_, model.fit_message_
+    reference = sm.GLM(y, sm.add_constant(X, prepend=False), family=sm.families.Poisson()).fit(tol=1e-14)
+    assert relative_error(model.theta_, reference.params) <= 1e-10
+
+
+def test_exact_loo_says_when_a_refit_has_no_minimiser():
+    # Regression: leaving out the only positive row leaves one class; exact_loo reported the
+    # refit's intercept of -42 without a warning.
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(60, 3))
+    y = np.zeros(60)
+    y[0] = 1.0
+    model = fi.LogisticRegression(l2=1e-3).fit(X, y)
+    with pytest.warns(fi.ConvergenceWarning, match="without row 0 did not converge.*one class only"):
+        fi.exact_loo(model, X, y, [0], X[:2], y[:2])
+
+
+def test_cg_leverage_on_a_singular_hessian_names_the_cause():
+    # Regression: p > 512 (no dense conditioning check for CG) with a duplicated column raised a
+    # bare LinAlgError from the Cholesky of CG's H^-1.
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(1200, 600))
+    X[:, -1] = X[:, 0]
+    y = X[:, :5].sum(axis=1) + rng.normal(size=1200)
+    model = fi.LinearRegression().fit(X, y)
+    inf = fi.Influence(model, X, y, solver="cg", solver_options={"max_iter": 50})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fi.ConvergenceWarning)
+        with pytest.raises(fi.IllConditionedHessianError, match="not positive definite"):
+            inf.self_influence()

@@ -68,7 +68,7 @@ from . import _validation as V
 from .backends import get_backend
 from .backends.numpy_backend import conjugate_gradient
 from .exceptions import ConvergenceWarning, LeverageWarning
-from .fitting import Evaluation, minimise
+from .fitting import Evaluation, minimise, newton_cg_damping
 from .influence import LOO_METHODS, TopK, _check_finite_test_gradients, _check_model, warn_if_not_at_optimum
 from .losses import Loss, loss_infimum
 from .minimiser import SEPARABLE_MESSAGE, intercept_only_reason, separated_at
@@ -574,9 +574,13 @@ class _FitObjective:
         (ev,) = self.objective.evaluate(_Request(theta, False, False, True))
         diag = ev.diagonal.copy()
         diag[: self.objective.d] += self.objective.l2
+        damping = newton_cg_damping(diag)
+        diag += damping
         inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
-        step, _, residual = conjugate_gradient(lambda B: self.objective.hessian_products(theta, B),
-                                               rhs[:, None], inv_diag, None, tol, max_iter)
+        step, _, residual = conjugate_gradient(
+            lambda B: self.objective.hessian_products(theta, B) + damping * B,
+            rhs[:, None], inv_diag, None, tol, max_iter,
+        )
         return step[:, 0], float(residual[0])
 
 
@@ -949,7 +953,8 @@ class Influence:
             self.solver_ = _DaskCGSolver(self._operator, at_theta.diagonal, **options)
             diagonal = at_theta.diagonal + self.damping
             diagonal[: self._data.d] += float(model.l2)
-            self.newton_decrement_ = float(np.linalg.norm(g / np.sqrt(np.where(diagonal > 0, diagonal, np.inf))))
+            root = np.sqrt(np.where(diagonal > 0, diagonal, np.inf))
+            self.newton_decrement_ = float(np.linalg.norm(g / root))
         warn_if_not_at_optimum(self.newton_decrement_, max(float(at_zero.value), np.finfo(float).tiny),
                                stacklevel=2)
         self._client_kernels = get_backend(backend)

@@ -130,12 +130,14 @@ class RowObjective:
         c = self.backend.curvature_weights(
             self.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.n_jobs
         )
+        diagonal = np.array(self.backend.gram_diagonal(self.X, self.fit_intercept, c, self.n_jobs))
+        diagonal[: self.X.shape[1]] += self.l2
         V, _, residual = self.backend.cg_solve(
             self.X,
             self.fit_intercept,
             c,
             self.l2,
-            0.0,
+            newton_cg_damping(diagonal),
             np.asfortranarray(rhs[:, None]),
             tol,
             max_iter,
@@ -144,6 +146,17 @@ class RowObjective:
             self.n_jobs,
         )
         return np.asarray(V)[:, 0], float(np.asarray(residual)[0])
+
+
+def newton_cg_damping(diagonal: np.ndarray) -> float:
+    """A shift of 1e-12 of H's smallest positive diagonal entry for Newton-CG's systems: on a
+    singular H (collinear columns, a one-hot encoding beside the intercept) CG would otherwise
+    amplify the rounding in g's null-space part into steps of 1e13. It changes directions only,
+    never the optimum (where g = 0), and is below 1e-12 of every coordinate's own curvature,
+    whatever the units (the largest entry would shift the small ones of raw Longley by 0.1)."""
+    positive = diagonal[diagonal > 0]
+    smallest = float(np.min(positive)) if positive.size else 0.0
+    return 1e-12 * smallest if np.isfinite(smallest) else 0.0
 
 
 class _EquilibratedCholesky:
@@ -224,6 +237,15 @@ def _root(decrement2):
     return float("nan") if decrement2 is None else float(np.sqrt(max(decrement2, 0.0)))
 
 
+def objective_magnitude(value_at_zero: float, lower_bound: float) -> float:
+    """max(|R(0)|, |inf R|, tiny): the size of R, the yardstick of the stopping rule. R(0) alone
+    would do for the squared, logistic and hinge losses; a Poisson R(0) is 1 whatever the counts,
+    while its lower bound, mean(y - y log y), grows with them (and so does R's rounding)."""
+    values = [abs(float(value_at_zero))] + ([abs(float(lower_bound))] if np.isfinite(lower_bound) else [])
+    largest = max(values)
+    return max(largest, _TINY) if np.isfinite(largest) else np.inf
+
+
 def relative_decrement(decrement: float, objective_scale: float) -> float:
     """lambda / sqrt(max(R(0), tiny)): how far theta is from the optimum, in any units (0 at it)."""
     return float(decrement / np.sqrt(objective_scale))
@@ -261,8 +283,7 @@ def minimise(
     cur = objective.evaluate(theta, dense)
     if objective_scale is None:
         zero = cur if not np.any(theta) else objective.evaluate(np.zeros_like(theta), False)
-        objective_scale = float(zero.value)
-    objective_scale = max(float(objective_scale), _TINY) if np.isfinite(objective_scale) else np.inf
+        objective_scale = objective_magnitude(zero.value, objective.lower_bound)
     target = tol * tol * objective_scale
     any_shift = False
     forcing = 0.5
@@ -292,7 +313,12 @@ def minimise(
             )
         if dense and not np.all(np.isfinite(cur.hessian)):
             return result(False, "the Hessian is not finite at the current parameters", np.inf)
+        if not np.any(cur.gradient):  # a stationary point of a convex R: the optimum, exactly
+            return result(True, "converged", 0.0)
         direction = _newton_direction(cur) if dense else _newton_cg_direction(objective, theta, cur, forcing)
+        if not dense and not direction.certified and direction.decrement2 <= target:
+            # a loose solve underestimates the decrement: solve tightly before deciding
+            direction = _newton_cg_direction(objective, theta, cur, _POLISH_CG_TOL)
         if initial_decrement2 is None:
             initial_decrement2 = direction.decrement2
         if direction.decrement2 <= target and (direction.certified or direction.solver is not None):
@@ -315,6 +341,14 @@ def minimise(
             return result(False, message, direction.decrement2)
         any_shift = any_shift or direction.shifted
         accepted = _line_search(objective, theta, cur, direction, dense)
+        if accepted is None and (direction.certified or direction.solver is not None):
+            # Near the optimum the decrease of R (lambda^2 / 2) can be below the rounding of R
+            # itself (cancellation in eta = x . w + b with large |x| |w|), so the line search cannot
+            # see it. Full Newton steps judged by the decrement (as when polishing) can.
+            theta, cur, direction, steps = _polish(objective, theta, cur, direction, dense)
+            if steps and direction.decrement2 <= target:
+                n_polish = steps
+                return result(True, "converged", direction.decrement2)
         if accepted is None:
             message = (
                 "line search failed: no step decreases the objective (the iteration stalled with "

@@ -77,6 +77,7 @@ from .backends import get_backend
 from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
+    IllConditionedHessianError,
     LeverageWarning,
     NotAtOptimumWarning,
     NotFittedError,
@@ -193,7 +194,8 @@ def _check_finite_fit(X, gradient, hessian) -> None:
     largest = float(abs(X).max()) if X.shape[0] and X.shape[1] else 0.0
     raise ValueError(
         "the gradient or Hessian of the objective at the model's parameters is not finite (X has values "
-        f"up to {largest:.3g}): products of X overflow double precision; rescale the features (or the sample weights)"
+        f"up to {largest:.3g}): products of X overflow double precision; rescale the features (or the "
+        "sample weights)"
     )
 
 
@@ -219,11 +221,20 @@ class Influence:
     Parameters
     ----------
     model : a fitted fastinfluence model
-        Its ``theta_`` must minimise the objective on ``(X, y, sample_weight)``.
+        Its ``theta_`` must minimise the objective on ``(X, y, sample_weight)``. A model
+        whose fit did not converge (``converged_ == False``: a stalled iteration, or an
+        objective without a minimiser) is refused with :class:`fastinfluence.ConvergenceError`;
+        one that converged on other data warns (:class:`NotAtOptimumWarning`, judged by the
+        Newton decrement, in any units of the features).
     X : array (n, d), SciPy sparse matrix, or pandas/polars DataFrame or pyarrow Table
         The training data the model was fitted on (float32 stays float32;
         sparse input is used as CSR, see :func:`fastinfluence.kernels.scaled_row_products`).
         A frame makes the results labelled pandas objects (see the module docstring).
+        X is held by reference, not copied (it may be large): do not modify it while
+        the Influence is in use. Each call compares a digest of 64 rows spread over X
+        with the one taken at construction and raises ValueError if they differ (this
+        catches rescaling or refilling X, not a change confined to rows it skips).
+        The model is copied: refitting or editing it afterwards changes nothing here.
     y : array or Series of shape (n,)
         Training labels, in the encoding the model was fitted with.
     sample_weight : array or Series of shape (n,), or None
@@ -370,7 +381,15 @@ class Influence:
                 factor = self.solver_.inverse_factor()  # L^{-1}, H = L L^T
             else:
                 # H^{-1} = C C^T (p solves), so xa^T H^{-1} xa = ||C^T xa||^2
-                factor = np.linalg.cholesky(self.solver_.inverse()).T
+                try:
+                    factor = np.linalg.cholesky(self.solver_.inverse()).T
+                except np.linalg.LinAlgError:
+                    raise IllConditionedHessianError(
+                        f"the {self.solver} solver's H^-1 (from {self.n_params_} solves) is not positive "
+                        "definite: H is singular or too ill-conditioned for leverages and self-influence "
+                        "(collinear features with l2 = 0?). Fit with l2 > 0, or pass damping > 0; "
+                        "inf.hessian_spectrum() gives the condition number"
+                    ) from None
             self._inverse_factor = np.asfortranarray(factor)
         return self._backend.row_quadratic_forms(X_rows, self._fit_intercept, self._inverse_factor, self._n_jobs)
 
@@ -655,6 +674,7 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         # warm-started at theta, to the model's stopping rule and polished (R(0) barely moves)
         result = minimise(model._objective(X, y, weights), theta, tol=float(model.tol),
                           max_iter=int(model.max_iter), method=method, objective_scale=objective_scale)
+        result = model._check_minimiser_exists(result, X, y, weights)  # removing a row can lose it
         if not result["converged"]:
             warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
                           ConvergenceWarning, stacklevel=2)

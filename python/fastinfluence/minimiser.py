@@ -23,8 +23,13 @@ decreases forever:
 With l2 > 0 the test is a look at the labels. With l2 = 0 it is a linear
 program (HiGHS, through :func:`scipy.optimize.linprog`), solved only when
 the fitted parameters show the symptom of a recession direction: a row whose
-loss is nearly saturated (curvature below 1e-10 of the loss's scale), or a
-fit that did not converge.
+loss is nearly saturated, or a fit that did not converge. Along a recession
+direction the fit stops once the rows it drives to saturation contribute
+less than ``tol^2 R(0)`` to the Newton decrement, roughly when their
+curvature (relative to the loss's largest) falls below ``n tol^2``: rows
+below ``min(1e-3, 100 n tol^2)`` count as saturated, so the test follows the
+stopping rule (a margin of about 30 at the default tol; a legitimate optimum
+rarely has one).
 """
 
 from __future__ import annotations
@@ -40,16 +45,18 @@ SEPARABLE_MESSAGE = (
     "(the weights grow without bound as the tolerance shrinks); fit with l2 > 0"
 )
 
-# Rows whose loss'' is below this fraction of its largest possible value count as saturated.
-_SATURATION = 1e-10
+
+def saturation_threshold(n: int, tol: float) -> float:
+    """Rows whose loss'' is below this fraction of its largest possible value count as saturated."""
+    return float(min(1e-3, 100.0 * n * tol * tol))
 
 
 def no_minimiser_reason(
-    loss, X, y, weights, theta, fit_intercept: bool, l2: float, converged: bool
+    loss, X, y, weights, theta, fit_intercept: bool, l2: float, converged: bool, tol: float = 1e-10
 ) -> str | None:
     """Why R has no minimiser, or None when it has one (or none of the tests can tell).
 
-    ``y`` is in the loss's internal encoding; ``theta`` the fit's result.
+    ``y`` is in the loss's internal encoding; ``theta`` the fit's result, stopped at ``tol``.
     """
     if loss.name == "squared":
         return None
@@ -59,7 +66,7 @@ def no_minimiser_reason(
             return None  # strictly convex
         return intercept_only_reason(loss, y[active])
     eta = V.linear_predictor(X, theta, fit_intercept)
-    saturated = _saturated(loss, y, eta) & active
+    saturated = _saturated(loss, y, eta, saturation_threshold(y.shape[0], tol)) & active
     if converged and not np.any(saturated):
         return None
     return _linear_program_reason(loss, X, y, active, fit_intercept, eta)
@@ -96,14 +103,14 @@ def _margin_sign(loss, y):
     return np.where(y > 0, 1.0, -1.0) if loss.name == "logistic" else np.sign(y)
 
 
-def _saturated(loss, y, eta):
+def _saturated(loss, y, eta, threshold):
     if loss.name == "poisson":
-        return (y == 0) & (eta < np.log(_SATURATION))
+        return (y == 0) & (eta < np.log(threshold))
     margin = _margin_sign(loss, y) * eta
     t = loss.t if loss.name == "smooth_hinge" else 1.0
     # logistic: loss'' ~ exp(-margin); smooth hinge: ~ exp(-(margin - 1) / t) / t
     shift = 1.0 if loss.name == "smooth_hinge" else 0.0
-    return (margin - shift) / t > -np.log(_SATURATION)
+    return (margin - shift) / t > -np.log(threshold)
 
 
 def _linear_program_reason(loss, X, y, active, fit_intercept, eta) -> str | None:

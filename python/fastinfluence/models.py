@@ -156,7 +156,8 @@ class _LinearModel:
     def _check_minimiser_exists(self, result, X, y, s):
         """The fit result, marked not converged when R has no minimiser (:mod:`fastinfluence.minimiser`)."""
         reason = no_minimiser_reason(self.loss, X, y, s, np.asarray(result["theta"], dtype=np.float64),
-                                     bool(self.fit_intercept), float(self.l2), bool(result["converged"]))
+                                     bool(self.fit_intercept), float(self.l2), bool(result["converged"]),
+                                     float(self.tol))
         return result if reason is None else dict(result, converged=False, message=reason)
 
     def _fit_method(self, n_params: int) -> str:

@@ -347,11 +347,104 @@ class LissaSolver(_IterativeSolver):
         return V[:, 0] if vec else V
 
 
+#: A direct solve whose equilibrated reciprocal condition is below this, for a model with an
+#: intercept and dense X, is redone on centred columns (:class:`CentredDirectSolver`).
+CENTRE_BELOW_RECIPROCAL_CONDITION = 1e-6
+
+# Rows of X centred and multiplied out at a time by centred_hessian (bounds the temporary).
+_CENTRING_ROWS = 8192
+
+
+def centred_hessian(X: np.ndarray, c: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """(H~, mu): the Hessian in the coordinates of centred columns, formed from centred rows.
+
+    With the c-weighted column means ``mu = sum_i c_i x_i / sum_i c_i`` and
+    ``M = [[I, -mu], [0, 1]]`` (so ``M xa = (x - mu, 1)``), ``H = M^-1 H~ M^-T`` with
+    ``H~ = sum_i c_i (x_i - mu, 1)(x_i - mu, 1)^T + l2 P``: block diagonal up to rounding.
+    Formed from ``x_i - mu`` it does not carry the cancellation that forming H from raw
+    columns far from zero does (a calendar year beside the intercept).
+    """
+    n, d = X.shape
+    total = float(np.sum(c))
+    mu = np.zeros(d)
+    for start in range(0, n, _CENTRING_ROWS):
+        mu += c[start : start + _CENTRING_ROWS] @ np.asarray(X[start : start + _CENTRING_ROWS], dtype=np.float64)
+    mu /= total
+    gram = np.zeros((d, d))
+    cross = np.zeros(d)
+    for start in range(0, n, _CENTRING_ROWS):
+        rows = slice(start, start + _CENTRING_ROWS)
+        centred = np.asarray(X[rows], dtype=np.float64) - mu
+        cross += c[rows] @ centred
+        scaled = centred * np.sqrt(c[rows])[:, None]
+        gram += scaled.T @ scaled
+    H = np.empty((d + 1, d + 1))
+    H[:d, :d] = gram + l2 * np.eye(d)
+    H[:d, d] = H[d, :d] = cross
+    H[d, d] = total
+    return H, mu
+
+
+class CentredDirectSolver(DirectSolver):
+    """The direct solver on the Hessian of centred columns: ``(H)^-1 B = M^T H~^-1 M B``.
+
+    Equilibration rescales columns; it cannot remove the near-collinearity of a column far from
+    zero with the intercept (Longley's Year: equilibrated reciprocal condition 5e-10). Centring
+    does, so influence values no longer depend on where the features' origin is, to rounding.
+    """
+
+    def __init__(self, X, c, l2, backend):
+        H, self.mu = centred_hessian(X, c, l2)
+        super().__init__(H, 0.0, backend)
+
+    def _to_centred(self, B):  # M B
+        out = np.array(B, dtype=np.float64, order="F")
+        out[:-1] -= np.outer(self.mu, out[-1])
+        return out
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        B2, vec = _as_block(B)
+        W = DirectSolver.solve(self, self._to_centred(B2))
+        W[-1] -= self.mu @ W[:-1]  # M^T W
+        return W[:, 0] if vec else W
+
+    def inverse_factor(self) -> np.ndarray:
+        """F~ M, with H~^-1 = F~^T F~: ||F~ M xa|| = ||F~ (x - mu, 1)||."""
+        factor = DirectSolver.inverse_factor(self)
+        factor[:, -1] -= factor[:, :-1] @ self.mu
+        return factor
+
+
+def _direct_solver(hessian, damping, backend, operator):
+    """The direct solver; on centred columns when plain equilibration leaves H ill-conditioned."""
+    centrable = damping == 0 and operator.fit_intercept and not _is_sparse(operator.X)
+    try:
+        solver = DirectSolver(hessian, damping, backend)
+    except IllConditionedHessianError:
+        if not centrable:
+            raise
+        solver = None
+    if centrable and (solver is None or solver.reciprocal_condition < CENTRE_BELOW_RECIPROCAL_CONDITION):
+        try:
+            centred = CentredDirectSolver(operator.X, operator.c, operator.l2, backend)
+        except IllConditionedHessianError:
+            if solver is None:
+                raise
+            return solver
+        if solver is None or centred.reciprocal_condition > solver.reciprocal_condition:
+            return centred
+    return solver
+
+
+def _is_sparse(X) -> bool:
+    return hasattr(X, "tocsr")
+
+
 def make_solver(name: str, *, operator: HessianOperator, hessian=None, damping: float, backend, options=None):
     """The solver called ``name`` (already resolved from "auto") for H + damping I."""
     options = check_solver_options(name, options)
     if name == "direct":
-        return DirectSolver(hessian, damping, backend)
+        return _direct_solver(hessian, damping, backend, operator)
     if name == "cg":
         return CGSolver(operator, **options)
     if name == "lissa":

@@ -132,13 +132,18 @@ def test_ill_conditioning_is_judged_on_the_equilibrated_hessian_and_advice_names
             fi.Influence(model, X, y, solver=solver)
 
 
+def _collinear_problem(noise):
+    """Three features and a fourth equal to the first plus ``noise`` times a standard normal."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((100, 3))
+    X = np.column_stack([base, base[:, 0] + noise * rng.standard_normal(100)])
+    return X, base @ [1.0, 2.0, -1.0] + 0.1 * rng.standard_normal(100)
+
+
 def test_cg_refuses_a_singular_hessian_like_direct():
     # Regression: a singular problem returned numbers silently under solver="cg" (CG meets its
     # residual tolerance on a consistent singular system) while "direct" refused it.
-    rng = np.random.default_rng(3)
-    base = rng.standard_normal((100, 3))
-    X = np.column_stack([base, base[:, 0]])
-    y = base @ [1.0, 2.0, -1.0] + 0.1 * rng.standard_normal(100)
+    X, y = _collinear_problem(0.0)
     model = fi.LinearRegression(l2=0.0).fit(X, y)
     assert model.converged_ and "not unique" in model.fit_message_
     for solver in ("direct", "cg"):
@@ -149,10 +154,7 @@ def test_cg_refuses_a_singular_hessian_like_direct():
 def test_nearly_singular_fit_that_stalls_says_so():
     # l2 = 0 with columns collinear to 1e-9: the minimiser cannot be resolved in double precision;
     # the iteration stalls at rounding and says so rather than reporting convergence.
-    rng = np.random.default_rng(3)
-    base = rng.standard_normal((100, 3))
-    X = np.column_stack([base, base[:, 0] + 1e-9 * rng.standard_normal(100)])
-    y = base @ [1.0, 2.0, -1.0] + 0.1 * rng.standard_normal(100)
+    X, y = _collinear_problem(1e-9)
     with pytest.warns(fi.ConvergenceWarning, match="singular Hessian"):
         model = fi.LinearRegression(l2=0.0).fit(X, y)
     assert not model.converged_

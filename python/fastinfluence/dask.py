@@ -78,6 +78,7 @@ from .solvers import (
     HessianOperator,
     _IterativeSolver,
     check_solver_options,
+    newton_decrement,
     resolve_solver,
     spectrum_summary,
 )
@@ -948,13 +949,15 @@ class Influence:
         self._operator = _DaskHessianOperator(self._objective, self._theta, self.damping)
         if direct:
             self.solver_ = DirectSolver(self.hessian_, self.damping, get_backend(backend))
-            self.newton_decrement_ = float(np.sqrt(max(float(g @ self.solver_.solve(g)), 0.0)))
         else:
             self.solver_ = _DaskCGSolver(self._operator, at_theta.diagonal, **options)
-            diagonal = at_theta.diagonal + self.damping
-            diagonal[: self._data.d] += float(model.l2)
-            root = np.sqrt(np.where(diagonal > 0, diagonal, np.inf))
-            self.newton_decrement_ = float(np.linalg.norm(g / root))
+
+        def diagonal():  # diag(H + damping I) from the pass above
+            full = at_theta.diagonal + self.damping
+            full[: self._data.d] += float(model.l2)
+            return full
+
+        self.newton_decrement_ = newton_decrement(g, self.solver_, diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(at_zero.value), np.finfo(float).tiny),
                                stacklevel=2)
         self._client_kernels = get_backend(backend)

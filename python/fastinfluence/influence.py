@@ -85,7 +85,7 @@ from .exceptions import (
 from .fitting import minimise, relative_decrement
 from .models import _LinearModel
 from .solvers import DirectSolver as _DIRECT
-from .solvers import HessianOperator, make_solver, resolve_solver, spectrum_summary
+from .solvers import HessianOperator, make_solver, newton_decrement, resolve_solver, spectrum_summary
 
 __all__ = ["Influence", "TopK", "exact_loo"]
 
@@ -312,18 +312,10 @@ class Influence:
                 self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
                 l2, False, False, self._n_jobs,
             )[0]
-        self.newton_decrement_ = self._newton_decrement(gradient)
+        self.newton_decrement_ = newton_decrement(gradient, self.solver_, self._operator.diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _newton_decrement(self, gradient):
-        """sqrt(g^T H^{-1} g) with the direct solver; with CG or LiSSA its diagonal estimate
-        ||diag(H)^{-1/2} g|| (no solve). Either is the same in any units of the features."""
-        if isinstance(self.solver_, _DIRECT):
-            return float(np.sqrt(max(float(gradient @ self.solver_.solve(gradient)), 0.0)))
-        diagonal = self._operator.diagonal()
-        return float(np.linalg.norm(gradient / np.sqrt(np.where(diagonal > 0, diagonal, np.inf))))
-
     def _check_X_unchanged(self):
         if _fingerprint(self._X) != self._X_fingerprint:
             raise ValueError(

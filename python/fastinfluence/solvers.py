@@ -417,7 +417,7 @@ class CentredDirectSolver(DirectSolver):
 
 def _direct_solver(hessian, damping, backend, operator):
     """The direct solver; on centred columns when plain equilibration leaves H ill-conditioned."""
-    centrable = damping == 0 and operator.fit_intercept and not _is_sparse(operator.X)
+    centrable = damping == 0 and operator.fit_intercept and not _validation.is_sparse(operator.X)
     try:
         solver = DirectSolver(hessian, damping, backend)
     except IllConditionedHessianError:
@@ -436,8 +436,14 @@ def _direct_solver(hessian, damping, backend, operator):
     return solver
 
 
-def _is_sparse(X) -> bool:
-    return hasattr(X, "tocsr")
+def newton_decrement(gradient: np.ndarray, solver, diagonal) -> float:
+    """sqrt(g^T H^{-1} g) with a factorised H (the direct solver); otherwise its diagonal estimate
+    ||diag(H)^{-1/2} g|| (no solve; ``diagonal()`` gives diag(H + damping I)). Either is the
+    same in any units of the features."""
+    if isinstance(solver, DirectSolver):
+        return float(np.sqrt(max(float(gradient @ solver.solve(gradient)), 0.0)))
+    d = diagonal()
+    return float(np.linalg.norm(gradient / np.sqrt(np.where(d > 0, d, np.inf))))
 
 
 def make_solver(name: str, *, operator: HessianOperator, hessian=None, damping: float, backend, options=None):

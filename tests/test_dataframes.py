@@ -143,7 +143,7 @@ def test_the_numpy_backend_and_float32_frames():
     assert D.to_numpy_2d(frame32.assign(flag=True))[0].dtype == np.float64
     model = fi.LinearRegression(l2=L2, backend="numpy").fit(frame32, y)
     inf = fi.Influence(model, frame32, y, backend="numpy")
-    assert inf._X.dtype == np.float32
+    assert inf._engine.X.dtype == np.float32
     ref = fi.Influence(model, D.to_numpy_2d(frame32)[0], y, backend="numpy")
     scores = inf.loss(frame32[:3], y[:3]).to_numpy()
     np.testing.assert_array_equal(scores, ref.loss(D.to_numpy_2d(frame32[:3])[0], y[:3]))

@@ -8,6 +8,7 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")  # no display; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
+
 from fastinfluence import plot as fiplot  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -156,7 +156,7 @@ def test_spectrum_estimates(problem, p_small):
     op = inf._operator
     if not p_small:  # force the Lanczos path on a p > 512 operator: pad with zero columns under l2
         Xp = sp.hstack([X, sp.csr_matrix((X.shape[0], 600))], format="csr")
-        op = solvers.HessianOperator(get_backend("cpp"), Xp, True, op.c, model.l2, 0.0, 0)
+        op = solvers.RowHessianOperator(get_backend("cpp"), Xp, True, op.c, model.l2, 0.0, 0)
         eig = np.sort(np.r_[eig, np.full(600, model.l2)])
     smallest, largest = op.extreme_eigenvalues()
     np.testing.assert_allclose([smallest, largest], [eig[0], eig[-1]], rtol=1e-4)

@@ -38,7 +38,8 @@ so the fit must end *at* it, in any units of the features. The iteration:
   so theta is at the optimum to rounding rather than merely within ``tol``.
 
 The iteration runs over an :class:`Objective`: anything that evaluates
-``(R, grad R, H)`` at theta and solves a Newton system by CG. The in-memory
+``(R, grad R, H)`` at theta and gives H(theta) as a
+:class:`fastinfluence.solvers.HessianOperator` (for Newton-CG). The in-memory
 engine is :class:`RowObjective` (the backend kernels over X); the Dask engine
 has its own over chunked data.
 """
@@ -52,6 +53,7 @@ import numpy as np
 from scipy import linalg
 
 from .losses import loss_infimum
+from .solvers import HessianOperator, RowHessianOperator
 
 __all__ = [
     "MIN_RECIPROCAL_CONDITION",
@@ -95,10 +97,8 @@ class Objective(Protocol):
     def evaluate(self, theta: np.ndarray, hessian: bool) -> Evaluation:
         """R(theta), grad R(theta) and, with ``hessian=True``, the dense H(theta), in one pass."""
 
-    def newton_cg(
-        self, theta: np.ndarray, rhs: np.ndarray, tol: float, max_iter: int
-    ) -> tuple[np.ndarray, float]:
-        """(s, relative residual): H(theta) s = rhs by Jacobi-preconditioned CG over H V products."""
+    def hessian_operator(self, theta: np.ndarray) -> HessianOperator:
+        """H(theta) as an operator (no damping): Hessian-vector products, diagonal and CG."""
 
 
 class RowObjective:
@@ -126,26 +126,13 @@ class RowObjective:
         )
         return Evaluation(float(value), np.asarray(gradient), None if H is None else np.asarray(H))
 
-    def newton_cg(self, theta, rhs, tol, max_iter):
+    def hessian_operator(self, theta):
+        # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P
         c = self.backend.curvature_weights(
             self.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.n_jobs
         )
-        diagonal = np.array(self.backend.gram_diagonal(self.X, self.fit_intercept, c, self.n_jobs))
-        diagonal[: self.X.shape[1]] += self.l2
-        V, _, residual = self.backend.cg_solve(
-            self.X,
-            self.fit_intercept,
-            c,
-            self.l2,
-            newton_cg_damping(diagonal),
-            np.asfortranarray(rhs[:, None]),
-            tol,
-            max_iter,
-            None,
-            True,
-            self.n_jobs,
-        )
-        return np.asarray(V)[:, 0], float(np.asarray(residual)[0])
+        return RowHessianOperator(self.backend, self.X, self.fit_intercept, np.asarray(c), self.l2, 0.0,
+                                  self.n_jobs)
 
 
 def newton_cg_damping(diagonal: np.ndarray) -> float:
@@ -226,7 +213,11 @@ def _newton_direction(cur: Evaluation) -> _Direction:
 
 def _newton_cg_direction(objective: Objective, theta, cur: Evaluation, forcing: float) -> _Direction:
     max_iter = max(100, min(objective.n_params, 2000))
-    step, residual = objective.newton_cg(theta, -cur.gradient, forcing, max_iter)
+    # H s = -g by Jacobi-preconditioned CG, with the shift of newton_cg_damping
+    operator = objective.hessian_operator(theta)
+    operator = operator.with_damping(newton_cg_damping(operator.diagonal()))
+    steps, _, residuals = operator.conjugate_gradient(-cur.gradient[:, None], forcing, max_iter)
+    step, residual = np.asarray(steps)[:, 0], float(np.asarray(residuals)[0])
     decrement2 = float(-cur.gradient @ step)
     if not (np.all(np.isfinite(step)) and decrement2 > 0):  # not a descent direction
         return _Direction(-cur.gradient, float(cur.gradient @ cur.gradient), False, True)

@@ -65,15 +65,15 @@ label. An array training ``X`` gives arrays, whatever the test side is; so does
 from __future__ import annotations
 
 import copy
-import hashlib
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _dataframes as D
 from . import _validation as V
+from . import rowwise
 from .backends import get_backend
+from .engine import MemoryEngine
 from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
@@ -84,8 +84,8 @@ from .exceptions import (
 )
 from .fitting import minimise, relative_decrement
 from .models import _LinearModel
-from .solvers import DirectSolver as _DIRECT
-from .solvers import HessianOperator, make_solver, newton_decrement, resolve_solver, spectrum_summary
+from .solvers import DirectSolver, make_solver, newton_decrement, resolve_solver, spectrum_summary
+from .topk import TopK
 
 __all__ = ["Influence", "TopK", "exact_loo"]
 
@@ -100,50 +100,6 @@ LOO_METHODS = ("influence", "newton")
 #: A Newton decrement sqrt(g^T H^{-1} g) above this times sqrt(R(0)) means theta
 #: is not the optimum of the data given to Influence (in any units of the features).
 OPTIMUM_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class TopK:
-    """The k most helpful and most harmful training points for each of m test points.
-
-    ``helpful_indices[j]`` are the training rows with the most negative
-    I_up,loss on test point j (upweighting them lowers its loss), most helpful
-    first, with their scores in ``helpful_scores[j]``; ``harmful_*`` likewise
-    for the most positive. All arrays are (m, k); ties go to the lower row.
-    """
-
-    helpful_indices: np.ndarray
-    helpful_scores: np.ndarray
-    harmful_indices: np.ndarray
-    harmful_scores: np.ndarray
-
-    def to_frame(self, train_labels=None, test_labels=None):
-        """The same result as one tidy pandas DataFrame: ``test_row, rank, train_row, score, kind``.
-
-        One row per (test point, kind, rank): for each test point (in order)
-        its k most helpful training rows (``kind="helpful"``, rank 1 = most
-        negative score), then its k most harmful (``kind="harmful"``, rank 1 =
-        most positive). ``train_row`` and ``test_row`` are row numbers, or
-        ``train_labels[i]`` and ``test_labels[j]`` when given (a pandas Index
-        or any sequence). Needs pandas.
-        """
-        pd = D.require_pandas("TopK.to_frame results")
-        m, k = self.helpful_indices.shape
-        test_labels = pd.RangeIndex(m) if test_labels is None else pd.Index(test_labels)
-        train_labels = None if train_labels is None else pd.Index(train_labels)
-        # per test point: k helpful then k harmful, in rank order
-        train_positions = np.concatenate([self.helpful_indices, self.harmful_indices], axis=1).ravel()
-        scores = np.concatenate([self.helpful_scores, self.harmful_scores], axis=1).ravel()
-        test_positions = np.repeat(np.arange(m), 2 * k)
-        return pd.DataFrame(
-            {
-                "test_row": test_labels.take(test_positions),
-                "rank": np.tile(np.arange(1, k + 1), 2 * m),
-                "train_row": train_positions if train_labels is None else train_labels.take(train_positions),
-                "score": scores.astype(np.float64, copy=False),
-                "kind": np.tile(np.repeat(np.array(["helpful", "harmful"], dtype=object), k), m),
-            }
-        )
 
 
 def _check_result_size(shape, what: str) -> None:
@@ -170,28 +126,11 @@ def warn_if_not_at_optimum(decrement: float, objective_scale: float, stacklevel:
         )
 
 
-def _fingerprint(X) -> bytes:
-    """A digest of up to 64 rows of X spread over it (and of a sparse X's structure there):
-    O(64 d) work, enough to catch X being rescaled, refilled or resized in place."""
-    n = X.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, min(n, 64)).astype(np.int64))
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(np.asarray(X.shape, dtype=np.int64).tobytes())
-    if V.is_sparse(X):
-        digest.update(np.ascontiguousarray(X.indptr[rows]).tobytes())
-        sample = X[rows]
-        digest.update(np.ascontiguousarray(sample.indices).tobytes())
-        digest.update(np.ascontiguousarray(sample.data).tobytes())
-    else:
-        digest.update(np.ascontiguousarray(X[rows]).tobytes())
-    return digest.digest()
-
-
-def _check_finite_fit(X, gradient, hessian) -> None:
+def _check_finite_fit(engine, gradient, hessian) -> None:
     """ValueError when the gradient or Hessian at the fitted theta overflowed (X or weights far too large)."""
     if np.all(np.isfinite(gradient)) and (hessian is None or np.all(np.isfinite(hessian))):
         return
-    largest = float(abs(X).max()) if X.shape[0] and X.shape[1] else 0.0
+    largest = engine.largest_magnitude()
     raise ValueError(
         "the gradient or Hessian of the objective at the model's parameters is not finite (X has values "
         f"up to {largest:.3g}): products of X overflow double precision; rescale the features (or the "
@@ -263,6 +202,9 @@ class Influence:
     solver_ : the solver object (``iterations_`` and ``residual_`` of the last solve for CG/LiSSA)
     """
 
+    #: The engine the constructor builds (the Dask module's Influence builds its own).
+    _engine_class = MemoryEngine
+
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
                  n_jobs=None, solver_options=None):
         _check_model(model)
@@ -270,107 +212,98 @@ class Influence:
         self.model = model = copy.deepcopy(model)
         self.damping = V.check_nonnegative(damping, "damping")
         self.backend = backend
-        self._backend = get_backend(backend)
-        self._n_jobs = V.check_n_jobs(n_jobs)
-        # frames: their row and column labels label the results (None for arrays)
-        self._X, self._train_rows, self._columns = model._validate_features(X, "X")
-        self._X_fingerprint = _fingerprint(self._X)
-        if self._train_rows is not None:
-            D.require_pandas("Influence results for DataFrame input")
-        self.n_samples_ = self._X.shape[0]
-        self._y = model._encode_targets(y, self.n_samples_, "y")
-        self._weights = V.check_sample_weight(sample_weight, self.n_samples_)
-        self._s = np.ones(self.n_samples_) if self._weights is None else self._weights
-        self._loss = model.loss
-        self._fit_intercept = bool(model.fit_intercept)
-        self._theta = model.theta_
+        get_backend(backend)
+        self._theta = np.asarray(model.theta_, dtype=np.float64)
         self.n_params_ = self._theta.shape[0]
         self.solver = resolve_solver(solver, self.n_params_)
-        l2 = float(model.l2)
-
-        # one pass over X: gradient, Hessian (direct solver only) and loss', loss'' per row
-        (_, gradient, self.hessian_, self.loss_derivative_,
-         self.loss_second_derivative_) = self._backend.evaluate_with_row_derivatives(
-            self._loss, self._X, self._y, self._weights, self._theta, self._fit_intercept, l2,
-            self.solver == "direct", self._n_jobs,
-        )
-        self.gradient_norm_ = float(np.linalg.norm(gradient))
-        _check_finite_fit(self._X, gradient, self.hessian_)
-        # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
-        curvature = self._s * self.loss_second_derivative_ / self.n_samples_
-        self._operator = HessianOperator(
-            self._backend, self._X, self._fit_intercept, curvature, l2, self.damping, self._n_jobs
-        )
+        if self.solver not in self._engine_class.solvers:
+            raise ValueError(self._engine_class.unavailable_solver_message(self.solver))
+        self._engine = engine = self._engine_class(model, X, y, sample_weight, backend, n_jobs)
+        self.n_samples_ = engine.n_samples
+        if engine.train_rows is not None:
+            D.require_pandas("Influence results for DataFrame input")
+        scale = getattr(model, "objective_scale_", None)  # R(0), from the fit
+        # one pass: gradient, Hessian (direct solver only) and loss', loss'' per row
+        optimum = engine.at_optimum(self._theta, self.solver == "direct", scale is None)
+        self.hessian_ = optimum.hessian
+        self.gradient_norm_ = float(np.linalg.norm(optimum.gradient))
+        _check_finite_fit(engine, optimum.gradient, self.hessian_)
+        self._operator = engine.hessian_operator(self.damping)
         self.solver_ = make_solver(
             self.solver, operator=self._operator, hessian=self.hessian_, damping=self.damping,
-            backend=self._backend, options=solver_options,
+            backend=engine.kernels, options=solver_options,
         )
         self._inverse_factor = None
-        scale = getattr(model, "objective_scale_", None)
-        if scale is None:  # a model fitted elsewhere: one more pass for R(0)
-            scale = self._backend.evaluate(
-                self._loss, self._X, self._y, self._weights, np.zeros_like(self._theta), self._fit_intercept,
-                l2, False, False, self._n_jobs,
-            )[0]
-        self.newton_decrement_ = newton_decrement(gradient, self.solver_, self._operator.diagonal)
+        if scale is None:  # a model fitted elsewhere
+            scale = optimum.value_at_zero
+        self.newton_decrement_ = newton_decrement(optimum.gradient, self.solver_, self._operator.diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _check_X_unchanged(self):
-        if _fingerprint(self._X) != self._X_fingerprint:
-            raise ValueError(
-                "the training X was modified after this Influence was constructed (Influence keeps X by "
-                "reference, not a copy, and its results assume the data the model was fitted on); "
-                "construct a new Influence (and refit the model) for the new data"
-            )
+    @property
+    def loss_derivative_(self):
+        """loss'_i at the training points, (n,)."""
+        return self._engine.derivatives(0)
 
+    @property
+    def loss_second_derivative_(self):
+        """loss''_i at the training points, (n,)."""
+        return self._engine.derivatives(1)
+
+    # -- helpers -------------------------------------------------------------------------------
     def _rows(self, indices):
-        """(X rows, loss', loss'', s) for the selected training points."""
-        self._check_X_unchanged()
-        idx = V.check_indices(indices, self.n_samples_)
-        if idx is None:
-            return self._X, self.loss_derivative_, self.loss_second_derivative_, self._s
-        return (self._X[idx], self.loss_derivative_[idx], self.loss_second_derivative_[idx], self._s[idx])
+        """The engine's handle on the selected training rows (all if None)."""
+        self._engine.check_unchanged()
+        return self._engine.rows(indices)
+
+    def _context(self, **fields):
+        return rowwise.Context(self._engine.fit_intercept, self.n_samples_, self._engine.n_jobs, **fields)
+
+    def _check_result_size(self, shape, what):
+        if not self._engine.lazy:
+            _check_result_size(shape, what)
 
     def _test_side(self, X_test, y_test):
         """(X_test, encoded y_test, eta_test, loss'_test, test row labels | None) after validation."""
+        X_test, y_test = self._engine.test_inputs(X_test, y_test)
         X_test, test_rows, _ = self.model._validate_features(X_test, "X_test")
         y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
-        eta, _, d1, _ = self._backend.row_derivatives(
-            self._loss, X_test, y_test, self._theta, self._fit_intercept, self._n_jobs
+        eta, _, d1, _ = self._engine.kernels.row_derivatives(
+            self.model.loss, X_test, y_test, self._theta, self._engine.fit_intercept, self._engine.n_jobs
         )
-        _check_finite_test_gradients(eta, d1, self._loss.name)
+        _check_finite_test_gradients(eta, d1, self.model.loss.name)
         return X_test, y_test, eta, d1, test_rows
 
     def _solved_test_gradients(self, X_test, y_test):
-        """(V = H^{-1} G_test, (p, m), test row labels | None): all test gradients solved at once."""
+        """(V = H^{-1} G_test, (p, m) Fortran order, test row labels | None): all test gradients at once."""
         X_test, y_test, eta, d1, test_rows = self._test_side(X_test, y_test)
-        return self.solver_.solve(V.augmented_transpose(X_test, d1, self._fit_intercept)), test_rows
+        G_test = V.augmented_transpose(X_test, d1, self._engine.fit_intercept)
+        return np.asfortranarray(self.solver_.solve(G_test)), test_rows
 
     # -- labelled results (training X given as a frame) ----------------------------------------
     def _train_labels(self, indices):
-        return D.take(self._train_rows, V.check_indices(indices, self.n_samples_))
+        return D.take(self._engine.train_rows, V.check_indices(indices, self.n_samples_))
 
     def _as_matrix(self, values, indices, test_rows):
-        if self._train_rows is None:
+        if self._engine.train_rows is None:
             return values
         return D.label_matrix(values, self._train_labels(indices), test_rows)
 
     def _as_params(self, values, indices):
-        if self._train_rows is None:
+        if self._engine.train_rows is None:
             return values
-        return D.label_params(values, self._train_labels(indices), self._columns, self._fit_intercept)
+        return D.label_params(values, self._train_labels(indices), self._engine.columns,
+                              self._engine.fit_intercept)
 
     def _as_vector(self, values, indices, name):
-        if self._train_rows is None:
+        if self._engine.train_rows is None:
             return values
         return D.label_vector(values, self._train_labels(indices), name)
 
-    def _quadratic_forms(self, X_rows):
-        """xa_i^T H^{-1} xa_i for the given rows."""
+    def _quadratic_factor(self):
+        """F with xa^T H^{-1} xa = ||F xa||^2: L^{-1} S from the direct solver, else from H^{-1} = C C^T."""
         if self._inverse_factor is None:
             if hasattr(self.solver_, "inverse_factor"):
-                factor = self.solver_.inverse_factor()  # L^{-1}, H = L L^T
+                factor = self.solver_.inverse_factor()
             else:
                 # H^{-1} = C C^T (p solves), so xa^T H^{-1} xa = ||C^T xa||^2
                 try:
@@ -383,31 +316,30 @@ class Influence:
                         "inf.hessian_spectrum() gives the condition number"
                     ) from None
             self._inverse_factor = np.asfortranarray(factor)
-        return self._backend.row_quadratic_forms(X_rows, self._fit_intercept, self._inverse_factor, self._n_jobs)
+        return self._inverse_factor
 
     def _check_method(self, method):
         if method not in LOO_METHODS:
             raise ValueError(f"method must be one of {LOO_METHODS}, got {method!r}")
 
-    def _removal_scale(self, method, X_rows, d1, d2, s):
-        """Per-row factor c_i with theta_{-i} - theta ~ c_i H^{-1} xa_i."""
-        scale = s / self.n_samples_ * d1
-        if method == "newton":
-            h = s / self.n_samples_ * d2 * self._quadratic_forms(X_rows)
-            one_minus_h = 1.0 - h
-            floor = self._leverage_floor()
-            risky = ~(one_minus_h > floor)  # NaN-aware: a NaN leverage is risky too
-            if np.any(risky):
-                warnings.warn(
-                    f"{int(risky.sum())} training point(s) have leverage h_i so close to 1 that 1 - h_i "
-                    f"(<= {floor:.1e}) is within the rounding error of h_i at this Hessian's conditioning: "
-                    "the objective without them has a (numerically) singular Hessian, so their Newton "
-                    "estimates are set to NaN",
-                    LeverageWarning,
-                    stacklevel=3,
-                )
-            scale = np.where(risky, np.nan, scale / np.where(risky, 1.0, one_minus_h))
-        return scale
+    def _removal_context(self, method, rows, **fields):
+        """The context of a leave-one-out estimate; for Newton, warns of rows whose 1 - h_i is too small."""
+        self._check_method(method)
+        if method == "influence":
+            return self._context(row_scale="influence", **fields)
+        ctx = self._context(row_scale="newton", A=self._quadratic_factor(), leverage_floor=self._leverage_floor(),
+                            **fields)
+        risky = int(self._engine.sum_rows(rows, rowwise.risky_count, ctx))
+        if risky:
+            warnings.warn(
+                f"{risky} training point(s) have leverage h_i so close to 1 that 1 - h_i "
+                f"(<= {ctx.leverage_floor:.1e}) is within the rounding error of h_i at this Hessian's "
+                "conditioning: the objective without them has a (numerically) singular Hessian, so their "
+                "Newton estimates are set to NaN",
+                LeverageWarning,
+                stacklevel=3,
+            )
+        return ctx
 
     def _leverage_floor(self) -> float:
         """The smallest 1 - h_i trusted: h_i carries a relative error of about eps / rcond (the
@@ -418,14 +350,17 @@ class Influence:
             return 1e-12
         return max(1e-12, 100.0 * np.finfo(np.float64).eps / rcond)
 
-    def _rows_times_inverse(self, X_rows, row_scale):
-        """row_scale_i * H^{-1} xa_i as rows, (k, p): through H^{-1} when that is cheaper, else k solves."""
-        _check_result_size((X_rows.shape[0], self.n_params_), "the parameter influence")
-        if isinstance(self.solver_, _DIRECT) or X_rows.shape[0] >= self.n_params_:
-            return self._backend.scaled_row_products(
-                X_rows, self._fit_intercept, row_scale, self.solver_.inverse(), None, self._n_jobs
-            )
-        return self.solver_.solve(V.augmented_transpose(X_rows, row_scale, self._fit_intercept)).T
+    def _rows_times_inverse(self, rows, ctx):
+        """r_i H^{-1} xa_i as rows, (k, p): through H^{-1} when that is cheaper, else k solves."""
+        k = self._engine.n_rows(rows)
+        self._check_result_size((k, self.n_params_), "the parameter influence")
+        if isinstance(self.solver_, DirectSolver) or k >= self.n_params_:
+            ctx = rowwise.replace(ctx, M=np.asfortranarray(self.solver_.inverse()))
+            return self._engine.map_rows(rows, rowwise.scaled_products, ctx, (self.n_params_,))
+        block = self._engine.gather(rows)
+        scale = rowwise.row_scale(self._engine.kernels, block, ctx)
+        solved = self.solver_.solve(V.augmented_transpose(block.X, scale, self._engine.fit_intercept)).T
+        return self._engine.wrap(solved, rows)
 
     # -- public quantities ---------------------------------------------------------------------
     def params(self, indices=None):
@@ -435,8 +370,7 @@ class Influence:
         of z_i in the objective (eps in R + eps * loss(z_i)). A DataFrame (columns:
         the features, then ``"intercept"``) when X was a frame.
         """
-        X_rows, d1, _, _ = self._rows(indices)
-        return self._as_params(self._rows_times_inverse(X_rows, -d1), indices)
+        return self._as_params(self._rows_times_inverse(self._rows(indices), self._context()), indices)
 
     def loss(self, X_test, y_test, indices=None, *, out=None):
         """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m).
@@ -454,24 +388,24 @@ class Influence:
         (index ``train_row``, columns ``test_row``) when X was a frame.
         """
         V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-        X_rows, d1, _, _ = self._rows(indices)
-        shape = (X_rows.shape[0], V_test.shape[1])
+        rows = self._rows(indices)
+        shape = (self._engine.n_rows(rows), V_test.shape[1])
         if out is None:
-            _check_result_size(shape, "the influence matrix")
+            self._check_result_size(shape, "the influence matrix")
         else:
             _check_out(out, shape, {"X_test": X_test, "y_test": y_test, "indices": indices,
-                                    "the training X": self._X, "loss_derivative_": self.loss_derivative_})
+                                    "the training X": getattr(self._engine, "X", None),
+                                    "loss_derivative_": self._engine.derivatives(0)})
             out.fill(np.nan)  # rows the kernel has not reached stay NaN if it is interrupted
-        scores = self._backend.scaled_row_products(
-            X_rows, self._fit_intercept, -d1, V_test, out, self._n_jobs
-        )
+        scores = self._engine.map_rows(rows, rowwise.scaled_products, self._context(M=V_test), (shape[1],), out=out)
         return scores if out is not None else self._as_matrix(scores, indices, test_rows)
 
     def top_k(self, X_test, y_test, k=10):
         """The k most helpful and k most harmful training points for each test point.
 
-        Streams over row blocks of X (OpenMP in the compiled backend), keeping
-        O(m * k) memory: the (n, m) matrix of :meth:`loss` is never held.
+        Streams over row blocks of X (OpenMP in the compiled backend; per chunk, merged by a
+        tree reduction, on Dask), keeping O(m * k) memory: the (n, m) matrix of :meth:`loss`
+        is never held.
 
         Returns
         -------
@@ -483,18 +417,12 @@ class Influence:
             kind`` of :meth:`TopK.to_frame`, with the row labels.
         """
         k = min(V.check_positive_int(k, "k", maximum=None), self.n_samples_)
-        self._check_X_unchanged()
+        self._engine.check_unchanged()
         V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-        helpful_rows, helpful_scores, harmful_rows, harmful_scores = self._backend.top_k_scores(
-            self._X, self._fit_intercept, -self.loss_derivative_, np.asfortranarray(V_test), k, self._n_jobs
-        )
-        top = TopK(
-            np.asarray(helpful_rows, dtype=np.int64), np.asarray(helpful_scores),
-            np.asarray(harmful_rows, dtype=np.int64), np.asarray(harmful_scores),
-        )
-        if self._train_rows is None:
+        top = self._engine.top_k(self._context(M=V_test, k=k))
+        if self._engine.train_rows is None:
             return top
-        return top.to_frame(train_labels=self._train_rows, test_labels=test_rows)
+        return top.to_frame(train_labels=self._engine.train_rows, test_labels=test_rows)
 
     def self_influence(self, indices=None):
         """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, shape (k,).
@@ -502,13 +430,15 @@ class Influence:
         Large magnitude marks points the model bends most to fit: candidates for
         mislabelled data (Koh & Liang, section 5.4). Streams over X: O(n) memory.
         """
-        X_rows, d1, _, _ = self._rows(indices)
-        return self._as_vector(-(d1 * d1) * self._quadratic_forms(X_rows), indices, "self_influence")
+        ctx = self._context(A=self._quadratic_factor())
+        values = self._engine.map_rows(self._rows(indices), rowwise.self_influence, ctx, ())
+        return self._as_vector(values, indices, "self_influence")
 
     def leverage(self, indices=None):
         """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage."""
-        X_rows, _, d2, s = self._rows(indices)
-        return self._as_vector(s / self.n_samples_ * d2 * self._quadratic_forms(X_rows), indices, "leverage")
+        ctx = self._context(A=self._quadratic_factor())
+        return self._as_vector(self._engine.map_rows(self._rows(indices), rowwise.leverage, ctx, ()), indices,
+                               "leverage")
 
     def pert_loss(self, X_test, y_test, indices=None):
         """I_pert,loss(z_i, z_test_j) = -g_test_j^T H^{-1} grad_x grad_theta loss(z_i), shape (k, m, d).
@@ -526,25 +456,24 @@ class Influence:
         feature columns.
         """
         V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-        X_rows, d1, d2, _ = self._rows(indices)
-        _check_result_size((X_rows.shape[0], V_test.shape[1], self.model.n_features_in_), "pert_loss")
-        w = self._theta[: self.model.n_features_in_]
-        result = self._backend.perturbation_loss(X_rows, self._fit_intercept, d1, d2, V_test, w, self._n_jobs)
-        if self._train_rows is None:
+        rows = self._rows(indices)
+        d = self.model.n_features_in_
+        self._check_result_size((self._engine.n_rows(rows), V_test.shape[1], d), "pert_loss")
+        ctx = self._context(M=V_test, w=self._theta[:d].copy())
+        result = self._engine.map_rows(rows, rowwise.pert_loss, ctx, (V_test.shape[1], d))
+        if self._engine.train_rows is None:
             return result
-        return D.label_pert(np.asarray(result), self._train_labels(indices), test_rows, self._columns)
+        return D.label_pert(np.asarray(result), self._train_labels(indices), test_rows, self._engine.columns)
 
     def loo_params(self, method="influence", indices=None):
         """Estimated theta_{-i} - theta when z_i is removed, shape (k, p).
 
         ``method="influence"``: ``(s_i/n) H^{-1} g_i``; ``"newton"``: the same divided by
-        ``1 - h_i`` (one exact Newton step, by Sherman-Morrison).
+        ``1 - h_i`` (one exact Newton step, by Sherman-Morrison). Rows whose ``1 - h_i`` is
+        within rounding of zero get NaN (a :class:`LeverageWarning` says how many).
         """
-        self._check_method(method)
-        X_rows, d1, d2, s = self._rows(indices)
-        return self._as_params(
-            self._rows_times_inverse(X_rows, self._removal_scale(method, X_rows, d1, d2, s)), indices
-        )
+        rows = self._rows(indices)
+        return self._as_params(self._rows_times_inverse(rows, self._removal_context(method, rows)), indices)
 
     def loo(self, X_test, y_test, method="influence", indices=None):
         """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta).
@@ -554,23 +483,20 @@ class Influence:
         ``theta + delta_newton_i`` (exact for the squared loss).
         """
         self._check_method(method)
-        X_rows, d1, d2, s = self._rows(indices)
+        rows = self._rows(indices)
         if method == "influence":
             V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-            _check_result_size((X_rows.shape[0], V_test.shape[1]), "the leave-one-out matrix")
-            change = self._backend.scaled_row_products(
-                X_rows, self._fit_intercept, s / self.n_samples_ * d1, V_test, None, self._n_jobs
-            )
+            self._check_result_size((self._engine.n_rows(rows), V_test.shape[1]), "the leave-one-out matrix")
+            ctx = self._removal_context(method, rows, M=V_test)
+            change = self._engine.map_rows(rows, rowwise.scaled_products, ctx, (V_test.shape[1],))
             return self._as_matrix(change, indices, test_rows)
         X_test, y_test, eta_test, _, test_rows = self._test_side(X_test, y_test)
-        _check_result_size((X_rows.shape[0], X_test.shape[0]), "the leave-one-out matrix")
-        # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = c_i xa_i . U_j
-        U = self.solver_.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._fit_intercept))
-        scale = self._removal_scale(method, X_rows, d1, d2, s)
-        change = self._backend.loo_loss_change(
-            self._loss, X_rows, self._fit_intercept, scale, np.asfortranarray(U), y_test, eta_test, None,
-            self._n_jobs,
-        )
+        self._check_result_size((self._engine.n_rows(rows), X_test.shape[0]), "the leave-one-out matrix")
+        # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = r_i xa_i . U_j
+        U = self.solver_.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._engine.fit_intercept))
+        ctx = self._removal_context(method, rows, M=np.asfortranarray(U), loss=self.model.loss, y_test=y_test,
+                                    eta_test=eta_test)
+        change = self._engine.map_rows(rows, rowwise.loo_newton_loss, ctx, (X_test.shape[0],))
         return self._as_matrix(change, indices, test_rows)
 
     def hessian_spectrum(self):

@@ -31,6 +31,7 @@ factorisation exists):
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Mapping
@@ -124,29 +125,107 @@ def suggest_damping(largest_eigenvalue: float) -> float:
     return float(f"{value:.0e}")
 
 
-class HessianOperator:
-    """H + damping I of the fitted objective as an operator: H V by one fused pass over X.
+def jacobi_inverse(diagonal: np.ndarray) -> np.ndarray:
+    """The Jacobi preconditioner diag(A)^{-1}, with 1 where an entry is not positive (or NaN)."""
+    positive = diagonal > 0
+    return np.where(positive, 1.0 / np.where(positive, diagonal, 1.0), 1.0)
 
-    ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)`` with the curvature weights
-    ``c_i = s_i loss''_i / n`` fixed at the fitted theta.
+
+def conjugate_gradient(apply, B, inv_diag, X0, tol, max_iter):
+    """Per-column preconditioned CG for A X = B; every iteration applies A to all active columns at once.
+
+    ``apply(D)`` is A D for a (p, k) block; ``inv_diag`` the Jacobi preconditioner (or None).
+    The algorithm of the compiled ``cg_solve`` kernel, over any operator: the NumPy backend's
+    ``cg_solve`` and the Dask engine (one pass over the chunks per iteration) run it.
+    Returns (solution, iterations, relative residuals)."""
+    p, m = B.shape
+    X = np.zeros((p, m)) if X0 is None else np.array(X0, dtype=np.float64)
+    iterations = np.zeros(m, dtype=np.int32)
+    b_norm = np.linalg.norm(B, axis=0)
+    # r = b - A x ;  z = M^{-1} r ;  d = z
+    R = B - apply(X) if X0 is not None else B.copy()
+    Z = R * inv_diag[:, None] if inv_diag is not None else R.copy()
+    D = Z.copy()
+    rz = np.einsum("ij,ij->j", R, Z)
+    residual = np.where(b_norm > 0, np.linalg.norm(R, axis=0) / np.where(b_norm > 0, b_norm, 1.0), 0.0)
+    X[:, b_norm == 0] = 0.0
+    active = [j for j in range(m) if b_norm[j] > 0 and residual[j] > tol]
+    for it in range(1, max_iter + 1):
+        if not active:
+            break
+        Dk = D[:, active]
+        ADk = apply(Dk)
+        still = []
+        for a, j in enumerate(active):
+            curvature = Dk[:, a] @ ADk[:, a]
+            iterations[j] = it
+            if not curvature > 0:
+                residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
+                continue
+            # alpha = r.z / d.Ad ;  x += alpha d ;  r -= alpha Ad
+            alpha = rz[j] / curvature
+            X[:, j] += alpha * Dk[:, a]
+            R[:, j] -= alpha * ADk[:, a]
+            residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
+            if residual[j] <= tol:
+                continue
+            z = R[:, j] * inv_diag if inv_diag is not None else R[:, j].copy()
+            rz_new = R[:, j] @ z
+            D[:, j] = z + (rz_new / rz[j]) * D[:, j]
+            rz[j] = rz_new
+            still.append(j)
+        active = still
+    return X, iterations, residual
+
+
+class HessianOperator:
+    """H + damping I at the fitted theta as an operator: what the solvers need of an engine.
+
+    An engine provides ``matmat`` (H V for a (p, k) block), ``diagonal`` (diag(H + damping I))
+    and ``conjugate_gradient`` (Jacobi-preconditioned CG on (H + damping I) V = B); ``dense``
+    and ``extreme_eigenvalues`` are written here once over ``matmat``. Attributes:
+    ``n_params``, ``damping``, ``fit_intercept``, ``backend`` (the kernels' module) and ``X``
+    (in-memory data, or None where the rows are not on this machine).
     """
 
-    def __init__(self, backend, X, fit_intercept, c, l2, damping, n_jobs):
-        self.backend, self.X, self.fit_intercept = backend, X, fit_intercept
-        self.c, self.l2, self.damping, self.n_jobs = c, l2, damping, n_jobs
-        self.n_params = X.shape[1] + (1 if fit_intercept else 0)
+    n_params: int
+    damping: float = 0.0
+    fit_intercept: bool
+    backend = None
+    X = None
+    _data_diagonal = None
 
     def matmat(self, V: np.ndarray) -> np.ndarray:
+        """(H + damping I) V: the engine's ``hessian_products(V)`` (H V) plus the damping."""
         V = np.asfortranarray(V, dtype=np.float64)
-        HV = self.backend.regularised_gram_product(self.X, self.fit_intercept, self.c, self.l2, V, self.n_jobs)
+        HV = self.hessian_products(V)
         return HV + self.damping * V if self.damping else HV
 
+    def hessian_products(self, V: np.ndarray) -> np.ndarray:
+        """H V for a (p, k) Fortran-ordered block (the engine's pass)."""
+        raise NotImplementedError
+
+    def undamped_diagonal(self) -> np.ndarray:
+        """diag(H) (the engine's pass)."""
+        raise NotImplementedError
+
     def diagonal(self) -> np.ndarray:
-        """diag(H + damping I) in one pass over X."""
-        top = self.backend.gram_diagonal(self.X, self.fit_intercept, self.c, self.n_jobs)
-        top = np.array(top, dtype=np.float64)
-        top[: self.X.shape[1]] += self.l2
-        return top + self.damping
+        """diag(H + damping I); diag(H) is computed once per operator."""
+        if self._data_diagonal is None:
+            self._data_diagonal = np.array(self.undamped_diagonal(), dtype=np.float64)
+        return self._data_diagonal + self.damping
+
+    def with_damping(self, damping: float) -> HessianOperator:
+        """The same H with another damping (diag(H) is shared, not recomputed)."""
+        other = copy.copy(self)
+        other.damping = float(damping)
+        return other
+
+    def conjugate_gradient(self, B, tol, max_iter, x0=None, precondition=True):
+        """(V, iterations, relative residuals) of CG on (H + damping I) V = B; by default the
+        algorithm of :func:`conjugate_gradient` over ``matmat``, one call per iteration."""
+        inv_diag = jacobi_inverse(self.diagonal()) if precondition else None
+        return conjugate_gradient(self.matmat, np.asarray(B, dtype=np.float64), inv_diag, x0, tol, max_iter)
 
     def dense(self) -> np.ndarray:
         """H + damping I as a dense matrix (p Hessian-vector products in one pass)."""
@@ -165,6 +244,34 @@ class HessianOperator:
         shifted = LinearOperator((p, p), matvec=lambda v: largest * v - op.matvec(v), dtype=np.float64)
         gap = float(eigsh(shifted, k=1, which="LA", tol=tol, return_eigenvectors=False)[0])
         return largest - gap, largest
+
+
+class RowHessianOperator(HessianOperator):
+    """H + damping I over in-memory X: H V by one fused pass of the backend's kernels.
+
+    ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)`` with the curvature weights
+    ``c_i = s_i loss''_i / n`` fixed at the fitted theta.
+    """
+
+    def __init__(self, backend, X, fit_intercept, c, l2, damping, n_jobs):
+        self.backend, self.X, self.fit_intercept = backend, X, fit_intercept
+        self.c, self.l2, self.damping, self.n_jobs = c, l2, damping, n_jobs
+        self.n_params = X.shape[1] + (1 if fit_intercept else 0)
+
+    def hessian_products(self, V: np.ndarray) -> np.ndarray:
+        return self.backend.regularised_gram_product(self.X, self.fit_intercept, self.c, self.l2, V, self.n_jobs)
+
+    def undamped_diagonal(self) -> np.ndarray:
+        top = np.array(self.backend.gram_diagonal(self.X, self.fit_intercept, self.c, self.n_jobs), dtype=np.float64)
+        top[: self.X.shape[1]] += self.l2
+        return top
+
+    def conjugate_gradient(self, B, tol, max_iter, x0=None, precondition=True):
+        """The backend's fused CG kernel (the compiled one streams X once per iteration)."""
+        return self.backend.cg_solve(
+            self.X, self.fit_intercept, self.c, self.l2, self.damping, np.asfortranarray(B, dtype=np.float64),
+            tol, max_iter, None if x0 is None else np.asfortranarray(x0), precondition, self.n_jobs,
+        )
 
 
 def spectrum_summary(smallest: float, largest: float) -> dict:
@@ -280,10 +387,9 @@ class CGSolver(_IterativeSolver):
     def solve(self, B: np.ndarray, x0=None) -> np.ndarray:
         B2, vec = _as_block(B)
         op = self.operator
-        V, iterations, residual = op.backend.cg_solve(
-            op.X, op.fit_intercept, op.c, op.l2, op.damping, B2, self.tol, self.max_iter,
-            None if x0 is None else np.asfortranarray(np.reshape(x0, B2.shape)),
-            self.preconditioner == "jacobi", op.n_jobs,
+        V, iterations, residual = op.conjugate_gradient(
+            B2, self.tol, self.max_iter, None if x0 is None else np.reshape(x0, B2.shape),
+            self.preconditioner == "jacobi",
         )
         self.iterations_, self.residual_ = np.asarray(iterations), np.asarray(residual)
         unconverged = self.residual_ > self.tol
@@ -417,7 +523,9 @@ class CentredDirectSolver(DirectSolver):
 
 def _direct_solver(hessian, damping, backend, operator):
     """The direct solver; on centred columns when plain equilibration leaves H ill-conditioned."""
-    centrable = damping == 0 and operator.fit_intercept and not _validation.is_sparse(operator.X)
+    # centring needs the rows (an in-memory, dense X)
+    centrable = (damping == 0 and operator.fit_intercept and operator.X is not None
+                 and not _validation.is_sparse(operator.X))
     try:
         solver = DirectSolver(hessian, damping, backend)
     except IllConditionedHessianError:

@@ -13,6 +13,8 @@ from scipy import linalg, sparse
 from scipy.special import expit, log_expit
 
 from ..losses import Loss
+from ..solvers import conjugate_gradient, jacobi_inverse
+from ..topk import best_k
 
 # ---------------------------------------------------------------------------
 # losses.hpp
@@ -206,50 +208,6 @@ class CholeskySolver:
         return linalg.solve_triangular(L, np.eye(self.size), lower=True)
 
 
-def conjugate_gradient(apply, B, inv_diag, X0, tol, max_iter):
-    """Per-column preconditioned CG for A X = B; every iteration applies A to all active columns at once.
-
-    Returns (solution, iterations, relative residuals)."""
-    p, m = B.shape
-    X = np.zeros((p, m)) if X0 is None else np.array(X0, dtype=np.float64)
-    iterations = np.zeros(m, dtype=np.int32)
-    b_norm = np.linalg.norm(B, axis=0)
-    # r = b - A x ;  z = M^{-1} r ;  d = z
-    R = B - apply(X) if X0 is not None else B.copy()
-    Z = R * inv_diag[:, None] if inv_diag is not None else R.copy()
-    D = Z.copy()
-    rz = np.einsum("ij,ij->j", R, Z)
-    residual = np.where(b_norm > 0, np.linalg.norm(R, axis=0) / np.where(b_norm > 0, b_norm, 1.0), 0.0)
-    X[:, b_norm == 0] = 0.0
-    active = [j for j in range(m) if b_norm[j] > 0 and residual[j] > tol]
-    for it in range(1, max_iter + 1):
-        if not active:
-            break
-        Dk = D[:, active]
-        ADk = apply(Dk)
-        still = []
-        for a, j in enumerate(active):
-            curvature = Dk[:, a] @ ADk[:, a]
-            iterations[j] = it
-            if not curvature > 0:
-                residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
-                continue
-            # alpha = r.z / d.Ad ;  x += alpha d ;  r -= alpha Ad
-            alpha = rz[j] / curvature
-            X[:, j] += alpha * Dk[:, a]
-            R[:, j] -= alpha * ADk[:, a]
-            residual[j] = np.linalg.norm(R[:, j]) / b_norm[j]
-            if residual[j] <= tol:
-                continue
-            z = R[:, j] * inv_diag if inv_diag is not None else R[:, j].copy()
-            rz_new = R[:, j] @ z
-            D[:, j] = z + (rz_new / rz[j]) * D[:, j]
-            rz[j] = rz_new
-            still.append(j)
-        active = still
-    return X, iterations, residual
-
-
 def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precondition=True, n_jobs=0):
     """(H + damping I) V = B by Jacobi-preconditioned CG over Hessian-vector products."""
     d = X.shape[1]
@@ -257,8 +215,7 @@ def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precon
     if precondition:
         diag = gram_diagonal(X, fit_intercept, c)
         diag[:d] += l2
-        diag += damping
-        inv_diag = np.where(diag > 0, 1.0 / np.where(diag > 0, diag, 1.0), 1.0)
+        inv_diag = jacobi_inverse(diag + damping)
 
     def apply(V):
         return regularised_gram_product(X, fit_intercept, c, l2, V) + damping * V
@@ -361,16 +318,10 @@ def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, block_rows=65536):
     n = X.shape[0]
     k = min(k, n)
     m = M.shape[1]
-    best_rows = {"helpful": np.zeros((m, 0), dtype=np.int64), "harmful": np.zeros((m, 0), dtype=np.int64)}
-    best_vals = {"helpful": np.zeros((m, 0)), "harmful": np.zeros((m, 0))}
+    best = {largest: (np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0))) for largest in (False, True)}
     for start in range(0, n, block_rows):
         S = row_scale[start : start + block_rows, None] * _row_products(X[start : start + block_rows], fit_intercept, M)
-        rows = np.arange(start, start + S.shape[0])
-        for kind, keys in (("helpful", -S.T), ("harmful", S.T)):
-            cand_vals = np.hstack([best_vals[kind], keys])
-            cand_rows = np.hstack([best_rows[kind], np.broadcast_to(rows, keys.shape)])
-            # sort by (key descending, row ascending) and keep k
-            order = np.lexsort((cand_rows, -cand_vals), axis=1)[:, :k]
-            best_vals[kind] = np.take_along_axis(cand_vals, order, axis=1)
-            best_rows[kind] = np.take_along_axis(cand_rows, order, axis=1)
-    return best_rows["helpful"], -best_vals["helpful"], best_rows["harmful"], best_vals["harmful"]
+        rows = np.broadcast_to(np.arange(start, start + S.shape[0]), (m, S.shape[0]))
+        for largest, (kept_rows, kept_scores) in best.items():
+            best[largest] = best_k(np.hstack([kept_rows, rows]), np.hstack([kept_scores, S.T]), k, largest=largest)
+    return (*best[False], *best[True])

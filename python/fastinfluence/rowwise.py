@@ -1,0 +1,138 @@
+"""The influence formulas per block of training rows, written once for every engine.
+
+An engine (in memory: all the selected rows at once; Dask: one chunk at a time)
+hands each function a :class:`RowBlock` (the rows' X, ``loss'_i``, ``loss''_i``
+and weights ``s_i`` at the fitted theta) and a :class:`Context` (the small
+client-side arrays: solved test gradients, the inverse factor of H, ...); the
+functions call the backend's kernels and return one result row per training row.
+The notation is that of :mod:`fastinfluence.influence`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .losses import Loss
+
+#: The per-row factor r_i of a scoring product ``r_i xa_i^T M``: upweighting (``-loss'_i``,
+#: I_up), removal to first order (``(s_i/n) loss'_i``), removal by one Newton step (the same
+#: divided by ``1 - h_i``).
+ROW_SCALES = ("upweight", "influence", "newton")
+
+
+@dataclass
+class RowBlock:
+    """Training rows at the fitted theta: X (k, d), loss' and loss'' (k,), weights s (k,), and the
+    position of the first row in the training data. ``cache`` keeps the leverage once computed."""
+
+    X: object
+    d1: np.ndarray
+    d2: np.ndarray
+    s: np.ndarray
+    start: int = 0
+    cache: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the formulas need besides the rows; shipped once to every worker (Dask)."""
+
+    fit_intercept: bool
+    n_samples: int
+    n_jobs: int = 0
+    row_scale: str = "upweight"
+    M: np.ndarray | None = None  # (p, m): right side of the scoring product
+    A: np.ndarray | None = None  # F with xa^T H^{-1} xa = ||F xa||^2
+    leverage_floor: float = 1e-12  # rows with 1 - h_i below this get NaN Newton estimates
+    loss: Loss | None = None  # for the test losses of loo(method="newton")
+    y_test: np.ndarray | None = None
+    eta_test: np.ndarray | None = None
+    w: np.ndarray | None = None  # the weights of theta (pert_loss)
+    k: int = 0  # top-k
+
+
+def quadratic_forms(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """q_i = xa_i^T H^{-1} xa_i = ||F xa_i||^2."""
+    return kernels.row_quadratic_forms(block.X, ctx.fit_intercept, ctx.A, ctx.n_jobs)
+
+
+def leverage(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i (kept in ``block.cache``)."""
+    if "leverage" not in block.cache:
+        block.cache["leverage"] = block.s / ctx.n_samples * block.d2 * quadratic_forms(kernels, block, ctx)
+    return block.cache["leverage"]
+
+
+def risky(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """Rows whose ``1 - h_i`` is within the rounding error of h_i (NaN-aware: a NaN h_i is risky)."""
+    return ~(1.0 - leverage(kernels, block, ctx) > ctx.leverage_floor)
+
+
+def risky_count(kernels, block: RowBlock, ctx: Context) -> int:
+    return int(np.count_nonzero(risky(kernels, block, ctx)))
+
+
+def row_scale(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """r_i of :data:`ROW_SCALES` named by ``ctx.row_scale``."""
+    if ctx.row_scale == "upweight":  # I_up,params(z_i) = -H^{-1} g_i = -loss'_i H^{-1} xa_i
+        return -block.d1
+    # theta_{-i} - theta ~ (s_i/n) H^{-1} g_i
+    scale = block.s / ctx.n_samples * block.d1
+    if ctx.row_scale == "newton":  # Sherman-Morrison: divided by 1 - h_i
+        bad = risky(kernels, block, ctx)
+        scale = np.where(bad, np.nan, scale / np.where(bad, 1.0, 1.0 - leverage(kernels, block, ctx)))
+    return scale
+
+
+def scaled_products(kernels, block: RowBlock, ctx: Context, out=None) -> np.ndarray:
+    """r_i xa_i^T M, (k, m): params and loo_params (M = H^{-1}), loss and loo (M = H^{-1} G_test)."""
+    return kernels.scaled_row_products(block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M, out,
+                                       ctx.n_jobs)
+
+
+def self_influence(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """I_up,loss(z_i, z_i) = -loss'_i^2 xa_i^T H^{-1} xa_i, (k,)."""
+    return -(block.d1 * block.d1) * quadratic_forms(kernels, block, ctx)
+
+
+def pert_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """I_pert,loss = -(loss''_i (xa_i . V_j) w + loss'_i V_j[:d]), (k, m, d), V = H^{-1} G_test."""
+    return kernels.perturbation_loss(block.X, ctx.fit_intercept, block.d1, block.d2, ctx.M, ctx.w, ctx.n_jobs)
+
+
+def loo_newton_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """loss(z_j, theta + delta_i) - loss(z_j, theta), (k, m), delta_i = r_i H^{-1} xa_i: with
+    U = H^{-1} Xa_test^T (``ctx.M``), xa_test_j . delta_i = r_i xa_i . U_j."""
+    return kernels.loo_loss_change(ctx.loss, block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M,
+                                   ctx.y_test, ctx.eta_test, None, ctx.n_jobs)
+
+
+def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """The block's k most helpful and most harmful rows per test point, (m, 4, k) packed as (rows,
+    scores, rows, scores), rows numbered in the whole training data; a block with fewer than k
+    rows pads with row -1 and score +inf (helpful) or -inf (harmful), which sort last."""
+    m, k = ctx.M.shape[1], ctx.k
+    out = np.empty((m, 4, k))
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = -1.0, np.inf, -1.0, -np.inf
+    if len(block) == 0:
+        return out
+    helpful_rows, helpful, harmful_rows, harmful = kernels.top_k_scores(
+        block.X, ctx.fit_intercept, -block.d1, ctx.M, k, ctx.n_jobs
+    )
+    found = np.asarray(helpful).shape[1]
+    out[:, 0, :found] = np.asarray(helpful_rows) + block.start
+    out[:, 1, :found] = helpful
+    out[:, 2, :found] = np.asarray(harmful_rows) + block.start
+    out[:, 3, :found] = harmful
+    return out
+
+
+def replace(ctx: Context, **fields) -> Context:
+    """``ctx`` with some fields replaced."""
+    return dataclasses.replace(ctx, **fields)

@@ -521,7 +521,7 @@ def worker(spec: dict) -> dict:
         "workload": w.name, "method": spec["method"], "times": times, "peak_extra_mib": extras,
         "result_mib": result_mib, "foreign_load_cores": load.cores,
         "phases": {name: statistics.median(p[name] for p in phases) for name in phases[0]},
-        "fit_seconds": fit_seconds, "fit_iterations": model.n_iter_, "fit_solver": model._fit_method(
+        "fit_seconds": fit_seconds, "fit_iterations": model.n_iter_, "fit_solver": model.fit_method(
             model.theta_.size), "fit_grad_norm": model.grad_norm_,
         "data_mib": data_bytes(X) / MiB, "rss_before_mib": rss_before,
         "n_jobs": n_jobs, "threadpools": blas_threads_info(),

@@ -113,8 +113,8 @@ def test_fit_matches_in_memory(on_cluster, name):
 def test_fit_newton_cg_matches_in_memory(name):
     # the matrix-free fit: one pass per CG iteration (threads: many short passes)
     X, y, s, _, _ = problem(name)
-    expected = make_model(name, solver="newton_cg").fit(X, y, sample_weight=s)
-    model = fid.fit(make_model(name, solver="newton_cg"), chunked(X), y, sample_weight=s)
+    expected = make_model(name, method="newton_cg").fit(X, y, sample_weight=s)
+    model = fid.fit(make_model(name, method="newton_cg"), chunked(X), y, sample_weight=s)
     assert model.converged_, model.fit_message_
     assert_agree(model.theta_, expected.theta_)
     assert model.n_iter_ == expected.n_iter_
@@ -463,7 +463,7 @@ def test_cg_refuses_a_singular_hessian_as_in_memory():
     X = rng.normal(size=(N, 3))
     X = np.column_stack([X, X[:, 0]])
     y = X[:, :3].sum(axis=1) + rng.normal(size=N)
-    model = fi.LinearRegression(l2=0.0, solver="newton_cg").fit(X, y)
+    model = fi.LinearRegression(l2=0.0, method="newton_cg").fit(X, y)
     with pytest.raises(fi.IllConditionedHessianError, match="singular|not positive definite"):
         fi.Influence(model, X, y, solver="cg")
     with pytest.raises(fi.IllConditionedHessianError, match="singular|not positive definite"):

@@ -62,7 +62,7 @@ def test_longley_in_raw_units_matches_nist_certified_values(solver, backend):
     # data (H's reciprocal condition 3.5e-20), which the relative stopping rule accepted as
     # "converged" with coefficients off by a factor of 7.
     X, y = longley()
-    model = fi.LinearRegression(l2=0.0, solver=solver, backend=backend).fit(X, y)
+    model = fi.LinearRegression(l2=0.0, method=solver, backend=backend).fit(X, y)
     assert model.converged_, model.fit_message_
     assert relative_error(model.theta_, LONGLEY_CERTIFIED) <= 1e-9
     residual = y - model.predict(X)
@@ -239,7 +239,7 @@ def test_real_data_without_penalty_that_has_a_minimiser_converges():
 def test_stalled_iteration_is_not_converged():
     X, y = longley()
     with pytest.warns(fi.ConvergenceWarning, match="reached max_iter"):
-        model = fi.LinearRegression(l2=0.0, max_iter=1, solver="newton_cg").fit(X, y)
+        model = fi.LinearRegression(l2=0.0, max_iter=1, method="newton_cg").fit(X, y)
     assert not model.converged_
 
 
@@ -357,7 +357,7 @@ def test_raw_calendar_year_trend_converges_to_least_squares(solver, backend):
     year = np.arange(1950, 2021, dtype=float)
     X = np.column_stack([year, year**2])
     y = 3 + 0.02 * (year - 1950) + 1e-3 * (year - 1950) ** 2 + rng.normal(size=year.size)
-    model = fi.LinearRegression(solver=solver, backend=backend).fit(X, y)
+    model = fi.LinearRegression(method=solver, backend=backend).fit(X, y)
     assert model.converged_, model.fit_message_
     reference = sm.OLS(y, sm.add_constant(X, prepend=False)).fit().params
     assert relative_error(model.theta_, reference) <= 1e-6  # OLS itself is this far off exact here
@@ -369,10 +369,10 @@ def test_newton_cg_certifies_with_a_tight_solve_and_accepts_a_zero_gradient():
     rng = np.random.default_rng(68)
     X = rng.normal(size=(50, 1)) + 10
     y = 2 * X[:, 0] + rng.normal(size=50) + 10
-    model = fi.LinearRegression(solver="newton_cg").fit(X, y)
+    model = fi.LinearRegression(method="newton_cg").fit(X, y)
     assert model.converged_, model.fit_message_
     np.testing.assert_allclose(model.theta_, fi.LinearRegression().fit(X, y).theta_, rtol=1e-10)
-    zero = fi.LinearRegression(solver="newton_cg").fit(X, np.zeros(50))
+    zero = fi.LinearRegression(method="newton_cg").fit(X, np.zeros(50))
     assert zero.converged_ and not np.any(zero.theta_)
 
 
@@ -392,8 +392,8 @@ def test_newton_cg_on_a_singular_hessian_does_not_drift(cls):
         if cls is fi.LogisticRegression
         else rng.poisson(np.exp(eta)).astype(float)
     )
-    dense = cls(l2=0.0, solver="newton").fit(Xs, y)
-    matrix_free = cls(l2=0.0, solver="newton_cg").fit(Xs, y)
+    dense = cls(l2=0.0, method="newton").fit(Xs, y)
+    matrix_free = cls(l2=0.0, method="newton_cg").fit(Xs, y)
     assert matrix_free.converged_, matrix_free.fit_message_
     assert np.max(np.abs(matrix_free.theta_)) < 10
     np.testing.assert_allclose(

@@ -23,7 +23,7 @@ def augmented(X, fit_intercept):
 
 def loss_at(model, X_test, y_test, theta):
     """Per-point test loss at theta (no weights, no penalty)."""
-    y_int = model._encode_targets(y_test, X_test.shape[0])
+    y_int = model.encode_targets(y_test, X_test.shape[0])
     return K.row_derivatives(
         model.loss, X_test, y_int, theta, fit_intercept=model.fit_intercept, backend="numpy"
     )[1]
@@ -31,7 +31,7 @@ def loss_at(model, X_test, y_test, theta):
 
 def refit(model, X, y, sample_weight):
     """theta minimising R on the given data, warm-started and to a tight tolerance."""
-    y_int = model._encode_targets(y, X.shape[0])
+    y_int = model.encode_targets(y, X.shape[0])
     result = K.fit_newton(
         model.loss,
         X,
@@ -119,8 +119,8 @@ def test_quantities_match_dense_formulas(fitted, damping):
     model, X, y, s, X_test, y_test = fitted
     n, d = X.shape
     inf = fi.Influence(model, X, y, s, damping=damping)
-    y_int = model._encode_targets(y, n)
-    yt_int = model._encode_targets(y_test, X_test.shape[0])
+    y_int = model.encode_targets(y, n)
+    yt_int = model.encode_targets(y_test, X_test.shape[0])
     kw = dict(fit_intercept=True, backend="numpy")
     _, _, d1, d2 = K.row_derivatives(model.loss, X, y_int, model.theta_, **kw)
     _, _, d1_t, _ = K.row_derivatives(model.loss, X_test, yt_int, model.theta_, **kw)
@@ -239,8 +239,8 @@ def test_pert_loss_matches_mixed_derivative_by_finite_differences(fitted):
     n, d = X.shape
     inf = fi.Influence(model, X, y, s)
     pert = inf.pert_loss(X_test, y_test)
-    y_int = model._encode_targets(y, n)
-    yt_int = model._encode_targets(y_test, X_test.shape[0])
+    y_int = model.encode_targets(y, n)
+    yt_int = model.encode_targets(y_test, X_test.shape[0])
     _, _, d1_t, _ = K.row_derivatives(model.loss, X_test, yt_int, model.theta_, backend="numpy")
     V = np.linalg.solve(inf.hessian_, (d1_t[:, None] * augmented(X_test, True)).T)  # H^{-1} G_test^T
 

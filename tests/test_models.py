@@ -19,7 +19,7 @@ K = fi.kernels
 def relative_gradient_norm(model, X, y, sample_weight=None, backend="numpy"):
     """||grad R(theta_)|| / max(1, ||grad R(0)||), recomputed independently of the fit."""
     loss = model.loss
-    y_int = model._encode_targets(y, X.shape[0])
+    y_int = model.encode_targets(y, X.shape[0])
     kw = dict(weights=sample_weight, l2=model.l2, fit_intercept=model.fit_intercept, backend=backend)
     grad = K.gradient(loss, X, y_int, model.theta_, **kw)
     grad0 = K.gradient(loss, X, y_int, np.zeros_like(model.theta_), **kw)
@@ -48,7 +48,7 @@ def test_fit_converges_to_the_optimum(name, backend, fit_intercept, weighted):
             K.gradient(
                 model.loss,
                 X,
-                model._encode_targets(y, len(y)),
+                model.encode_targets(y, len(y)),
                 np.zeros_like(model.theta_),
                 weights=s,
                 l2=model.l2,
@@ -61,7 +61,7 @@ def test_fit_converges_to_the_optimum(name, backend, fit_intercept, weighted):
         K.objective(
             model.loss,
             X,
-            model._encode_targets(y, len(y)),
+            model.encode_targets(y, len(y)),
             model.theta_,
             weights=s,
             l2=model.l2,
@@ -282,6 +282,23 @@ def test_get_params_set_params_and_repr():
     assert "SmoothHingeClassifier(" in repr(model) and "t=0.3" in repr(model)
     with pytest.raises(ValueError, match="no parameter 'alpha'"):
         model.set_params(alpha=1.0)
+
+
+def test_fit_method_is_named_method_and_solver_is_deprecated():
+    # "solver" meant the fit's method on models and the Hessian solver on Influence; the models'
+    # keyword is now method=, and the old one still works for a while, with a FutureWarning.
+    X, y, _ = make_data("logistic", n=80, d=3, seed=4)
+    expected = fi.LogisticRegression(method="newton_cg").fit(X, y)
+    assert "method" in expected.get_params() and expected.fit_method(4) == "newton_cg"
+    old = fi.LogisticRegression(solver="newton_cg")
+    with pytest.warns(FutureWarning, match=r"solver=\.\.\.\) is deprecated.*method='newton_cg'"):
+        old.fit(X, y)
+    assert old.fit_method(4) == "newton_cg"
+    np.testing.assert_array_equal(old.theta_, expected.theta_)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fi.LinearRegression(method="lbfgs").fit(X, y)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="solver must be one of"):
+        fi.LinearRegression(solver="lbfgs").fit(X, y)
 
 
 # ---------------------------------------------------------------------------

@@ -249,7 +249,7 @@ def test_translated_objective_is_a_multiple_of_sklearns(case, data, fitted):
     rng = np.random.default_rng(3)
     thetas = [0.3 * rng.normal(size=model.theta_.size) for _ in range(3)]
     F = [sklearn_objective(kind, data["X"], y, s, th, strength) for th in thetas]
-    internal = model._encode_targets(y, N) if hasattr(model, "classes_") else y
+    internal = model.encode_targets(y, N) if hasattr(model, "classes_") else y
     R = [fi.kernels.objective(model.loss, data["X"], internal, th, weights=s, l2=model.l2) for th in thetas]
     k = factor(N, s)
     for a, b in [(0, 1), (1, 2), (0, 2)]:

@@ -183,7 +183,7 @@ def test_newton_cg_fit_matches_newton(backend):
     n, d = 800, 60
     X = sp.random(n, d, density=0.1, format="csr", random_state=2)
     y = (rng.random(n) < 0.5).astype(int)
-    dense = fi.LogisticRegression(l2=1e-3, solver="newton", backend=backend).fit(X, y)
-    matrix_free = fi.LogisticRegression(l2=1e-3, solver="newton_cg", backend=backend).fit(X, y)
+    dense = fi.LogisticRegression(l2=1e-3, method="newton", backend=backend).fit(X, y)
+    matrix_free = fi.LogisticRegression(l2=1e-3, method="newton_cg", backend=backend).fit(X, y)
     assert matrix_free.converged_ and matrix_free.grad_norm_ <= 1e-10 * max(1.0, matrix_free.grad_norm_)
     np.testing.assert_allclose(matrix_free.theta_, dense.theta_, rtol=1e-7, atol=1e-9)

@@ -59,7 +59,7 @@ def test_every_quantity_matches_dense(fitted, backend, dtype, index_dtype):
 @pytest.mark.parametrize("solver", ["newton", "newton_cg"])
 def test_fit_on_sparse_matches_dense(backend, solver):
     X, y = _data(seed=2)
-    sparse_model = fi.LogisticRegression(l2=1e-3, solver=solver, backend=backend).fit(X, y)
+    sparse_model = fi.LogisticRegression(l2=1e-3, method=solver, backend=backend).fit(X, y)
     dense_model = fi.LogisticRegression(l2=1e-3, backend=backend).fit(X.toarray(), y)
     np.testing.assert_allclose(sparse_model.theta_, dense_model.theta_, rtol=1e-8, atol=1e-10)
     # Newton-CG stops at the same gradient tolerance: theta within ~tol / lambda_min

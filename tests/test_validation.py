@@ -307,7 +307,7 @@ def exercise_everything(X, y, s, X_test, y_test, name):
             inf.loo(X_test, y_test, method=method)
             inf.loo_params(method=method)
     fi.exact_loo(model, X, y, np.array([1, 2]), X_test, y_test, s, return_params=True)
-    y_int = model._encode_targets(y, X.shape[0])
+    y_int = model.encode_targets(y, X.shape[0])
     theta = model.theta_.copy()
     theta.setflags(write=False)
     for backend in ("cpp", "numpy"):

@@ -122,10 +122,10 @@ class MemoryEngine:
         self.n_jobs = V.check_n_jobs(n_jobs)
         self.model = model
         # frames: their row and column labels label the results (None for arrays)
-        self.X, self.train_rows, self.columns = model._validate_features(X, "X")
+        self.X, self.train_rows, self.columns = model.validate_features(X, "X")
         self._fingerprint = fingerprint(self.X)
         self.n_samples = self.X.shape[0]
-        self.y = model._encode_targets(y, self.n_samples, "y")
+        self.y = model.encode_targets(y, self.n_samples, "y")
         self.weights = V.check_sample_weight(sample_weight, self.n_samples)
         self.s = np.ones(self.n_samples) if self.weights is None else self.weights
         self.fit_intercept = bool(model.fit_intercept)

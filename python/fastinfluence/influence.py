@@ -83,7 +83,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .fitting import minimise, relative_decrement
-from .models import _LinearModel
+from .models import LinearModelBase
 from .solvers import DirectSolver, make_solver, newton_decrement, resolve_solver, spectrum_summary
 from .topk import TopK
 
@@ -139,7 +139,7 @@ def _check_finite_fit(engine, gradient, hessian) -> None:
 
 
 def _check_model(model) -> None:
-    if not isinstance(model, _LinearModel):
+    if not isinstance(model, LinearModelBase):
         raise TypeError(
             f"model must be a fastinfluence model (LinearRegression, LogisticRegression, "
             f"SmoothHingeClassifier, PoissonRegression), got {type(model).__name__}"
@@ -265,8 +265,8 @@ class Influence:
     def _test_side(self, X_test, y_test):
         """(X_test, encoded y_test, eta_test, loss'_test, test row labels | None) after validation."""
         X_test, y_test = self._engine.test_inputs(X_test, y_test)
-        X_test, test_rows, _ = self.model._validate_features(X_test, "X_test")
-        y_test = self.model._encode_targets(y_test, X_test.shape[0], "y_test")
+        X_test, test_rows, _ = self.model.validate_features(X_test, "X_test")
+        y_test = self.model.encode_targets(y_test, X_test.shape[0], "y_test")
         eta, _, d1, _ = self._engine.kernels.row_derivatives(
             self.model.loss, X_test, y_test, self._theta, self._engine.fit_intercept, self._engine.n_jobs
         )
@@ -567,21 +567,21 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     _check_model(model)
     backend = get_backend(model.backend)
     n_jobs = V.check_n_jobs(model.n_jobs)
-    X, train_rows, columns = model._validate_features(X, "X")
+    X, train_rows, columns = model.validate_features(X, "X")
     if train_rows is not None:
         D.require_pandas("exact_loo results for DataFrame input")
     n = X.shape[0]
-    y = model._encode_targets(y, n, "y")
+    y = model.encode_targets(y, n, "y")
     s = V.check_sample_weight(sample_weight, n)
     s = np.ones(n) if s is None else s
     idx = V.check_indices(indices, n)
     idx = np.arange(n) if idx is None else idx
-    X_test, test_rows, _ = model._validate_features(X_test, "X_test")
-    y_test = model._encode_targets(y_test, X_test.shape[0], "y_test")
+    X_test, test_rows, _ = model.validate_features(X_test, "X_test")
+    y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
 
     loss, fit_intercept = model.loss, bool(model.fit_intercept)
     theta = model.theta_
-    method = model._fit_method(theta.size)
+    method = model.fit_method(theta.size)
     objective_scale = getattr(model, "objective_scale_", None)
     eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
     change = np.empty((idx.size, X_test.shape[0]))
@@ -590,9 +590,9 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         weights = s.copy()
         weights[i] = 0.0
         # warm-started at theta, to the model's stopping rule and polished (R(0) barely moves)
-        result = minimise(model._objective(X, y, weights), theta, tol=float(model.tol),
+        result = minimise(model.row_objective(X, y, weights), theta, tol=float(model.tol),
                           max_iter=int(model.max_iter), method=method, objective_scale=objective_scale)
-        result = model._check_minimiser_exists(result, X, y, weights)  # removing a row can lose it
+        result = model.check_minimiser(result, X, y, weights)  # removing a row can lose it
         if not result["converged"]:
             warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
                           ConvergenceWarning, stacklevel=2)

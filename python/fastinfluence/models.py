@@ -41,23 +41,25 @@ from .minimiser import no_minimiser_reason
 
 __all__ = ["LinearRegression", "LogisticRegression", "SmoothHingeClassifier", "PoissonRegression"]
 
-#: ``solver`` of the models: "newton" forms the dense p x p Hessian each
+#: ``method`` of the models' fit: "newton" forms the dense p x p Hessian each
 #: iteration; "newton_cg" (truncated Newton) only needs Hessian-vector
 #: products, O(p) memory; "auto" uses "newton" up to this many parameters.
-FIT_SOLVERS = ("auto", "newton", "newton_cg")
+FIT_METHODS = ("auto", "newton", "newton_cg")
+FIT_SOLVERS = FIT_METHODS  # the name before 0.2
 AUTO_NEWTON_MAX_PARAMS = 4096
 
 
-class _LinearModel:
+class LinearModelBase:
     """Shared fitting machinery; subclasses choose the loss and the label encoding."""
 
     _loss_name: str = ""
-    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "solver", "backend", "n_jobs")
+    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver")
 
-    def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
-                 n_jobs=None):
+    def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
+                 n_jobs=None, solver=None):
         self.l2 = l2
-        self.solver = solver
+        self.method = method
+        self.solver = solver  # deprecated: the name of ``method`` before 0.2
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -85,25 +87,40 @@ class _LinearModel:
         """The :class:`~fastinfluence.losses.Loss` this model minimises."""
         return Loss(self._loss_name)
 
-    def _check_params(self):
+    def check_params(self):
+        """ValueError/TypeError naming the option that is out of range (called by every fit)."""
         V.check_nonnegative(self.l2, "l2")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
         V.check_positive_finite(self.tol, "tol")
         V.check_positive_int(self.max_iter, "max_iter")
         V.check_n_jobs(self.n_jobs)
-        if self.solver not in FIT_SOLVERS:
-            raise ValueError(f"solver must be one of {FIT_SOLVERS}, got {self.solver!r}")
+        if self.solver is not None:
+            warnings.warn(
+                f"{type(self).__name__}(solver=...) is deprecated and will be removed in 0.3: it was renamed "
+                "method= (solver names the Hessian solver of Influence). Use "
+                f"{type(self).__name__}(method={self.solver!r})",
+                FutureWarning,
+                stacklevel=3,
+            )
+        method = self._method()
+        if method not in FIT_METHODS:
+            name = "solver" if self.solver is not None else "method"
+            raise ValueError(f"{name} must be one of {FIT_METHODS}, got {method!r}")
         get_backend(self.backend)
         _ = self.loss  # validates loss parameters such as t
 
-    def _encode_targets(self, y, n, name="y", *, fitting=False):
+    def _method(self):
+        return self.solver if self.solver is not None and self.method == "auto" else self.method
+
+    # -- the model interface of the engines (fastinfluence.influence, fastinfluence.dask) ---------
+    def encode_targets(self, y, n, name="y", *, fitting=False):
         """Labels as the float64 internal encoding of the loss (see fastinfluence.losses)."""
         y = V.check_vector(y, n, name)
         self.loss.check_targets(y, name)
         return y
 
-    def _validate_features(self, X, name="X"):
+    def validate_features(self, X, name="X"):
         """(X as the kernels take it, row labels | None, column labels | None), checked against the fit.
 
         Frames are converted here (and their labels kept for labelled results);
@@ -132,15 +149,15 @@ class _LinearModel:
         -------
         self
         """
-        self._check_params()
+        self.check_params()
         X, _, columns = D.to_numpy_2d(X, "X")
         X = V.check_matrix(X, "X")
-        y = self._encode_targets(y, X.shape[0], fitting=True)
+        y = self.encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
         theta0 = np.zeros(X.shape[1] + (1 if self.fit_intercept else 0))
-        result = minimise(self._objective(X, y, s), theta0, tol=float(self.tol), max_iter=int(self.max_iter),
-                          method=self._fit_method(theta0.size))
-        self._set_fit_result(self._check_minimiser_exists(result, X, y, s), X.shape[1])
+        result = minimise(self.row_objective(X, y, s), theta0, tol=float(self.tol), max_iter=int(self.max_iter),
+                          method=self.fit_method(theta0.size))
+        self.set_fit_result(self.check_minimiser(result, X, y, s), X.shape[1])
         names = D.feature_names(columns)
         if names is not None:
             self.feature_names_in_ = names
@@ -148,25 +165,28 @@ class _LinearModel:
             del self.feature_names_in_
         return self
 
-    def _objective(self, X, y, s) -> RowObjective:
+    def row_objective(self, X, y, s) -> RowObjective:
         """R on (X, y, s) with this model's loss and options, over the chosen backend's kernels."""
         return RowObjective(get_backend(self.backend), self.loss, X, y, s, bool(self.fit_intercept),
                             float(self.l2), V.check_n_jobs(self.n_jobs))
 
-    def _check_minimiser_exists(self, result, X, y, s):
+    def check_minimiser(self, result, X, y, s):
         """The fit result, marked not converged when R has no minimiser (:mod:`fastinfluence.minimiser`)."""
         reason = no_minimiser_reason(self.loss, X, y, s, np.asarray(result["theta"], dtype=np.float64),
                                      bool(self.fit_intercept), float(self.l2), bool(result["converged"]),
                                      float(self.tol))
         return result if reason is None else dict(result, converged=False, message=reason)
 
-    def _fit_method(self, n_params: int) -> str:
-        """"newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``solver`` rule."""
-        if self.solver == "auto":
+    def fit_method(self, n_params: int) -> str:
+        """"newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``method`` rule."""
+        method = self._method()
+        if method == "auto":
             return "newton" if n_params <= AUTO_NEWTON_MAX_PARAMS else "newton_cg"
-        return self.solver
+        return method
 
-    def _set_fit_result(self, result, n_features):
+    def set_fit_result(self, result, n_features):
+        """Set the fitted attributes (``theta_``, ``coef_``, ...) from a :func:`fastinfluence.fitting.minimise`
+        result; warns (ConvergenceWarning) when it did not converge."""
         self.theta_ = np.asarray(result["theta"], dtype=np.float64)
         self.n_features_in_ = n_features
         self.coef_ = self.theta_[:n_features].copy()
@@ -199,20 +219,20 @@ class _LinearModel:
     def decision_function(self, X):
         """The linear predictor eta = X w + b, shape (n,)."""
         self._check_fitted()
-        X = self._validate_features(X, "X")[0]
+        X = self.validate_features(X, "X")[0]
         return V.linear_predictor(X, self.theta_, bool(self.fit_intercept))
 
     def predict(self, X):
         return self.decision_function(X)
 
 
-class LinearRegression(_LinearModel):
+class LinearRegression(LinearModelBase):
     """Least squares, ``loss = 0.5 * (eta - y)**2``, with an optional l2 (ridge) penalty."""
 
     _loss_name = "squared"
 
 
-class _BinaryClassifier(_LinearModel):
+class BinaryClassifierBase(LinearModelBase):
     """Labels may be {0, 1}, {-1, +1}, bool, or two class names; ``classes_`` keeps the user's pair.
 
     Class names (strings, of a NumPy string or object array, a pandas or polars
@@ -225,12 +245,12 @@ class _BinaryClassifier(_LinearModel):
     _positive_internal = 1.0
     _negative_internal = 0.0
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
-                 n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
-                         backend=backend, n_jobs=n_jobs)
+    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
+                 n_jobs=None, solver=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
+                         backend=backend, n_jobs=n_jobs, solver=solver)
 
-    def _encode_targets(self, y, n, name="y", *, fitting=False):
+    def encode_targets(self, y, n, name="y", *, fitting=False):
         raw = V.check_1d(y, n, name)
         names = _class_names(raw, name)
         if names is not None:
@@ -306,7 +326,7 @@ def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
     return labels if all(isinstance(v, str) for v in labels.tolist()) else None
 
 
-class LogisticRegression(_BinaryClassifier):
+class LogisticRegression(BinaryClassifierBase):
     """L2-regularised logistic regression, ``loss = log(1 + exp(eta)) - y * eta`` (y in {0, 1} inside)."""
 
     _loss_name = "logistic"
@@ -319,7 +339,7 @@ class LogisticRegression(_BinaryClassifier):
         return np.column_stack([1.0 - p, p])
 
 
-class SmoothHingeClassifier(_BinaryClassifier):
+class SmoothHingeClassifier(BinaryClassifierBase):
     """Linear SVM with the smooth hinge of Koh & Liang, ``t * log(1 + exp((1 - y * eta) / t))``.
 
     ``t -> 0`` recovers the hinge loss, whose second derivative (and hence
@@ -329,13 +349,13 @@ class SmoothHingeClassifier(_BinaryClassifier):
     """
 
     _loss_name = "smooth_hinge"
-    _param_names = _LinearModel._param_names + ("t",)
+    _param_names = LinearModelBase._param_names + ("t",)
     _negative_internal = -1.0
 
-    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto",
-                 backend="cpp", n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
-                         backend=backend, n_jobs=n_jobs)
+    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
+                 backend="cpp", n_jobs=None, solver=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
+                         backend=backend, n_jobs=n_jobs, solver=solver)
         self.t = t
 
     @property
@@ -345,15 +365,15 @@ class SmoothHingeClassifier(_BinaryClassifier):
         return Loss("smooth_hinge", self.t)
 
 
-class PoissonRegression(_LinearModel):
+class PoissonRegression(LinearModelBase):
     """Poisson regression with log link, ``loss = exp(eta) - y * eta`` for counts y >= 0."""
 
     _loss_name = "poisson"
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, solver="auto", backend="cpp",
-                 n_jobs=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
-                         backend=backend, n_jobs=n_jobs)
+    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
+                 n_jobs=None, solver=None):
+        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
+                         backend=backend, n_jobs=n_jobs, solver=solver)
 
     def predict(self, X):
         """The predicted mean, exp(eta)."""

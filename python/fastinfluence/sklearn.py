@@ -129,7 +129,7 @@ from .models import (
     LogisticRegression,
     PoissonRegression,
     SmoothHingeClassifier,
-    _LinearModel,
+    LinearModelBase,
 )
 
 __all__ = ["from_sklearn", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]
@@ -211,7 +211,7 @@ def transform(estimator, X) -> np.ndarray:
 class _Translation:
     """What an estimator becomes: an unfitted model with its l2, and how the data are weighted."""
 
-    model: _LinearModel
+    model: LinearModelBase
     class_weighted: bool = False  # whether estimator.class_weight enters the sample weights
     balanced_uses_sample_weight: bool = False  # "balanced" counts weighted by sample_weight
     weight_sum_l2: float | None = None  # PoissonRegressor: l2 = alpha * S / n, filled in later
@@ -518,7 +518,7 @@ def from_sklearn(
     model.set_params(
         fit_intercept=bool(final.fit_intercept), tol=tol, max_iter=max_iter, backend=backend, n_jobs=n_jobs
     )
-    model._check_params()
+    model.check_params()
     classes = _binary_classes(final) if hasattr(final, "classes_") else None
     theta = _coefficients(final, model.fit_intercept, d)
     s = V.check_sample_weight(sample_weight, n)
@@ -528,13 +528,13 @@ def from_sklearn(
         y_raw = y_raw.reshape(-1)
     if classes is not None:
         model.classes_ = classes
-        y_internal = model._encode_targets(y_raw, n, "y")
+        y_internal = model.encode_targets(y_raw, n, "y")
         if spec.class_weighted:
             class_weights = _class_weights(final, y_raw, classes, s, spec.balanced_uses_sample_weight)
             if class_weights is not None:
                 s = class_weights if s is None else s * class_weights
     else:
-        y_internal = model._encode_targets(y_raw, n, "y")
+        y_internal = model.encode_targets(y_raw, n, "y")
     if spec.weight_sum_l2 is not None:
         weight_sum = float(n if s is None else s.sum())
         model.l2 = spec.weight_sum_l2 * weight_sum / n
@@ -547,7 +547,7 @@ def from_sklearn(
     )
     initial = relative_decrement(result["initial_decrement"], result["objective_scale"])
     # l2 = 0 on separable data: no minimiser, however small the gradient (the same check as fit)
-    result = model._check_minimiser_exists(result, Xt, y_internal, s)
+    result = model.check_minimiser(result, Xt, y_internal, s)
     polished = np.asarray(result["theta"], dtype=np.float64)
     moved = float(np.linalg.norm(polished - theta)) / max(
         float(np.linalg.norm(polished)), np.finfo(float).tiny
@@ -556,7 +556,7 @@ def from_sklearn(
         f"{result['message']} (Newton polish of {name}'s coefficients: "
         f"{result['n_iter']} iteration(s), relative move {moved:.1e})"
     )
-    model._set_fit_result(result, d)
+    model.set_fit_result(result, d)
     model.sample_weight_ = s
     names = getattr(final, "feature_names_in_", None)  # set by scikit-learn when fitted on a DataFrame
     if names is not None and len(names) == d:

@@ -18,14 +18,14 @@ import numpy as np
 from .. import _validation as V
 from ..backends import get_backend
 from ..losses import Loss
-from ..models import _LinearModel
+from ..models import LinearModelBase
 from ..solvers import HessianOperator
 from ._data import Data
 
 #: Partial results combined per node of the tree reductions.
 SPLIT_EVERY = 8
 
-def label_encoder(model: _LinearModel) -> _LinearModel:
+def label_encoder(model: LinearModelBase) -> LinearModelBase:
     """An unfitted copy of ``model`` (with ``classes_``): small to ship, encodes labels per chunk."""
     encoder = type(model)(**model.get_params())
     if hasattr(model, "classes_"):
@@ -40,7 +40,7 @@ class Spec:
     loss: Loss
     fit_intercept: bool
     n_samples: int  # n of the whole data set: chunk means are rescaled to it
-    encoder: _LinearModel
+    encoder: LinearModelBase
     backend: str
     n_jobs: int
 
@@ -59,7 +59,7 @@ def chunk_inputs(spec: Spec, X, y, s, start: int, stop: int):
     where = f"[{start}:{stop}]"
     rows = stop - start
     X = V.check_matrix(X, f"X{where}")
-    y = spec.encoder._encode_targets(np.asarray(y).reshape(-1), rows, f"y{where}")
+    y = spec.encoder.encode_targets(np.asarray(y).reshape(-1), rows, f"y{where}")
     if s is not None:
         s = V.check_vector(np.asarray(s).reshape(-1), rows, f"sample_weight{where}")
         if np.any(s < 0):

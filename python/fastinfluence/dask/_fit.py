@@ -11,7 +11,7 @@ from .. import _validation as V
 from ..fitting import Evaluation, minimise
 from ..losses import Loss, loss_infimum
 from ..minimiser import SEPARABLE_MESSAGE, intercept_only_reason, separated_at
-from ..models import _BinaryClassifier, _LinearModel
+from ..models import BinaryClassifierBase, LinearModelBase
 from ._chunks import (
     DaskHessianOperator,
     Objective,
@@ -97,30 +97,30 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     iteration (a Hessian-vector product over every chunk). Classifiers learn their classes in one
     pass over y first.
     """
-    if not isinstance(model, _LinearModel):
+    if not isinstance(model, LinearModelBase):
         raise TypeError(f"model must be an unfitted fastinfluence model, got {type(model).__name__}")
-    model._check_params()
-    classifier = isinstance(model, _BinaryClassifier)
+    model.check_params()
+    classifier = isinstance(model, BinaryClassifierBase)
     data = as_data(X, y, sample_weight, distinct_labels=classifier)
     if classifier:
         labels = data.labels if data.labels is not None else da.unique(data.y[:, 0]).compute()
-        model._encode_targets(labels, labels.shape[0], "y", fitting=True)  # sets classes_, checks the labels
+        model.encode_targets(labels, labels.shape[0], "y", fitting=True)  # sets classes_, checks the labels
     spec = Spec(model.loss, bool(model.fit_intercept), data.n, label_encoder(model), model.backend,
                  V.check_n_jobs(n_jobs))
     objective = Objective(data, spec, float(model.l2))
     p = objective.n_params
     lower_bound, largest_count = _poisson_summary(data) if model.loss.name == "poisson" else (0.0, None)
     result = minimise(_FitObjective(objective, lower_bound), np.zeros(p), tol=float(model.tol),
-                      max_iter=int(model.max_iter), method=model._fit_method(p))
+                      max_iter=int(model.max_iter), method=model.fit_method(p))
     if not objective.total_weight > 0:
         raise ValueError("sample_weight is zero everywhere")
     if float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":
         # only the intercept is unpenalised: whether R has a minimiser is a look at the labels
         distinct = np.unique(labels) if classifier else np.array([largest_count])
-        reason = intercept_only_reason(model.loss, model._encode_targets(distinct, distinct.size, "y"))
+        reason = intercept_only_reason(model.loss, model.encode_targets(distinct, distinct.size, "y"))
         if reason is not None:
             result = dict(result, converged=False, message=reason)
-    if isinstance(model, _BinaryClassifier) and not float(model.l2) > 0:
+    if isinstance(model, BinaryClassifierBase) and not float(model.l2) > 0:
         # l2 = 0 and every (weighted) point classified correctly: R has no minimiser. The data
         # are separable exactly when every chunk is, so the model's own check runs per chunk.
         context = shared({"spec": spec, "result": result})
@@ -129,7 +129,7 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
         messages = messages[:, 0]
         if all(message is not None for message in messages):
             result = dict(result, converged=False, message=next(m for m in messages if m))
-    model._set_fit_result(result, data.d)
+    model.set_fit_result(result, data.d)
     names = D.feature_names(data.columns)
     if names is not None:  # as the in-memory fit on a frame does
         model.feature_names_in_ = names

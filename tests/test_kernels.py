@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import fastinfluence as fi
 from fastinfluence.backends import get_backend
+from fastinfluence.backends.contract import Problem
 from fastinfluence.losses import LOSS_NAMES
 
 K = fi.kernels
@@ -172,16 +173,16 @@ def test_evaluate_with_row_derivatives_is_evaluate_plus_row_derivatives(problem,
     loss'_i, loss''_i of row_derivatives, from one pass over X."""
     pb = problem
     impl = get_backend(backend)
-    args = (pb.loss, pb.X, pb.y, pb.weights, pb.theta, pb.fit_intercept, pb.l2)
-    value, gradient, hessian, d1, d2 = impl.evaluate_with_row_derivatives(*args, want_hessian)
-    want_value, want_gradient, want_hessian_matrix = impl.evaluate(*args, True, want_hessian)
+    data = Problem(pb.loss, pb.X, pb.y, pb.weights, pb.fit_intercept, pb.l2)
+    value, gradient, hessian, d1, d2 = impl.evaluate_with_row_derivatives(data, pb.theta, want_hessian)
+    want_value, want_gradient, want_hessian_matrix = impl.evaluate(data, pb.theta, True, want_hessian)
     assert value == want_value
     np.testing.assert_array_equal(gradient, want_gradient)
     if want_hessian:
         np.testing.assert_array_equal(hessian, want_hessian_matrix)
     else:
         assert hessian is None
-    _, _, want_d1, want_d2 = impl.row_derivatives(pb.loss, pb.X, pb.y, pb.theta, pb.fit_intercept)
+    _, _, want_d1, want_d2 = impl.row_derivatives(data, pb.theta)
     assert d1.shape == d2.shape == (pb.X.shape[0],)
     assert_close(d1, want_d1, 1e-13, err_msg="loss'")
     assert_close(d2, want_d2, 1e-13, err_msg="loss''")

@@ -130,21 +130,18 @@ class MemoryEngine:
         self.s = np.ones(self.n_samples) if self.weights is None else self.weights
         self.fit_intercept = bool(model.fit_intercept)
         self.l2 = float(model.l2)
+        self.problem = model.problem(self.X, self.y, self.weights)
         self._d1 = self._d2 = self._theta = None
 
     def at_optimum(self, theta, hessian, value_at_zero):
         self._theta = theta
         # one pass over X: gradient, Hessian (when asked for) and loss', loss'' per row
-        (_, gradient, H, self._d1, self._d2) = self.kernels.evaluate_with_row_derivatives(
-            self.model.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.l2, hessian, self.n_jobs
-        )
+        at = self.kernels.evaluate_with_row_derivatives(self.problem, theta, hessian, self.n_jobs)
+        self._d1, self._d2 = at.d1, at.d2
         zero = None
         if value_at_zero:
-            zero = float(self.kernels.evaluate(
-                self.model.loss, self.X, self.y, self.weights, np.zeros_like(theta), self.fit_intercept, self.l2,
-                False, False, self.n_jobs,
-            )[0])
-        return Optimum(np.asarray(gradient), None if H is None else np.asarray(H), zero)
+            zero = float(self.kernels.evaluate(self.problem, np.zeros_like(theta), False, False, self.n_jobs).value)
+        return Optimum(np.asarray(at.gradient), None if at.hessian is None else np.asarray(at.hessian), zero)
 
     def hessian_operator(self, damping):
         # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H

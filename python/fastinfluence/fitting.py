@@ -52,6 +52,7 @@ from typing import Protocol
 import numpy as np
 from scipy import linalg
 
+from .backends.contract import Problem
 from .losses import loss_infimum
 from .solvers import HessianOperator, RowHessianOperator
 
@@ -104,35 +105,21 @@ class Objective(Protocol):
 class RowObjective:
     """R over in-memory X through a backend's fused kernels (see :mod:`fastinfluence.backends`)."""
 
-    def __init__(self, backend, loss, X, y, weights, fit_intercept: bool, l2: float, n_jobs: int):
-        self.backend, self.loss, self.X, self.y, self.weights = backend, loss, X, y, weights
-        self.fit_intercept, self.l2, self.n_jobs = bool(fit_intercept), float(l2), int(n_jobs)
-        self.n_params = X.shape[1] + (1 if fit_intercept else 0)
-        infimum = loss_infimum(loss, y)
-        self.lower_bound = float(np.mean(infimum if weights is None else weights * infimum))
+    def __init__(self, backend, problem: Problem, n_jobs: int):
+        self.backend, self.problem, self.n_jobs = backend, problem, int(n_jobs)
+        self.n_params = problem.X.shape[1] + (1 if problem.fit_intercept else 0)
+        infimum = loss_infimum(problem.loss, problem.y)
+        self.lower_bound = float(np.mean(infimum if problem.weights is None else problem.weights * infimum))
 
     def evaluate(self, theta, hessian):
-        value, gradient, H = self.backend.evaluate(
-            self.loss,
-            self.X,
-            self.y,
-            self.weights,
-            theta,
-            self.fit_intercept,
-            self.l2,
-            True,
-            hessian,
-            self.n_jobs,
-        )
+        value, gradient, H = self.backend.evaluate(self.problem, theta, True, hessian, self.n_jobs)
         return Evaluation(float(value), np.asarray(gradient), None if H is None else np.asarray(H))
 
     def hessian_operator(self, theta):
         # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P
-        c = self.backend.curvature_weights(
-            self.loss, self.X, self.y, self.weights, theta, self.fit_intercept, self.n_jobs
-        )
-        return RowHessianOperator(self.backend, self.X, self.fit_intercept, np.asarray(c), self.l2, 0.0,
-                                  self.n_jobs)
+        c = np.asarray(self.backend.curvature_weights(self.problem, theta, self.n_jobs))
+        p = self.problem
+        return RowHessianOperator(self.backend, p.X, p.fit_intercept, c, p.l2, 0.0, self.n_jobs)
 
 
 def newton_cg_damping(diagonal: np.ndarray) -> float:

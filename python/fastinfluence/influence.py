@@ -268,7 +268,7 @@ class Influence:
         X_test, test_rows, _ = self.model.validate_features(X_test, "X_test")
         y_test = self.model.encode_targets(y_test, X_test.shape[0], "y_test")
         eta, _, d1, _ = self._engine.kernels.row_derivatives(
-            self.model.loss, X_test, y_test, self._theta, self._engine.fit_intercept, self._engine.n_jobs
+            self.model.problem(X_test, y_test, None), self._theta, self._engine.n_jobs
         )
         _check_finite_test_gradients(eta, d1, self.model.loss.name)
         return X_test, y_test, eta, d1, test_rows
@@ -583,7 +583,7 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     theta = model.theta_
     method = model.fit_method(theta.size)
     objective_scale = getattr(model, "objective_scale_", None)
-    eta_test = backend.row_derivatives(loss, X_test, y_test, theta, fit_intercept, n_jobs)[0]
+    eta_test = backend.row_derivatives(model.problem(X_test, y_test, None), theta, n_jobs).eta
     change = np.empty((idx.size, X_test.shape[0]))
     delta_params = np.empty((idx.size, theta.size))
     for row, i in enumerate(idx):

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _validation as V
 from .backends import get_backend
+from .backends.contract import Problem
 from .fitting import RowObjective, minimise
 from .losses import Loss, get_loss
 
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 
-def _problem(loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None):
+def _problem(loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None) -> tuple[Problem, np.ndarray]:
+    """The validated (Problem, theta) of the public arguments."""
     loss = get_loss(loss, t)
     X = V.check_matrix(X, "X")
     y = V.check_vector(y, X.shape[0], "y")
@@ -54,7 +56,7 @@ def _problem(loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None):
     theta = V.check_vector(theta, p, "theta") if theta is not None else None
     weights = V.check_sample_weight(weights, X.shape[0])
     l2 = V.check_nonnegative(l2, "l2")
-    return loss, X, y, theta, bool(fit_intercept), weights, l2
+    return Problem(loss, X, y, weights, bool(fit_intercept), l2), theta
 
 
 def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
@@ -78,15 +80,13 @@ def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
 
 def row_derivatives(loss, X, y, theta, *, fit_intercept=True, t=None, backend="cpp", n_jobs=None):
     """Per-row ``(eta, loss, loss', loss'')`` at theta, each (n,), in one pass over X."""
-    loss, X, y, theta, fit_intercept, _, _ = _problem(loss, X, y, theta, fit_intercept, t=t)
-    return get_backend(backend).row_derivatives(loss, X, y, theta, fit_intercept, V.check_n_jobs(n_jobs))
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, t=t)
+    return get_backend(backend).row_derivatives(problem, theta, V.check_n_jobs(n_jobs))
 
 
 def _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, want_gradient, want_hessian):
-    loss, X, y, theta, fit_intercept, weights, l2 = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
-    return get_backend(backend).evaluate(
-        loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, V.check_n_jobs(n_jobs)
-    )
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+    return get_backend(backend).evaluate(problem, theta, want_gradient, want_hessian, V.check_n_jobs(n_jobs))
 
 
 def evaluate(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, want_gradient=True,
@@ -123,15 +123,13 @@ def hessian(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=No
 def hessian_vector_product(loss, X, y, theta, v, *, weights=None, l2=0.0, fit_intercept=True, t=None,
                            backend="cpp", n_jobs=None) -> np.ndarray:
     """``H v`` without forming H; ``v`` of shape (p,) or a block (p, k)."""
-    loss, X, y, theta, fit_intercept, weights, l2 = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
     v = np.asarray(v, dtype=np.float64)
     if v.ndim not in (1, 2) or v.shape[0] != theta.shape[0]:
         raise ValueError(f"v must have shape ({theta.shape[0]},) or ({theta.shape[0]}, k), got {v.shape}")
     if not np.isfinite(v).all():
         raise ValueError("v contains NaN or infinity")
-    return get_backend(backend).hessian_vector_product(
-        loss, X, y, weights, theta, fit_intercept, l2, v, V.check_n_jobs(n_jobs)
-    )
+    return get_backend(backend).hessian_vector_product(problem, theta, v, V.check_n_jobs(n_jobs))
 
 
 def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=True, t=None, tol=1e-10,
@@ -151,14 +149,14 @@ def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=T
     ``message`` and ``shifted``. It does not test whether a minimiser exists
     (the models do, see :mod:`fastinfluence.minimiser`).
     """
-    loss, X, y, _, fit_intercept, weights, l2 = _problem(loss, X, y, None, fit_intercept, weights, l2, t)
-    p = X.shape[1] + (1 if fit_intercept else 0)
+    problem, _ = _problem(loss, X, y, None, fit_intercept, weights, l2, t)
+    p = problem.X.shape[1] + (1 if problem.fit_intercept else 0)
     theta0 = np.zeros(p) if theta0 is None else V.check_vector(theta0, p, "theta0")
     tol = V.check_positive_finite(tol, "tol")
     max_iter = V.check_positive_int(max_iter, "max_iter")
     if method not in ("newton", "newton_cg"):
         raise ValueError(f"method must be 'newton' or 'newton_cg', got {method!r}")
-    objective = RowObjective(get_backend(backend), loss, X, y, weights, fit_intercept, l2, V.check_n_jobs(n_jobs))
+    objective = RowObjective(get_backend(backend), problem, V.check_n_jobs(n_jobs))
     return minimise(objective, theta0, tol=float(tol), max_iter=max_iter, method=method)
 
 
@@ -230,8 +228,8 @@ def _check_curvature(X, c):
 def curvature_weights(loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp",
                       n_jobs=None) -> np.ndarray:
     """``c_i = s_i loss''_i / n`` at theta, shape (n,): ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)``."""
-    loss, X, y, theta, fit_intercept, weights, _ = _problem(loss, X, y, theta, fit_intercept, weights, 0.0, t)
-    return get_backend(backend).curvature_weights(loss, X, y, weights, theta, fit_intercept, V.check_n_jobs(n_jobs))
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, 0.0, t)
+    return get_backend(backend).curvature_weights(problem, theta, V.check_n_jobs(n_jobs))
 
 
 def regularised_gram_product(X, c, V_block, *, l2=0.0, fit_intercept=True, backend="cpp", n_jobs=None):

@@ -34,6 +34,7 @@ import numpy as np
 from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
+from .backends.contract import Problem
 from .exceptions import ConvergenceWarning, NotFittedError
 from .fitting import RowObjective, minimise
 from .losses import Loss
@@ -165,10 +166,13 @@ class LinearModelBase:
             del self.feature_names_in_
         return self
 
+    def problem(self, X, y, s) -> Problem:
+        """The objective's data (:class:`fastinfluence.backends.contract.Problem`) with this model's loss."""
+        return Problem(self.loss, X, y, s, bool(self.fit_intercept), float(self.l2))
+
     def row_objective(self, X, y, s) -> RowObjective:
         """R on (X, y, s) with this model's loss and options, over the chosen backend's kernels."""
-        return RowObjective(get_backend(self.backend), self.loss, X, y, s, bool(self.fit_intercept),
-                            float(self.l2), V.check_n_jobs(self.n_jobs))
+        return RowObjective(get_backend(self.backend), self.problem(X, y, s), V.check_n_jobs(self.n_jobs))
 
     def check_minimiser(self, result, X, y, s):
         """The fit result, marked not converged when R has no minimiser (:mod:`fastinfluence.minimiser`)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 _NO_WEIGHTS = np.empty(0)
 
@@ -28,33 +29,40 @@ def loss_difference(loss, y, eta, delta):
     return _core.loss_difference(loss.kind, loss.t, *flat).reshape(shape)
 
 
-def row_derivatives(loss, X, y, theta, fit_intercept, n_jobs=0):
-    return _core.row_derivatives(loss.kind, loss.t, X, y, theta, fit_intercept, n_jobs)
+def row_derivatives(problem, theta, n_jobs=0):
+    p = problem
+    return RowDerivatives(*_core.row_derivatives(p.loss.kind, p.loss.t, p.X, p.y, theta, p.fit_intercept, n_jobs))
 
 
-def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
-    return _core.evaluate(
-        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs
-    )[:3]
+def _evaluate(problem, theta, want_gradient, want_hessian, n_jobs, row_derivatives):
+    p = problem
+    return _core.evaluate(p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, p.l2,
+                          want_gradient, want_hessian, n_jobs, row_derivatives)
 
 
-def evaluate_with_row_derivatives(loss, X, y, weights, theta, fit_intercept, l2, want_hessian, n_jobs=0):
-    return _core.evaluate(
-        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, True, want_hessian, n_jobs, True
-    )
+def evaluate(problem, theta, want_gradient, want_hessian, n_jobs=0):
+    return Evaluation(*_evaluate(problem, theta, want_gradient, want_hessian, n_jobs, False)[:3])
 
 
-def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs=0):
+def evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs=0):
+    return RowEvaluation(*_evaluate(problem, theta, True, want_hessian, n_jobs, True))
+
+
+def hessian_vector_product(problem, theta, V, n_jobs=0):
+    p = problem
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
     HV = _core.hessian_vector_product(
-        loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, l2, V[:, None] if vec else V, n_jobs
+        p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, p.l2,
+        V[:, None] if vec else V, n_jobs,
     )
     return HV[:, 0] if vec else HV
 
 
-def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):
-    return _core.curvature_weights(loss.kind, loss.t, X, y, _weights(weights), theta, fit_intercept, n_jobs)
+def curvature_weights(problem, theta, n_jobs=0):
+    p = problem
+    return _core.curvature_weights(p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept,
+                                   n_jobs)
 
 
 def regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs=0):
@@ -66,15 +74,16 @@ def gram_diagonal(X, fit_intercept, c, n_jobs=0):
 
 
 def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precondition=True, n_jobs=0):
-    return _core.cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0, precondition, n_jobs)
+    return CGResult(*_core.cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0, precondition, n_jobs))
 
 
 def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed):
-    return _core.lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed)
+    return LissaResult(*_core.lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size,
+                                          seed))
 
 
 def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0):
-    return _core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs)
+    return TopKScores(*_core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs))
 
 
 def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):

@@ -15,6 +15,7 @@ from scipy.special import expit, log_expit
 from ..losses import Loss
 from ..solvers import conjugate_gradient, jacobi_inverse
 from ..topk import best_k
+from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 # ---------------------------------------------------------------------------
 # losses.hpp
@@ -100,10 +101,10 @@ def _linear_predictor(X, theta, fit_intercept):
     return _row_products(X, fit_intercept, theta[:, None])[:, 0]
 
 
-def row_derivatives(loss, X, y, theta, fit_intercept, n_jobs=0):
-    eta = _linear_predictor(X, theta, fit_intercept)
-    value, d1, d2 = loss_terms(loss, y, eta)
-    return eta, value, d1, d2
+def row_derivatives(problem, theta, n_jobs=0):
+    eta = _linear_predictor(problem.X, theta, problem.fit_intercept)
+    value, d1, d2 = loss_terms(problem.loss, problem.y, eta)
+    return RowDerivatives(eta, value, d1, d2)
 
 
 def _penalty_mask(d, fit_intercept):
@@ -124,20 +125,21 @@ def _gram(X, fit_intercept, c):
     return np.block([[top, side], [side.T, np.array([[c.sum()]])]])
 
 
-def evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian, n_jobs=0):
+def evaluate(problem, theta, want_gradient, want_hessian, n_jobs=0):
     """R(theta) = (1/n) sum_i s_i loss_i + (l2/2)||w||^2, its gradient and Hessian."""
-    return _evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian)[:3]
+    return Evaluation(*_evaluate(problem, theta, want_gradient, want_hessian)[:3])
 
 
-def evaluate_with_row_derivatives(loss, X, y, weights, theta, fit_intercept, l2, want_hessian, n_jobs=0):
+def evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs=0):
     """evaluate's (value, gradient, Hessian | None) and the unweighted loss'_i, loss''_i."""
-    return _evaluate(loss, X, y, weights, theta, fit_intercept, l2, True, want_hessian)
+    return RowEvaluation(*_evaluate(problem, theta, True, want_hessian))
 
 
-def _evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want_hessian):
+def _evaluate(problem, theta, want_gradient, want_hessian):
+    X, fit_intercept, l2 = problem.X, problem.fit_intercept, problem.l2
     n, d = X.shape
-    s = np.ones(n) if weights is None else weights
-    _, value, d1, d2 = row_derivatives(loss, X, y, theta, fit_intercept)
+    s = np.ones(n) if problem.weights is None else problem.weights
+    _, value, d1, d2 = row_derivatives(problem, theta)
     penalty = _penalty_mask(d, fit_intercept)
     objective = np.dot(s, value) / n + 0.5 * l2 * np.dot(theta[:d], theta[:d])
     gradient = hessian = None
@@ -150,11 +152,11 @@ def _evaluate(loss, X, y, weights, theta, fit_intercept, l2, want_gradient, want
     return objective, gradient, hessian, d1, d2
 
 
-def curvature_weights(loss, X, y, weights, theta, fit_intercept, n_jobs=0):
+def curvature_weights(problem, theta, n_jobs=0):
     """c_i = s_i loss''_i / n: the per-row weights of the data part of H."""
-    n = X.shape[0]
-    s = np.ones(n) if weights is None else weights
-    return s * row_derivatives(loss, X, y, theta, fit_intercept)[3] / n
+    n = problem.X.shape[0]
+    s = np.ones(n) if problem.weights is None else problem.weights
+    return s * row_derivatives(problem, theta).d2 / n
 
 
 def regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs=0):
@@ -171,11 +173,11 @@ def gram_diagonal(X, fit_intercept, c, n_jobs=0):
     return np.r_[top, c.sum()] if fit_intercept else top
 
 
-def hessian_vector_product(loss, X, y, weights, theta, fit_intercept, l2, V, n_jobs=0):
+def hessian_vector_product(problem, theta, V, n_jobs=0):
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
-    c = curvature_weights(loss, X, y, weights, theta, fit_intercept)
-    HV = regularised_gram_product(X, fit_intercept, c, l2, V[:, None] if vec else V)
+    c = curvature_weights(problem, theta)
+    HV = regularised_gram_product(problem.X, problem.fit_intercept, c, problem.l2, V[:, None] if vec else V)
     return HV[:, 0] if vec else HV
 
 
@@ -220,7 +222,7 @@ def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precon
     def apply(V):
         return regularised_gram_product(X, fit_intercept, c, l2, V) + damping * V
 
-    return conjugate_gradient(apply, np.asarray(B, dtype=np.float64), inv_diag, x0, tol, max_iter)
+    return CGResult(*conjugate_gradient(apply, np.asarray(B, dtype=np.float64), inv_diag, x0, tol, max_iter))
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -270,7 +272,7 @@ def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batc
             total += V / scale
     total /= repeats
     total[:, diverged] = np.nan
-    return total, diverged
+    return LissaResult(total, diverged)
 
 
 # ---------------------------------------------------------------------------
@@ -324,4 +326,4 @@ def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, block_rows=65536):
         rows = np.broadcast_to(np.arange(start, start + S.shape[0]), (m, S.shape[0]))
         for largest, (kept_rows, kept_scores) in best.items():
             best[largest] = best_k(np.hstack([kept_rows, rows]), np.hstack([kept_scores, S.T]), k, largest=largest)
-    return (*best[False], *best[True])
+    return TopKScores(*best[False], *best[True])

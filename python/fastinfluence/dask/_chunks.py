@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _validation as V
 from ..backends import get_backend
+from ..backends.contract import Problem
 from ..losses import Loss
 from ..models import LinearModelBase
 from ..solvers import HessianOperator
@@ -47,6 +48,10 @@ class Spec:
     @property
     def kernels(self):
         return get_backend(self.backend)
+
+    def problem(self, X, y, s) -> Problem:
+        """One chunk's objective data, without the penalty (added once, after the reduction)."""
+        return Problem(self.loss, X, y, s, self.fit_intercept, 0.0)
 
 
 def location(block_info) -> tuple[int, int]:
@@ -142,8 +147,8 @@ def _chunk_moments(X, y, s, context, block_info=None):
     scale = (stop - start) / spec.n_samples
     pos = 0
     for r in requests:
-        value, gradient, hessian = k.evaluate(spec.loss, X, y, s, r.theta, fi, 0.0, r.gradient, r.hessian,
-                                              n_jobs)
+        problem = spec.problem(X, y, s)
+        value, gradient, hessian = k.evaluate(problem, r.theta, r.gradient, r.hessian, n_jobs)
         parts = [np.atleast_1d(value)]
         if r.gradient:
             parts.append(gradient)
@@ -151,7 +156,7 @@ def _chunk_moments(X, y, s, context, block_info=None):
             parts.append(np.ravel(hessian))
         if r.diagonal:
             # c_i = s_i loss''_i / n_c, diag(Xa^T diag(c) Xa)
-            c = k.curvature_weights(spec.loss, X, y, s, r.theta, fi, n_jobs)
+            c = k.curvature_weights(problem, r.theta, n_jobs)
             parts.append(k.gram_diagonal(X, fi, c, n_jobs))
         block = np.concatenate(parts)
         out[0, pos : pos + block.size] = scale * block
@@ -167,9 +172,7 @@ def _chunk_hessian_products(X, y, s, context, block_info=None):
     if stop == start:
         return np.zeros((1, block.size))
     X, y, s = chunk_inputs(spec, X, y, s, start, stop)
-    HV = spec.kernels.hessian_vector_product(
-        spec.loss, X, y, s, theta, spec.fit_intercept, 0.0, block, spec.n_jobs
-    )
+    HV = spec.kernels.hessian_vector_product(spec.problem(X, y, s), theta, block, spec.n_jobs)
     return ((stop - start) / spec.n_samples * np.asarray(HV)).reshape(1, -1)
 
 

@@ -36,9 +36,8 @@ def _chunk_block(X, y, s, context, start: int, stop: int) -> RowBlock:
     """One validated chunk at the fitted theta: X, loss', loss'', s and its first row's position."""
     spec = context["spec"]
     X, y, s = chunk_inputs(spec, X, y, s, start, stop)
-    _, _, d1, d2 = spec.kernels.row_derivatives(spec.loss, X, y, context["theta"], spec.fit_intercept,
-                                                spec.n_jobs)
-    return RowBlock(X, d1, d2, np.ones(stop - start) if s is None else s, start)
+    rows = spec.kernels.row_derivatives(spec.problem(X, y, s), context["theta"], spec.n_jobs)
+    return RowBlock(X, rows.d1, rows.d2, np.ones(stop - start) if s is None else s, start)
 
 
 def _chunk_apply(X, y, s, context, block_info=None):

@@ -1,0 +1,43 @@
+"""The kernel contract: both backends implement every function of ``Backend`` with its parameters."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from conftest import make_data
+
+from fastinfluence.backends import get_backend
+from fastinfluence.backends.contract import Backend, Problem, RowDerivatives, RowEvaluation, TopKScores
+from fastinfluence.losses import Loss
+
+MEMBERS = [name for name, value in vars(Backend).items() if inspect.isfunction(value) and not name.startswith("_")]
+
+
+def test_the_contract_lists_every_kernel():
+    assert len(MEMBERS) == 16 and "CholeskySolver" in Backend.__annotations__
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+@pytest.mark.parametrize("name", MEMBERS)
+def test_backend_implements_the_contract(backend, name):
+    module = get_backend(backend)
+    expected = list(inspect.signature(getattr(Backend, name)).parameters)[1:]  # without self
+    assert list(inspect.signature(getattr(module, name)).parameters)[: len(expected)] == expected
+    assert callable(module.CholeskySolver)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+def test_results_are_named(backend):
+    X, y, s = make_data("logistic", n=30, d=3, seed=1)
+    problem = Problem(Loss("logistic"), X, y, s, True, 0.1)
+    kernels = get_backend(backend)
+    theta = np.full(4, 0.1)
+    rows = kernels.row_derivatives(problem, theta)
+    assert isinstance(rows, RowDerivatives) and rows.eta.shape == (30,)
+    at = kernels.evaluate_with_row_derivatives(problem, theta, True)
+    assert isinstance(at, RowEvaluation) and at.hessian.shape == (4, 4)
+    np.testing.assert_allclose(at.d2, rows.d2, rtol=1e-12)
+    top = kernels.top_k_scores(X, True, -rows.d1, np.ones((4, 2)), 3)
+    assert isinstance(top, TopKScores) and top.helpful_rows.shape == (2, 3)

@@ -428,7 +428,7 @@ def test_score_top_k_and_self_influence_write_two_files(data, capsys):
 
 def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
     folder, _, _ = data
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)  # show even the quick steps of this small problem
+    monkeypatch.setattr(cli.commands, "PROGRESS_DELAY", 0.0)  # show the quick steps of this small problem
     args = [
         "score",
         "--train",
@@ -686,7 +686,7 @@ def test_single_class_or_single_row_training_file_exits_2_before_fitting(
     path = folder / "degenerate.csv"
     train.to_csv(path, index=False)
     fits = []
-    make_model = cli._make_model
+    make_model = cli.commands.make_model
 
     def make_recording_model(args):
         fitted = make_model(args)
@@ -694,7 +694,7 @@ def test_single_class_or_single_row_training_file_exits_2_before_fitting(
         fitted.fit = lambda *a, **k: fits.append(1) or fit(*a, **k)
         return fitted
 
-    monkeypatch.setattr(cli, "_make_model", make_recording_model)
+    monkeypatch.setattr(cli.commands, "make_model", make_recording_model)
     status, _, err = run_main(
         capsys,
         "score",

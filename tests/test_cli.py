@@ -449,24 +449,21 @@ def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
     assert status == 0 and out == "" and err == ""
 
 
-def test_score_uses_streaming_top_k_when_the_influence_object_has_it(data, capsys, monkeypatch):
+def test_score_top_k_streams_through_influence_top_k(data, capsys, monkeypatch):
+    """--top-k never forms the full matrix: it is Influence.top_k's table (TopK.to_frame)."""
     folder, train, test = data
     calls = []
 
-    class WithTopK(fi.Influence):
+    class Recording(fi.Influence):
         def top_k(self, X_test, y_test, k=10):
-            calls.append(k)
-            full = self.loss(X_test, y_test)
-            order = np.argsort(full, axis=0, kind="stable")
-            helpful, harmful = order[:k].T, order[::-1][:k].T  # (m, k), test-major
-            return {
-                "helpful_indices": helpful,
-                "helpful_scores": np.take_along_axis(full.T, helpful, 1),
-                "harmful_indices": harmful,
-                "harmful_scores": np.take_along_axis(full.T, harmful, 1),
-            }
+            calls.append(("top_k", k))
+            return super().top_k(X_test, y_test, k=k)
 
-    monkeypatch.setattr(fi, "Influence", WithTopK)
+        def loss(self, *args, **kwargs):
+            calls.append(("loss",))
+            return super().loss(*args, **kwargs)
+
+    monkeypatch.setattr(fi, "Influence", Recording)
     status, _, err = run_main(
         capsys,
         "score",
@@ -483,26 +480,24 @@ def test_score_uses_streaming_top_k_when_the_influence_object_has_it(data, capsy
         "--quiet",
     )
     assert status == 0, err
-    assert calls == [4]
+    assert calls == [("top_k", 4)]
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     check_top_k(read(folder / "top.csv"), inf.loss(X_test, y_test), 4)
 
 
-def test_top_k_fallback_without_streaming_top_k_matches_a_full_sort(data):
-    """Influence objects without ``top_k`` are scored in blocks of ``loss`` columns."""
+def test_top_k_table_is_the_table_of_top_k_to_frame(data):
+    """For arrays (TopK) and frames (the labelled table) alike; k is capped at the training rows."""
     folder, train, test = data
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
-
-    class LossOnly:  # an Influence-like object without top_k
-        n_samples_ = inf.n_samples_
-
-        def loss(self, X, y):
-            return inf.loss(X, y)
-
-    assert not hasattr(LossOnly(), "top_k")
     full = inf.loss(X_test, y_test)
-    check_top_k(cli.top_k_table(LossOnly(), X_test, y_test, 6), full, 6)
-    check_top_k(cli.top_k_table(inf, X_test, y_test, 6), full, 6)  # the streaming path gives the same
+    table = cli.top_k_table(inf, X_test, y_test, 6)
+    pd.testing.assert_frame_equal(table, inf.top_k(X_test, y_test, k=6).to_frame())
+    check_top_k(table, full, 6)
+    features = [c for c in train.columns if c != "label"]
+    model = fi.LogisticRegression(l2=1e-3).fit(train[features], train["label"])
+    frames = fi.Influence(model, train[features], train["label"])
+    capped = cli.top_k_table(frames, test[features], test["label"], 10**6)
+    check_top_k(capped, full, len(train))
 
 
 # -- score: bad input --------------------------------------------------------------------------
@@ -522,19 +517,40 @@ BAD_INPUTS = {
     "missing-target": (lambda f: ["--target", "y"], "no column 'y'"),
     "non-numeric-column": (
         lambda f: ["--train", write(f / "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n")],
-        "non-numeric columns: 'x1'",
+        "--train file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    ),
+    "non-numeric-test-column": (
+        lambda f: ["--test", write(f / "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n")],
+        "--test file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    ),
+    "non-numeric-target": (
+        lambda f: ["--train", write(f / "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n")],
+        "--train file text.csv has a non-numeric target column 'label'",
     ),
     "nan-in-train": (
         lambda f: ["--train", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,,1,2,2\n")],
-        "missing values (NaN)",
+        "--train file nan.csv has missing values (NaN, None or NA) in column 'x1' (1 row)",
     ),
     "nan-in-target": (
         lambda f: ["--test", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,,1,1\n2,3,1,2,2\n")],
-        "missing values (NaN) in columns 'label'",
+        "--target 'label' in --test file nan.csv has missing values (NaN, None or NA) in 1 row",
+    ),
+    "nan-in-test": (
+        lambda f: ["--test", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,1,1,1\n2,3,1,,2\n")],
+        "--test file nan.csv has missing values (NaN, None or NA) in column 'x2' (1 row)",
     ),
     "infinite-value": (
         lambda f: ["--train", write(f / "inf.csv", "x0,x1,label,x2,x3\n1,inf,0,1,1\n2,3,1,2,2\n")],
-        "infinite values",
+        "--train file inf.csv has infinite values in column 'x1'",
+    ),
+    "infinite-target": (
+        lambda f: [
+            "--model",
+            "linear",
+            "--train",
+            write(f / "inf.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,3,inf,2,2\n"),
+        ],
+        "--target 'label' in --train file inf.csv contains NaN or infinity",
     ),
     "test-columns-differ": (
         lambda f: ["--test", write(f / "other.csv", "a,label\n1,0\n")],
@@ -547,10 +563,10 @@ BAD_INPUTS = {
         "cannot read",
     ),
     "corrupt-parquet": (lambda f: ["--train", write(f / "bad.parquet", "not parquet")], "cannot read"),
-    "non-binary-labels": (lambda f: ["--target", "x0"], "binary labels"),
+    "non-binary-labels": (lambda f: ["--target", "x0"], "--target 'x0' in --train file train.csv: y must hold binary"),
     "unseen-test-label": (
         lambda f: ["--test", write(f / "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n")],
-        "not among the model's",
+        "--test file three.csv: y_test holds labels [2.0] that are not among the model's classes [0, 1]",
     ),
     "negative-poisson-counts": (lambda f: ["--model", "poisson", "--target", "x0"], "x0"),
     "out-folder-missing": (lambda f: ["--out", str(f / "no" / "such" / "out.csv")], "does not exist"),

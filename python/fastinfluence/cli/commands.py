@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from .errors import EXIT_OK, PROG, InputError
+from .errors import EXIT_OK, PROG, InputError, library_errors
 from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
 from .parser import CLASSIFIER_NAMES
 
@@ -87,112 +87,37 @@ def _blocks(total, size):
         yield start, min(total, start + size)
 
 
+def _row_block(data, start, stop):
+    """Rows start..stop-1 of a DataFrame, Series or array."""
+    return data.iloc[start:stop] if hasattr(data, "iloc") else data[start:stop]
+
+
 def full_matrix(inf, X_test, y_test, bar=None):
-    """I_up,loss for every (training row, test row), computed in blocks of test columns."""
+    """I_up,loss for every (training row, test row) as an (n, m) array, in blocks of test rows."""
     n, m = inf.n_samples_, X_test.shape[0]
     scores = np.empty((n, m))
     for start, stop in _blocks(m, _block_size(n)):
-        scores[:, start:stop] = inf.loss(X_test[start:stop], y_test[start:stop])
+        block = inf.loss(_row_block(X_test, start, stop), _row_block(y_test, start, stop))
+        scores[:, start:stop] = np.asarray(block)  # a DataFrame when the training X was one
         if bar is not None:
             bar.update(stop - start)
     return scores
 
 
-def _top_k_of_block(scores, k):
-    """(helpful_idx, helpful_scores, harmful_idx, harmful_scores), each (k, b), best first."""
-    n = scores.shape[0]
-    if k < n:
-        helpful = np.argpartition(scores, k - 1, axis=0)[:k]
-        harmful = np.argpartition(-scores, k - 1, axis=0)[:k]
-    else:
-        helpful = harmful = np.broadcast_to(np.arange(n)[:, None], scores.shape)
-    helpful_scores = np.take_along_axis(scores, helpful, axis=0)
-    order = np.argsort(helpful_scores, axis=0, kind="stable")
-    helpful, helpful_scores = (
-        np.take_along_axis(helpful, order, 0),
-        np.take_along_axis(helpful_scores, order, 0),
-    )
-    harmful_scores = np.take_along_axis(scores, harmful, axis=0)
-    order = np.argsort(-harmful_scores, axis=0, kind="stable")
-    harmful, harmful_scores = (
-        np.take_along_axis(harmful, order, 0),
-        np.take_along_axis(harmful_scores, order, 0),
-    )
-    return helpful, helpful_scores, harmful, harmful_scores
-
-
-def _tidy_top_k(test_rows, helpful, helpful_scores, harmful, harmful_scores):
-    """Tidy columns from (k, b) arrays: test_row, rank, train_row, score, kind."""
-    k, b = helpful.shape
-    ranks = np.repeat(np.arange(1, k + 1)[None, :], b, axis=0).ravel()  # (b * k,), test-major
-    rows = np.repeat(np.asarray(test_rows), k)
-    parts = []
-    for kind, idx, values in (("helpful", helpful, helpful_scores), ("harmful", harmful, harmful_scores)):
-        parts.append(
-            {
-                "test_row": rows,
-                "rank": ranks,
-                "train_row": np.asarray(idx).T.ravel(),
-                "score": np.asarray(values, dtype=np.float64).T.ravel(),
-                "kind": np.full(b * k, kind),
-            }
-        )
-    return parts
-
-
-def _normalise_top_k_result(result, m, k):
-    """The (k, m) arrays of ``Influence.top_k``'s result, or None when its form is not recognised.
-
-    Accepted: a mapping or object with ``helpful_indices``, ``helpful_scores``,
-    ``harmful_indices`` and ``harmful_scores``, each (m, k) (test-major) or (k, m).
-    """
-    names = ("helpful_indices", "helpful_scores", "harmful_indices", "harmful_scores")
-    try:
-        arrays = [np.asarray(result[n] if isinstance(result, dict) else getattr(result, n)) for n in names]
-    except (AttributeError, KeyError, TypeError):
-        return None
-    out = []
-    for a in arrays:
-        if a.shape == (m, k):
-            out.append(a.T)
-        elif a.shape == (k, m):
-            out.append(a)
-        else:
-            return None
-    return tuple(out)
-
-
 def top_k_table(inf, X_test, y_test, k, bar=None):
-    """Tidy DataFrame (test_row, rank, train_row, score, kind) of the k most helpful and harmful rows.
+    """The tidy table of :meth:`TopK.to_frame <fastinfluence.influence.TopK.to_frame>`: test_row, rank,
+    train_row, score, kind, for the k most helpful and k most harmful training rows of each test row.
 
-    Uses ``Influence.top_k`` (streaming over X, O(m k) memory) when the object
-    has it and its result has the recognised form; otherwise (an Influence-like
-    object without it) scores blocks of test columns with ``loss`` and keeps
-    the k smallest and largest of each column with ``np.argpartition``. ``k`` is
-    capped at the number of training rows.
+    ``Influence.top_k`` streams over X in O(m k) memory and caps k at the number of
+    training rows; fitted on a frame, it gives the table itself, labelled with the
+    frames' rows (numbered from 0 for the tables ``read_table`` reads).
     """
-    pd = require("pandas")
-    n, m = inf.n_samples_, X_test.shape[0]
-    k = min(int(k), n)
-    pieces = None
-    if hasattr(inf, "top_k"):
-        arrays = _normalise_top_k_result(inf.top_k(X_test, y_test, k=k), m, k)
-        if arrays is not None:
-            pieces = _tidy_top_k(np.arange(m), *arrays)
-            if bar is not None:
-                bar.update(m)
-    if pieces is None:
-        pieces = []
-        for start, stop in _blocks(m, _block_size(n)):
-            block = inf.loss(X_test[start:stop], y_test[start:stop])
-            pieces.extend(_tidy_top_k(np.arange(start, stop), *_top_k_of_block(block, k)))
-            if bar is not None:
-                bar.update(stop - start)
-    columns = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
-    table = pd.DataFrame(columns)
-    table["kind_order"] = (table["kind"] == "harmful").astype(np.int8)
-    table = table.sort_values(["test_row", "kind_order", "rank"], kind="stable").drop(columns="kind_order")
-    return table.reset_index(drop=True)
+    from ..influence import TopK
+
+    result = inf.top_k(X_test, y_test, k=k)
+    if bar is not None:
+        bar.update(X_test.shape[0])
+    return result.to_frame() if isinstance(result, TopK) else result
 
 
 def self_influence_table(inf, bar=None):
@@ -200,21 +125,15 @@ def self_influence_table(inf, bar=None):
     pd = require("pandas")
     n = inf.n_samples_
     values = np.empty(n)
-    for start, stop in _blocks(n, max(1, 2**16)):
-        values[start:stop] = inf.self_influence(indices=np.arange(start, stop))
+    for start, stop in _blocks(n, 2**16):
+        values[start:stop] = np.asarray(inf.self_influence(indices=np.arange(start, stop)))
         if bar is not None:
             bar.update(stop - start)
     order = np.argsort(values, kind="stable")
     return pd.DataFrame({"train_row": order, "self_influence": values[order]})
 
 
-def _label_message(exc):
-    """The library's label error, worded for a column: 'y must hold ...' -> 'the column must hold ...'."""
-    text = str(exc)
-    for name in ("y_test ", "y "):
-        if text.startswith(name):
-            return "the column " + text[len(name) :]
-    return text
+# -- score: the command ------------------------------------------------------------------------
 
 
 def _size(n_bytes):
@@ -224,27 +143,43 @@ def _size(n_bytes):
         n_bytes /= 1024
 
 
+def _check_options(args):
+    """Refuse bad numbers before any file is read."""
+    if args.top_k is not None and args.top_k < 1:
+        raise InputError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.n_jobs is not None and not (args.n_jobs >= 1 or args.n_jobs == -1):
+        raise InputError(
+            f"--n-jobs must be a positive number of threads, or -1 for every core; got {args.n_jobs}"
+        )
+    if not args.max_matrix_mb > 0:
+        raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
+
+
 def _check_fittable(y, args):
     """Refuse training sets whose fit has no optimum (or no meaning) before fitting.
 
     One row cannot be scored against others; a classifier needs both classes
     (with one, the intercept runs off to infinity); a Poisson model with an
     intercept needs a count > 0 (with all 0, the intercept runs off to -infinity).
+    Missing labels are left to the library, which names them.
     """
     where = f"--train file {args.train}"
     if y.shape[0] < 2:
         raise InputError(
             f"{where} has {y.shape[0]} data row; fitting a model and scoring influence need at least 2"
         )
+    if y.isna().any():
+        return
+    values = y.to_numpy()
     if args.model in CLASSIFIER_NAMES:
-        classes = np.unique(y)
+        classes = np.unique(values)
         if classes.size < 2:
-            value = classes[0] if y.dtype == bool else f"{classes[0]:g}"
+            value = classes[0] if values.dtype == bool else f"{classes[0]:g}"
             raise InputError(
                 f"--target {args.target!r} in {where} holds a single class (every row is {value}); "
                 f"a {args.model} classifier needs rows of both classes"
             )
-    if args.model == "poisson" and not args.no_intercept and not np.any(y != 0):
+    if args.model == "poisson" and not args.no_intercept and not np.any(values != 0):
         raise InputError(
             f"--target {args.target!r} in {where} is 0 in every row; a poisson model with an intercept "
             "has no optimum then (the intercept goes to -infinity): give rows with counts > 0, or "
@@ -253,6 +188,7 @@ def _check_fittable(y, args):
 
 
 def make_model(args):
+    """The model --model names, with the options given; bad option values are an InputError."""
     import fastinfluence as fi
 
     if args.t is not None and args.model != "smooth-hinge":
@@ -277,17 +213,64 @@ def make_model(args):
     return fi.SmoothHingeClassifier(t=0.1 if args.t is None else args.t, **options)
 
 
-def run_score(args) -> int:
+def _places(args):
+    """Where each argument of the library comes from on the command line (see ``library_errors``)."""
+    target = f"--target {args.target!r} in"
+    return {
+        "X": f"--train file {args.train}",
+        "y": f"{target} --train file {args.train}",
+        "X_test": f"--test file {args.test}",
+        "y_test": f"{target} --test file {args.test}",
+    }
+
+
+def _fit_influence(args, model, X, y):
+    """``fi.Influence`` of ``model`` fitted on the training frames, after checking it converged."""
     import fastinfluence as fi
 
-    if args.top_k is not None and args.top_k < 1:
-        raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.n_jobs is not None and not (args.n_jobs >= 1 or args.n_jobs == -1):
+    places = _places(args)
+    with _step(f"fit ({args.model}, {X.shape[0]} rows x {X.shape[1]} features)", args.quiet) as bar:
+        # errors without an argument come from the checks of the labels (models.py, losses.py)
+        with library_errors(places, fallback=places["y"]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", fi.ConvergenceWarning)  # reported below as an error
+            model.fit(X, y)
+        bar.set_postfix_str(f"{model.n_iter_} Newton iterations, gradient norm {model.grad_norm_:.1e}")
+    if not model.converged_:
         raise InputError(
-            f"--n-jobs must be a positive number of threads, or -1 for every core; got {args.n_jobs}"
+            f"the {args.model} model did not converge ({model.fit_message_}; "
+            f"gradient norm {model.grad_norm_:.2e} "
+            f"after {model.n_iter_} iterations); influence needs the optimum: try a larger --l2 or --max-iter"
         )
-    if not args.max_matrix_mb > 0:
-        raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
+    with _step("Hessian (compute and factorise)", args.quiet), library_errors(places, fallback=places["X"]):
+        try:
+            return fi.Influence(model, X, y, damping=args.damping, n_jobs=args.n_jobs)
+        except fi.IllConditionedHessianError as exc:  # it names damping, --damping's Python twin
+            raise InputError(f"{exc} (command line: --damping)") from None
+
+
+def _score_tables(args, inf, X_test, y_test):
+    """The tables this run writes, in the order of ``output_paths``."""
+    pd = require("pandas")
+    n, m = inf.n_samples_, X_test.shape[0]
+    tables = []
+    with library_errors(_places(args), fallback=f"--test file {args.test}"):
+        if args.top_k is None and not args.self_influence:
+            with _progress(args.quiet, total=m, desc="scoring", unit=" test rows") as bar:
+                scores = full_matrix(inf, X_test, y_test, bar)
+            frame = pd.DataFrame(scores, columns=[f"test_{j}" for j in range(m)])
+            frame.insert(0, "train_row", np.arange(n))
+            tables.append(frame)
+        if args.top_k is not None:
+            with _progress(args.quiet, total=m, desc=f"top {args.top_k}", unit=" test rows") as bar:
+                tables.append(top_k_table(inf, X_test, y_test, args.top_k, bar))
+    if args.self_influence:
+        with _progress(args.quiet, total=n, desc="self-influence", unit=" train rows") as bar:
+            tables.append(self_influence_table(inf, bar))
+    return tables
+
+
+def run_score(args) -> int:
+    _check_options(args)
     outputs = output_paths(args)
     model = make_model(args)
     for path, _, _ in outputs:
@@ -298,67 +281,27 @@ def run_score(args) -> int:
                     file=sys.stderr,
                 )
     require("tqdm")
-    pd = require("pandas")
-    quiet = args.quiet
-
-    with _step("reading", quiet):
+    with _step("reading", args.quiet):
         train = read_table(args.train, "--train")
         test = read_table(args.test, "--test")
         X, y, features = split_features(train, args.target, "--train", args.train)
         X_test, y_test, _ = split_features(test, args.target, "--test", args.test, feature_columns=features)
     _check_fittable(y, args)
     n, m = X.shape[0], X_test.shape[0]
-    full = args.top_k is None and not args.self_influence
-    if full and n * m * 8 > args.max_matrix_mb * 2**20:
+    if args.top_k is None and not args.self_influence and n * m * 8 > args.max_matrix_mb * 2**20:
         raise InputError(
             f"the full I_up,loss matrix would be {n} x {m} = {_size(n * m * 8)}, above the limit of "
             f"{args.max_matrix_mb:g} MiB (--max-matrix-mb); use --top-k K to keep the K most helpful and "
-            "harmful "
-            "training rows per test row, or raise --max-matrix-mb"
+            "harmful training rows per test row, or raise --max-matrix-mb"
         )
-
-    with _step(f"fit ({args.model}, {n} rows x {X.shape[1]} features)", quiet) as bar:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", fi.ConvergenceWarning)  # reported below as an error
-                model.fit(X, y)
-        except ValueError as exc:
-            raise InputError(f"--target {args.target!r} in --train: {_label_message(exc)}") from None
-        bar.set_postfix_str(f"{model.n_iter_} Newton iterations, gradient norm {model.grad_norm_:.1e}")
-    if not model.converged_:
-        raise InputError(
-            f"the {args.model} model did not converge ({model.fit_message_}; "
-            f"gradient norm {model.grad_norm_:.2e} "
-            f"after {model.n_iter_} iterations); influence needs the optimum: try a larger --l2 or --max-iter"
-        )
-    with _step("Hessian (compute and factorise)", quiet):
-        try:
-            inf = fi.Influence(model, X, y, damping=args.damping, n_jobs=args.n_jobs)
-        except ValueError as exc:  # IllConditionedHessianError names --damping's Python twin
-            raise InputError(f"{exc} (command line: --damping)") from None
-
-    tables = []
-    try:
-        if full:
-            with _progress(quiet, total=m, desc="scoring", unit=" test rows") as bar:
-                scores = full_matrix(inf, X_test, y_test, bar)
-            frame = pd.DataFrame(scores, columns=[f"test_{j}" for j in range(m)])
-            frame.insert(0, "train_row", np.arange(n))
-            tables.append(frame)
-        if args.top_k is not None:
-            with _progress(quiet, total=m, desc=f"top {args.top_k}", unit=" test rows") as bar:
-                tables.append(top_k_table(inf, X_test, y_test, args.top_k, bar))
-    except ValueError as exc:  # the test labels are validated when the test side is scored
-        raise InputError(f"--target {args.target!r} in --test: {_label_message(exc)}") from None
-    if args.self_influence:
-        with _progress(quiet, total=n, desc="self-influence", unit=" train rows") as bar:
-            tables.append(self_influence_table(inf, bar))
-    with _step("writing", quiet):
+    inf = _fit_influence(args, model, X, y)
+    tables = _score_tables(args, inf, X_test, y_test)
+    with _step("writing", args.quiet):
         try:
             write_tables([(frame, *out) for frame, out in zip(tables, outputs)])
         except OSError as exc:
             raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    if not quiet:
+    if not args.quiet:
         written = ", ".join(path for path, _, _ in outputs)
         print(f"{PROG}: wrote {written}", file=sys.stderr)
     return EXIT_OK

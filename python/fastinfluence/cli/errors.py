@@ -1,4 +1,5 @@
-"""How a run of the command line ends: exit statuses, one-line errors and warnings, signals."""
+"""How a run of the command line ends: exit statuses, one-line errors and warnings, signals, and the
+library's errors about the user's data worded for the command line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import sys
 import threading
 import warnings
+
+from ..exceptions import InvalidArgumentError
 
 __all__ = [
     "PROG",
@@ -20,6 +23,7 @@ __all__ = [
     "RaiseOnSigterm",
     "error_line",
     "warnings_to_stderr",
+    "library_errors",
 ]
 
 PROG = "fastinfluence"
@@ -89,3 +93,25 @@ class RaiseOnSigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
             self._installed = False
         return False
+
+
+@contextlib.contextmanager
+def library_errors(places, fallback):
+    """The library's errors about the user's data, as InputError worded for the command line.
+
+    ``places`` maps the argument an :class:`~fastinfluence.InvalidArgumentError`
+    names (``"X"``, ``"y_test"``, ...) to where it came from on the command line
+    (``"--train file train.csv"``): the error line is that place followed by the
+    error's ``detail``. ``fallback`` is the place of any other ``ValueError``: the
+    errors that carry no argument, such as a label outside the model's classes.
+    An argument not in ``places`` is a bug of the command line, not bad input:
+    its error goes on (exit status 1).
+    """
+    try:
+        yield
+    except InvalidArgumentError as exc:
+        if exc.argument not in places:
+            raise
+        raise InputError(f"{places[exc.argument]} {exc.detail}") from None
+    except ValueError as exc:
+        raise InputError(f"{fallback}: {exc}") from None

@@ -11,8 +11,7 @@ import socket
 import sys
 import warnings
 
-import numpy as np
-
+from .. import _dataframes as D
 from .errors import PROG, InputError
 
 __all__ = [
@@ -80,7 +79,8 @@ def _check_csv_field_counts(path, option):
 
 
 def read_table(path, option):
-    """Read a CSV or Parquet file into a DataFrame; every problem becomes an InputError."""
+    """Read a CSV or Parquet file into a DataFrame, its rows numbered from 0 (a Parquet file's stored
+    index is dropped) and its column labels strings; every problem becomes an InputError."""
     pd = require("pandas")
     _, fmt = _table_format(path, option)
     if not os.path.exists(path):
@@ -108,68 +108,42 @@ def read_table(path, option):
     if frame.shape[0] == 0:
         raise InputError(f"{option} file {path} has no data rows")
     frame.columns = [str(c) for c in frame.columns]
+    frame.index = pd.RangeIndex(len(frame))  # rows are numbered as in the file, from 0
     return frame
 
 
-def _describe_columns(columns, limit=6):
-    shown = ", ".join(repr(c) for c in columns[:limit])
-    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
-
-
-def _numeric_column_problems(frame, option, path):
-    pd = require("pandas")
-    bad = [
-        c
-        for c in frame.columns
-        if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-    ]
-    if bad:
-        kinds = ", ".join(f"{c!r} ({frame[c].dtype})" for c in bad[:6]) + (
-            f" and {len(bad) - 6} more" if len(bad) > 6 else ""
-        )
-        raise InputError(
-            f"{option} file {path} has non-numeric columns: {kinds}; encode them as numbers first"
-        )
-    missing = frame.isna().sum()
-    missing = missing[missing > 0]
-    if len(missing):
-        parts = ", ".join(f"{c!r} ({n} row{'s' if n > 1 else ''})" for c, n in list(missing.items())[:6])
-        raise InputError(
-            f"{option} file {path} has missing values (NaN) in columns {parts}; fill or drop them first"
-        )
-
-
 def split_features(frame, target, option, path, feature_columns=None):
-    """(X float64 (n, d), y, feature column names) from a DataFrame, validated."""
+    """(features, target column, feature names) of a table: the feature columns as a DataFrame
+    (in the order of ``feature_columns`` when given: the columns of --train), the target a Series.
+
+    Checked here is what only the command line knows: which column is the target, that --test has
+    the columns of --train (in any order), and that labels are numbers or booleans. The values
+    themselves (non-numeric features, missing or infinite values, labels outside the model's
+    domain) are checked by the library when the frames reach ``fit`` and ``Influence``.
+    """
+    pd = require("pandas")
     if target not in frame.columns:
         raise InputError(
             f"{option} file {path} has no column {target!r} (--target); its columns are "
-            f"{_describe_columns(list(frame.columns))}"
+            f"{D.describe_columns(list(frame.columns))}"
         )
     features = [c for c in frame.columns if c != target]
     if feature_columns is not None:
-        missing = [c for c in feature_columns if c not in features]
-        extra = [c for c in features if c not in feature_columns]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"lacks training columns {_describe_columns(missing)}")
-            if extra:
-                parts.append(f"has columns not in --train: {_describe_columns(extra)}")
-            raise InputError(f"{option} file {path} " + " and ".join(parts))
+        mismatch = D.describe_column_mismatch(
+            feature_columns, features, lacking="training columns", extra="columns not in --train:"
+        )
+        if mismatch is not None:
+            raise InputError(f"{option} file {path} {mismatch}")
         features = list(feature_columns)
     if not features:
         raise InputError(f"{option} file {path} has no feature columns besides the target {target!r}")
-    _numeric_column_problems(frame[features + [target]], option, path)
-    X = frame[features].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        bad = [c for c, ok in zip(features, np.isfinite(X).all(axis=0)) if not ok]
-        raise InputError(f"{option} file {path} has infinite values in columns {_describe_columns(bad)}")
     column = frame[target]
-    y = column.to_numpy(dtype=bool) if column.dtype == bool else column.to_numpy(dtype=np.float64)
-    if y.dtype != bool and not np.all(np.isfinite(y)):
-        raise InputError(f"{option} file {path} has infinite values in the target column {target!r}")
-    return np.ascontiguousarray(X), y, features
+    if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+        raise InputError(
+            f"{option} file {path} has a non-numeric target column {target!r} ({column.dtype}); "
+            "encode its labels as numbers (0/1, -1/+1, true/false or counts) first"
+        )
+    return frame[features], column, features
 
 
 def output_paths(args):

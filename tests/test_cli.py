@@ -501,6 +501,30 @@ def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch
     assert set(os.listdir(folder)) == before  # no output, no temporary file left behind
 
 
+def test_library_errors_are_placed_by_their_argument_not_their_text():
+    """Issue 10: library errors are placed on --train, --test or --target by InvalidArgumentError.argument."""
+    from fastinfluence.exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
+
+    places = {"X": "--train file t.csv", "y_test": "--target 'label' in --test file s.csv"}
+
+    def raised(error):
+        with pytest.raises(BaseException) as caught, cli.errors.library_errors(places, "--test file s.csv"):
+            raise error
+        return caught.value
+
+    error = raised(InvalidArgumentTypeError("X", "must hold real numbers; non-numeric column: 'x1'"))
+    assert isinstance(error, cli.InputError)
+    assert str(error) == "--train file t.csv must hold real numbers; non-numeric column: 'x1'"
+    error = raised(InvalidArgumentValueError("y_test", "has missing values in 1 row"))
+    assert str(error) == "--target 'label' in --test file s.csv has missing values in 1 row"
+    # errors without an argument: the step's fallback place, the message as it is
+    assert str(raised(ValueError("y_test holds labels [2]"))) == "--test file s.csv: y_test holds labels [2]"
+    # an argument the command line does not give is its own bug: exit status 1, not 2
+    unknown = InvalidArgumentValueError("indices", "must lie in [0, 3)")
+    assert raised(unknown) is unknown
+    assert isinstance(raised(TypeError("unrelated")), TypeError)
+
+
 @pytest.mark.parametrize("ext", [".csv", ".csv.gz"])
 @pytest.mark.parametrize("option", ["--train", "--test"])
 @pytest.mark.parametrize("extra_field", [",", ",0"], ids=["trailing-comma", "trailing-zero"])

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from ..influence import TopK
 from .errors import EXIT_OK, PROG, InputError, library_errors
 from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
 from .parser import CLASSIFIER_NAMES
@@ -112,8 +113,6 @@ def top_k_table(inf, X_test, y_test, k, bar=None):
     training rows; fitted on a frame, it gives the table itself, labelled with the
     frames' rows (numbered from 0 for the tables ``read_table`` reads).
     """
-    from ..influence import TopK
-
     result = inf.top_k(X_test, y_test, k=k)
     if bar is not None:
         bar.update(X_test.shape[0])

@@ -38,6 +38,7 @@ def _table_format(path, option):
 
 
 def require(module, extra="cli"):
+    """The module ``module`` (an optional dependency of the command), or an InputError naming the extra."""
     try:
         return __import__(module)
     except ImportError as exc:

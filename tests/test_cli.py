@@ -48,6 +48,15 @@ def run_main(capsys, *args):
     return status, captured.out, captured.err
 
 
+def score_args(
+    folder, *options, train="train.csv", test="test.csv", out="out.csv", target="label", quiet=True
+):
+    """The arguments of ``score`` on the files ``folder / train`` (and test, out; a name that is a path
+    of its own is kept), ``options`` before ``--out``, and ``--quiet`` unless ``quiet`` is False."""
+    files = ["--train", str(folder / train), "--test", str(folder / test), "--target", target]
+    return ["score", *files, *options, "--out", str(folder / out), *(["--quiet"] if quiet else [])]
+
+
 def make_frames(n=60, m=12, d=4, model="logistic", seed=0):
     """Training and test DataFrames with feature columns x0.. and a 'label' column."""
     rng = np.random.default_rng(seed)
@@ -210,20 +219,7 @@ def test_demo_out_dir_that_is_a_file_exits_2(tmp_path, capsys):
 
 def test_score_full_matrix_csv_matches_the_python_api(data):
     folder, train, test = data
-    result = run_module(
-        "score",
-        "--train",
-        "train.csv",
-        "--test",
-        "test.csv",
-        "--target",
-        "label",
-        "--l2",
-        "1e-2",
-        "--out",
-        "scores.csv",
-        cwd=folder,
-    )
+    result = run_module(*score_args(Path(), "--l2", "1e-2", out="scores.csv", quiet=False), cwd=folder)
     assert result.returncode == 0, result.stderr
     table = read(folder / "scores.csv")
     assert list(table.columns) == ["train_row"] + [f"test_{j}" for j in range(len(test))]
@@ -241,16 +237,7 @@ def test_score_round_trip_through_other_formats(data, capsys, ext):
     out = folder / f"scores{ext}"
     status, _, err = run_main(
         capsys,
-        "score",
-        "--train",
-        str(folder / f"train{source}"),
-        "--test",
-        str(folder / f"test{source}"),
-        "--target",
-        "label",
-        "--out",
-        str(out),
-        "--quiet",
+        *score_args(folder, train=f"train{source}", test=f"test{source}", out=out),
     )
     assert status == 0, err
     table = pd.read_parquet(out) if ext != ".csv.gz" else pd.read_csv(out)
@@ -279,22 +266,7 @@ def test_score_every_model_matches_the_python_api(tmp_path, capsys, model, optio
     train, test = make_frames(model=model, seed=1)
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(tmp_path / "train.csv"),
-        "--test",
-        str(tmp_path / "test.csv"),
-        "--target",
-        "label",
-        "--model",
-        model,
-        *options,
-        "--out",
-        str(tmp_path / "out.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, *options))
     assert status == 0, err
     features = [c for c in train.columns if c != "label"]
     X, y = train[features].to_numpy(), train["label"].to_numpy()
@@ -329,21 +301,7 @@ def check_top_k(table, full, k):
 
 def test_score_top_k_matches_a_full_sort(data, capsys):
     folder, train, test = data
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--top-k",
-        "5",
-        "--out",
-        str(folder / "top.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(folder, "--top-k", "5", out="top.csv"))
     assert status == 0, err
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     check_top_k(read(folder / "top.csv"), inf.loss(X_test, y_test), 5)
@@ -353,21 +311,7 @@ def test_score_top_k_larger_than_the_training_set_is_capped(tmp_path, capsys):
     train, test = make_frames(n=8, m=3)
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(tmp_path / "train.csv"),
-        "--test",
-        str(tmp_path / "test.csv"),
-        "--target",
-        "label",
-        "--top-k",
-        "50",
-        "--out",
-        str(tmp_path / "top.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--top-k", "50", out="top.csv"))
     assert status == 0, err
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     check_top_k(read(tmp_path / "top.csv"), inf.loss(X_test, y_test), 8)
@@ -375,20 +319,8 @@ def test_score_top_k_larger_than_the_training_set_is_capped(tmp_path, capsys):
 
 def test_score_self_influence_sorted_most_negative_first(data, capsys):
     folder, train, test = data
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.parquet"),
-        "--test",
-        str(folder / "test.parquet"),
-        "--target",
-        "label",
-        "--self-influence",
-        "--out",
-        str(folder / "self.parquet"),
-        "--quiet",
-    )
+    parquet = dict(train="train.parquet", test="test.parquet")
+    status, _, err = run_main(capsys, *score_args(folder, "--self-influence", **parquet, out="self.parquet"))
     assert status == 0, err
     table = read(folder / "self.parquet")
     assert list(table.columns) == ["train_row", "self_influence"]
@@ -405,19 +337,7 @@ def test_score_top_k_and_self_influence_write_two_files(data, capsys):
     folder, train, test = data
     status, _, err = run_main(
         capsys,
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--top-k",
-        "3",
-        "--self-influence",
-        "--out",
-        str(folder / "result.parquet"),
-        "--quiet",
+        *score_args(folder, "--top-k", "3", "--self-influence", out="result.parquet"),
     )
     assert status == 0, err
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
@@ -428,18 +348,8 @@ def test_score_top_k_and_self_influence_write_two_files(data, capsys):
 
 def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
     folder, _, _ = data
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)  # show even the quick steps of this small problem
-    args = [
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--out",
-        str(folder / "o.csv"),
-    ]
+    monkeypatch.setattr(cli.commands, "PROGRESS_DELAY", 0.0)  # show the quick steps of this small problem
+    args = score_args(folder, out="o.csv", quiet=False)
     status, out, err = run_main(capsys, *args)
     assert status == 0
     assert out == ""
@@ -449,60 +359,41 @@ def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
     assert status == 0 and out == "" and err == ""
 
 
-def test_score_uses_streaming_top_k_when_the_influence_object_has_it(data, capsys, monkeypatch):
+def test_score_top_k_streams_through_influence_top_k(data, capsys, monkeypatch):
+    """--top-k never forms the full matrix: it is Influence.top_k's table (TopK.to_frame)."""
     folder, train, test = data
     calls = []
 
-    class WithTopK(fi.Influence):
+    class Recording(fi.Influence):
         def top_k(self, X_test, y_test, k=10):
-            calls.append(k)
-            full = self.loss(X_test, y_test)
-            order = np.argsort(full, axis=0, kind="stable")
-            helpful, harmful = order[:k].T, order[::-1][:k].T  # (m, k), test-major
-            return {
-                "helpful_indices": helpful,
-                "helpful_scores": np.take_along_axis(full.T, helpful, 1),
-                "harmful_indices": harmful,
-                "harmful_scores": np.take_along_axis(full.T, harmful, 1),
-            }
+            calls.append(("top_k", k))
+            return super().top_k(X_test, y_test, k=k)
 
-    monkeypatch.setattr(fi, "Influence", WithTopK)
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--top-k",
-        "4",
-        "--out",
-        str(folder / "top.csv"),
-        "--quiet",
-    )
+        def loss(self, *args, **kwargs):
+            calls.append(("loss",))
+            return super().loss(*args, **kwargs)
+
+    monkeypatch.setattr(fi, "Influence", Recording)
+    status, _, err = run_main(capsys, *score_args(folder, "--top-k", "4", out="top.csv"))
     assert status == 0, err
-    assert calls == [4]
+    assert calls == [("top_k", 4)]
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     check_top_k(read(folder / "top.csv"), inf.loss(X_test, y_test), 4)
 
 
-def test_top_k_fallback_without_streaming_top_k_matches_a_full_sort(data):
-    """Influence objects without ``top_k`` are scored in blocks of ``loss`` columns."""
+def test_top_k_table_is_the_table_of_top_k_to_frame(data):
+    """For arrays (TopK) and frames (the labelled table) alike; k is capped at the training rows."""
     folder, train, test = data
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
-
-    class LossOnly:  # an Influence-like object without top_k
-        n_samples_ = inf.n_samples_
-
-        def loss(self, X, y):
-            return inf.loss(X, y)
-
-    assert not hasattr(LossOnly(), "top_k")
     full = inf.loss(X_test, y_test)
-    check_top_k(cli.top_k_table(LossOnly(), X_test, y_test, 6), full, 6)
-    check_top_k(cli.top_k_table(inf, X_test, y_test, 6), full, 6)  # the streaming path gives the same
+    table = cli.top_k_table(inf, X_test, y_test, 6)
+    pd.testing.assert_frame_equal(table, inf.top_k(X_test, y_test, k=6).to_frame())
+    check_top_k(table, full, 6)
+    features = [c for c in train.columns if c != "label"]
+    model = fi.LogisticRegression(l2=1e-3).fit(train[features], train["label"])
+    frames = fi.Influence(model, train[features], train["label"])
+    capped = cli.top_k_table(frames, test[features], test["label"], 10**6)
+    check_top_k(capped, full, len(train))
 
 
 # -- score: bad input --------------------------------------------------------------------------
@@ -513,46 +404,65 @@ def write(path, text):
     return path.name
 
 
+def file_for(option, name, text, *options):
+    """The arguments that give ``option`` the file ``name`` holding ``text``, written into the folder
+    the test runs in, and ``options``."""
+    return lambda folder: [option, write(folder / name, text), *options]
+
+
 BAD_INPUTS = {
     "missing-file": (lambda f: ["--train", "nope.csv"], "not found"),
-    "unknown-extension": (
-        lambda f: ["--train", write(f / "train.txt", "a,label\n1,0\n")],
-        "unknown file type",
-    ),
+    "unknown-extension": (file_for("--train", "train.txt", "a,label\n1,0\n"), "unknown file type"),
     "missing-target": (lambda f: ["--target", "y"], "no column 'y'"),
     "non-numeric-column": (
-        lambda f: ["--train", write(f / "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n")],
-        "non-numeric columns: 'x1'",
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
+        "--train file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    ),
+    "non-numeric-test-column": (
+        file_for("--test", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
+        "--test file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    ),
+    "non-numeric-target": (
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n"),
+        "--train file text.csv has a non-numeric target column 'label'",
     ),
     "nan-in-train": (
-        lambda f: ["--train", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,,1,2,2\n")],
-        "missing values (NaN)",
+        file_for("--train", "nan.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,,1,2,2\n"),
+        "--train file nan.csv has missing values (NaN, None or NA) in column 'x1' (1 row)",
     ),
     "nan-in-target": (
-        lambda f: ["--test", write(f / "nan.csv", "x0,x1,label,x2,x3\n1,2,,1,1\n2,3,1,2,2\n")],
-        "missing values (NaN) in columns 'label'",
+        file_for("--test", "nan.csv", "x0,x1,label,x2,x3\n1,2,,1,1\n2,3,1,2,2\n"),
+        "--target 'label' in --test file nan.csv has missing values (NaN, None or NA) in 1 row",
+    ),
+    "nan-in-test": (
+        file_for("--test", "nan.csv", "x0,x1,label,x2,x3\n1,2,1,1,1\n2,3,1,,2\n"),
+        "--test file nan.csv has missing values (NaN, None or NA) in column 'x2' (1 row)",
     ),
     "infinite-value": (
-        lambda f: ["--train", write(f / "inf.csv", "x0,x1,label,x2,x3\n1,inf,0,1,1\n2,3,1,2,2\n")],
-        "infinite values",
+        file_for("--train", "inf.csv", "x0,x1,label,x2,x3\n1,inf,0,1,1\n2,3,1,2,2\n"),
+        "--train file inf.csv has infinite values in column 'x1'",
     ),
-    "test-columns-differ": (
-        lambda f: ["--test", write(f / "other.csv", "a,label\n1,0\n")],
-        "lacks training columns",
+    "infinite-target": (
+        file_for("--train", "inf.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,3,inf,2,2\n", "--model", "linear"),
+        "--target 'label' in --train file inf.csv contains NaN or infinity",
     ),
-    "empty-file": (lambda f: ["--train", write(f / "empty.csv", "")], "is empty"),
-    "header-only": (lambda f: ["--test", write(f / "header.csv", "x0,x1,label,x2,x3\n")], "no data rows"),
-    "ragged-csv": (
-        lambda f: ["--train", write(f / "ragged.csv", "x0,x1,label\n1,2\n1,2,3,4,5\n")],
-        "cannot read",
+    "test-columns-differ": (file_for("--test", "other.csv", "a,label\n1,0\n"), "lacks training columns"),
+    "empty-file": (file_for("--train", "empty.csv", ""), "is empty"),
+    "header-only": (file_for("--test", "header.csv", "x0,x1,label,x2,x3\n"), "no data rows"),
+    "ragged-csv": (file_for("--train", "ragged.csv", "x0,x1,label\n1,2\n1,2,3,4,5\n"), "cannot read"),
+    "corrupt-parquet": (file_for("--train", "bad.parquet", "not parquet"), "cannot read"),
+    "non-binary-labels": (
+        lambda f: ["--target", "x0"],
+        "--target 'x0' in --train file train.csv: y must hold binary labels",
     ),
-    "corrupt-parquet": (lambda f: ["--train", write(f / "bad.parquet", "not parquet")], "cannot read"),
-    "non-binary-labels": (lambda f: ["--target", "x0"], "binary labels"),
     "unseen-test-label": (
-        lambda f: ["--test", write(f / "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n")],
-        "not among the model's",
+        file_for("--test", "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n"),
+        "--test file three.csv: y_test holds labels [2.0] that are not among the model's classes [0, 1]",
     ),
-    "negative-poisson-counts": (lambda f: ["--model", "poisson", "--target", "x0"], "x0"),
+    "negative-poisson-counts": (
+        lambda f: ["--model", "poisson", "--target", "x0"],
+        "--target 'x0' in --train file train.csv: y must hold non-negative counts",
+    ),
     "out-folder-missing": (lambda f: ["--out", str(f / "no" / "such" / "out.csv")], "does not exist"),
     "out-extension": (lambda f: ["--out", "out.json"], "unknown file type"),
     "out-overwrites-input": (lambda f: ["--out", "train.csv"], "overwrite an input"),
@@ -573,20 +483,15 @@ def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch
     folder, _, _ = data
     monkeypatch.chdir(folder)
     make_args, expected = BAD_INPUTS[case]
-    overrides = make_args(folder)
-    args = {"--train": "train.csv", "--test": "test.csv", "--target": "label", "--out": "out.csv"}
-    extra = []
-    i = 0
-    while i < len(overrides):
-        if overrides[i] in args:
-            args[overrides[i]] = overrides[i + 1]
-            i += 2
+    files, extra = {}, []
+    overrides = iter(make_args(folder))
+    for arg in overrides:
+        if arg in ("--train", "--test", "--target", "--out"):
+            files[arg[2:]] = next(overrides)
         else:
-            extra.append(overrides[i])
-            i += 1
+            extra.append(arg)
     before = set(os.listdir(folder))
-    argv = ["score", *[x for pair in args.items() for x in pair], *extra, "--quiet"]
-    status, out, err = run_main(capsys, *argv)
+    status, out, err = run_main(capsys, *score_args(Path(), *extra, **files))
     assert status == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -594,6 +499,30 @@ def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch
     assert expected in lines[0]
     assert "Traceback" not in err
     assert set(os.listdir(folder)) == before  # no output, no temporary file left behind
+
+
+def test_library_errors_are_placed_by_their_argument_not_their_text():
+    """Issue 10: library errors are placed on --train, --test or --target by InvalidArgumentError.argument."""
+    from fastinfluence.exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
+
+    places = {"X": "--train file t.csv", "y_test": "--target 'label' in --test file s.csv"}
+
+    def raised(error):
+        with pytest.raises(BaseException) as caught, cli.errors.library_errors(places, "--test file s.csv"):
+            raise error
+        return caught.value
+
+    error = raised(InvalidArgumentTypeError("X", "must hold real numbers; non-numeric column: 'x1'"))
+    assert isinstance(error, cli.InputError)
+    assert str(error) == "--train file t.csv must hold real numbers; non-numeric column: 'x1'"
+    error = raised(InvalidArgumentValueError("y_test", "has missing values in 1 row"))
+    assert str(error) == "--target 'label' in --test file s.csv has missing values in 1 row"
+    # errors without an argument: the step's fallback place, the message as it is
+    assert str(raised(ValueError("y_test holds labels [2]"))) == "--test file s.csv: y_test holds labels [2]"
+    # an argument the command line does not give is its own bug: exit status 1, not 2
+    unknown = InvalidArgumentValueError("indices", "must lie in [0, 3)")
+    assert raised(unknown) is unknown
+    assert isinstance(raised(TypeError("unrelated")), TypeError)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".csv.gz"])
@@ -610,18 +539,8 @@ def test_csv_rows_with_one_field_more_than_the_header_exit_2_instead_of_shifting
     text = "\n".join([header] + [row + extra_field for row in rows]) + "\n"
     path = folder / f"extra{ext}"
     path.write_bytes(gzip.compress(text.encode()) if ext == ".csv.gz" else text.encode())
-    files = {"--train": str(folder / "train.csv"), "--test": str(folder / "test.csv"), option: str(path)}
     before = set(os.listdir(folder))
-    status, _, err = run_main(
-        capsys,
-        "score",
-        *[x for pair in files.items() for x in pair],
-        "--target",
-        "label",
-        "--out",
-        str(folder / "out.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(folder, **{option[2:]: path}))
     assert status == 2, err
     (line,) = err.strip().splitlines()
     d = len(frame.columns)
@@ -636,19 +555,7 @@ def test_csv_field_count_check_reads_a_quoted_comma_as_part_of_the_field(tmp_pat
     train.to_csv(tmp_path / "train.csv", index=False)  # the header reads x0,"x1, in cm",label,...
     test.to_csv(tmp_path / "test.csv", index=False)
     assert '"x1, in cm"' in (tmp_path / "train.csv").read_text().splitlines()[0]
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(tmp_path / "train.csv"),
-        "--test",
-        str(tmp_path / "test.csv"),
-        "--target",
-        "label",
-        "--out",
-        str(tmp_path / "out.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(tmp_path))
     assert status == 0, err
     assert read(tmp_path / "out.csv").shape == (len(train), 1 + len(test))
 
@@ -686,7 +593,7 @@ def test_single_class_or_single_row_training_file_exits_2_before_fitting(
     path = folder / "degenerate.csv"
     train.to_csv(path, index=False)
     fits = []
-    make_model = cli._make_model
+    make_model = cli.commands.make_model
 
     def make_recording_model(args):
         fitted = make_model(args)
@@ -694,22 +601,8 @@ def test_single_class_or_single_row_training_file_exits_2_before_fitting(
         fitted.fit = lambda *a, **k: fits.append(1) or fit(*a, **k)
         return fitted
 
-    monkeypatch.setattr(cli, "_make_model", make_recording_model)
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(path),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--model",
-        model,
-        "--out",
-        str(folder / "out.csv"),
-        "--quiet",
-    )
+    monkeypatch.setattr(cli.commands, "make_model", make_recording_model)
+    status, _, err = run_main(capsys, *score_args(folder, "--model", model, train=path))
     assert status == 2, err
     (line,) = err.strip().splitlines()
     assert expected.format(path=path) in line
@@ -720,18 +613,7 @@ def test_single_class_or_single_row_training_file_exits_2_before_fitting(
 def test_bad_input_exit_status_from_a_real_process(data):
     folder, _, _ = data
     (folder / "out.csv").write_text("previous result\n")
-    result = run_module(
-        "score",
-        "--train",
-        "train.csv",
-        "--test",
-        "test.csv",
-        "--target",
-        "missing",
-        "--out",
-        "out.csv",
-        cwd=folder,
-    )
+    result = run_module(*score_args(Path(), target="missing", quiet=False), cwd=folder)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no column 'missing'" in result.stderr
@@ -745,18 +627,7 @@ def test_unexpected_failure_exits_1_with_one_line(data, capsys, monkeypatch):
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(fi, "Influence", broken)
-    argv = [
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--out",
-        str(folder / "o.csv"),
-        "--quiet",
-    ]
+    argv = score_args(folder, out="o.csv")
     status, _, err = run_main(capsys, *argv)
     assert status == 1
     assert err.strip().splitlines() == [
@@ -779,21 +650,9 @@ def test_failure_while_writing_leaves_no_partial_file(data, capsys, monkeypatch)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
     before = set(os.listdir(folder))
+    options = ("--top-k", "2", "--self-influence")
     status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.parquet"),
-        "--test",
-        str(folder / "test.parquet"),
-        "--target",
-        "label",
-        "--top-k",
-        "2",
-        "--self-influence",
-        "--out",
-        str(folder / "o.csv"),
-        "--quiet",
+        capsys, *score_args(folder, *options, train="train.parquet", test="test.parquet", out="o.csv")
     )
     assert status == 1
     assert "disk on fire" in err
@@ -802,20 +661,7 @@ def test_failure_while_writing_leaves_no_partial_file(data, capsys, monkeypatch)
 
 def test_output_file_gets_the_usual_permissions(data, capsys):
     folder, _, _ = data
-    status, _, _ = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--self-influence",
-        "--out",
-        str(folder / "o.csv"),
-        "--quiet",
-    )
+    status, _, _ = run_main(capsys, *score_args(folder, "--self-influence", out="o.csv"))
     assert status == 0
     mask = os.umask(0)
     os.umask(mask)
@@ -847,9 +693,8 @@ def _default_sigint():
 
 def start_score(folder, out):
     """``python -m fastinfluence score`` on large_data's files in a subprocess, writing the full matrix."""
-    argv = ["score", "--train", "train.csv", "--test", "test.csv", "--target", "label", "--out", str(out)]
     return subprocess.Popen(
-        [sys.executable, "-m", "fastinfluence", *argv, "--quiet"],
+        [sys.executable, "-m", "fastinfluence", *score_args(Path(), out=out)],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -913,19 +758,7 @@ def test_sigterm_during_a_compiled_kernel_exits_143_not_130(data, capsys, monkey
 
     monkeypatch.setattr(fi.Influence, "loss", loss_stopped_as_the_core_stops)
     before = set(os.listdir(folder))
-    status, _, err = run_main(
-        capsys,
-        "score",
-        "--train",
-        str(folder / "train.csv"),
-        "--test",
-        str(folder / "test.csv"),
-        "--target",
-        "label",
-        "--out",
-        str(folder / "out.csv"),
-        "--quiet",
-    )
+    status, _, err = run_main(capsys, *score_args(folder))
     assert status == 143, err
     assert err.strip().splitlines() == ["fastinfluence: error: terminated (SIGTERM)"]
     assert signal.getsignal(signal.SIGTERM) == handler_before  # restored when main returns
@@ -956,18 +789,7 @@ def test_partial_output_of_a_killed_run_is_removed_by_the_next_run(data, capsys)
             path.write_text("test_row,rank\n0,")
         status, _, err = run_main(
             capsys,
-            "score",
-            "--train",
-            str(folder / "train.csv"),
-            "--test",
-            str(folder / "test.csv"),
-            "--target",
-            "label",
-            "--top-k",
-            "2",
-            "--self-influence",
-            "--out",
-            str(out),
+            *score_args(folder, "--top-k", "2", "--self-influence", out=out, quiet=False),
         )
     finally:
         running.communicate(input=b"", timeout=TIMEOUT)
@@ -995,15 +817,7 @@ def test_sigkill_leaves_a_findable_partial_output_that_the_next_run_removes(larg
     assert partial.name.endswith(f"-{process.pid}")
     status, _, err = run_main(
         capsys,
-        "score",
-        "--train",
-        str(large_data / "small_train.csv"),
-        "--test",
-        str(large_data / "small_test.csv"),
-        "--target",
-        "label",
-        "--out",
-        str(out),
+        *score_args(large_data, train="small_train.csv", test="small_test.csv", out=out, quiet=False),
     )
     assert status == 0, err
     assert f"removed {partial.name}" in err

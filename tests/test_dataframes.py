@@ -374,6 +374,38 @@ def test_infinite_values_and_missing_labels_are_refused():
         fi.LinearRegression().fit(good, np.zeros(3), sample_weight=pa.array([1.0, None, 1.0]))
 
 
+def test_frame_errors_carry_the_argument_they_concern(problem):
+    """The frame checks say which argument failed in ``argument`` (the command line maps X_test to
+    --test), the message (from its second word on) in ``detail``."""
+    frame = pd.DataFrame(problem["X"], columns=COLUMNS)
+    model = fi.LogisticRegression(l2=L2).fit(frame, problem["y"])
+    inf = fi.Influence(model, frame, problem["y"])
+    test = pd.DataFrame(problem["X_test"], columns=COLUMNS)
+    cases = [
+        (lambda: fi.LinearRegression().fit(frame.assign(city="a"), np.zeros(N)), TypeError, "X"),
+        (lambda: inf.loss(test.assign(age=np.nan), problem["y_test"]), ValueError, "X_test"),
+        (lambda: inf.top_k(test.rename(columns={"age": "years"}), problem["y_test"]), ValueError, "X_test"),
+        (lambda: inf.loss(test, pd.Series([1.0, np.nan, 0.0, 1.0, 0.0])), ValueError, "y_test"),
+        (lambda: fi.LinearRegression().fit(frame, frame), ValueError, "y"),
+        (lambda: fi.LinearRegression().fit(frame["age"], np.zeros(N)), ValueError, "X"),
+    ]
+    for call, base, argument in cases:
+        with pytest.raises(base) as caught:
+            call()
+        assert isinstance(caught.value, fi.InvalidArgumentError)
+        assert caught.value.argument == argument
+        assert str(caught.value) == f"{argument} {caught.value.detail}"
+
+
+def test_describe_column_mismatch():
+    assert D.describe_column_mismatch(["a", "b"], ["b", "a"], lacking="L", extra="E:") is None
+    assert (
+        D.describe_column_mismatch(["a", "b", "c"], ["c", "d"], lacking="the columns", extra="others:")
+        == "lacks the columns 'a', 'b' and has others: 'd'"
+    )
+    assert D.describe_columns([f"c{i}" for i in range(8)], limit=2) == "'c0', 'c1' and 6 more"
+
+
 def test_wrong_shapes_and_lazy_frames():
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 0.0]})
     with pytest.raises(ValueError, match=r"^X must be 2-D .*Series"):

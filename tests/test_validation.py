@@ -635,7 +635,7 @@ def test_poisson_test_points_whose_exp_overflows_are_refused():
         r"^X_test has 1 row\(s\) \(the first at position 1\) whose test-loss gradient is not finite: .*"
         r"eta reaches 710 under the poisson loss; exp\(eta\) overflows double precision above eta = 709\.78"
     )
-    for what, call in [
+    for _what, call in [
         ("loss", lambda: inf.loss(X_test, y_test)),
         ("pert_loss", lambda: inf.pert_loss(X_test, y_test)),
         ("top_k", lambda: inf.top_k(X_test, y_test, k=3)),
@@ -707,3 +707,77 @@ def test_from_sklearn_refuses_non_finite_tol_and_masked_input(problem):
         fi.from_sklearn(est, X, _masked(y, 0))
     with pytest.raises(ValueError, match=r"^X is a masked array with 1 masked entries"):
         fi.from_sklearn(est, _masked(X, (0, 0)), y)
+
+
+# ---------------------------------------------------------------------------
+# The argument an error concerns, as an attribute
+# ---------------------------------------------------------------------------
+
+ARGUMENT_ERRORS = {
+    "X-not-2d": (lambda c: fi.LogisticRegression().fit(c["X"][:, 0], c["y"]), ValueError, "X"),
+    "X-complex": (lambda c: fi.LogisticRegression().fit(c["X"].astype(complex), c["y"]), TypeError, "X"),
+    "X-sparse-indptr": (
+        lambda c: fi.LogisticRegression().fit(_bad_indptr(c["X"]), c["y"]),
+        ValueError,
+        "X",
+    ),
+    "y-length": (lambda c: fi.LogisticRegression().fit(c["X"], c["y"][:-1]), ValueError, "y"),
+    "sample_weight-negative": (
+        lambda c: fi.LogisticRegression().fit(c["X"], c["y"], sample_weight=-c["s"]),
+        ValueError,
+        "sample_weight",
+    ),
+    "X_test-nan": (
+        lambda c: c["inf"].loss(with_value(c["X_test"], (0, 0), np.nan), c["y_test"]),
+        ValueError,
+        "X_test",
+    ),
+    "X_test-features": (lambda c: c["inf"].top_k(c["X_test"][:, :2], c["y_test"]), ValueError, "X_test"),
+    "y_test-length": (lambda c: c["inf"].loss(c["X_test"], c["y_test"][:-1]), ValueError, "y_test"),
+    "indices-range": (lambda c: c["inf"].self_influence(indices=[40]), ValueError, "indices"),
+    "damping": (
+        lambda c: fi.Influence(c["model"], c["X"], c["y"], c["s"], damping=-1.0),
+        ValueError,
+        "damping",
+    ),
+    "l2": (lambda c: fi.LogisticRegression(l2="a lot").fit(c["X"], c["y"]), TypeError, "l2"),
+    "n_jobs": (lambda c: fi.LogisticRegression(n_jobs=0).fit(c["X"], c["y"]), ValueError, "n_jobs"),
+}
+
+
+def _bad_indptr(X):
+    csr = sp.csr_matrix(X)
+    csr.indptr = csr.indptr.copy()
+    csr.indptr[0] = 1
+    return csr
+
+
+@pytest.mark.parametrize("case", list(ARGUMENT_ERRORS))
+def test_errors_of_the_checks_carry_the_argument_they_concern(setup, case):
+    """Callers (the command line maps X to --train, X_test to --test) learn the argument from
+    ``argument``, not by reading the message; the message and the base class are as before."""
+    model, inf, X, y, s, X_test, y_test = setup
+    context = dict(model=model, inf=inf, X=X, y=y, s=s, X_test=X_test, y_test=y_test)
+    call, base, argument = ARGUMENT_ERRORS[case]
+    with pytest.raises(fi.InvalidArgumentError) as caught:
+        call(context)
+    error = caught.value
+    assert isinstance(error, base)
+    assert error.argument == argument
+    assert str(error) == f"{argument} {error.detail}"
+    concrete = {
+        ValueError: fi.exceptions.InvalidArgumentValueError,
+        TypeError: fi.exceptions.InvalidArgumentTypeError,
+    }
+    assert type(error) is concrete[base]
+
+
+def test_invalid_argument_errors_survive_pickling():
+    """Dask sends exceptions between processes: both parts must come back."""
+    import pickle
+
+    for cls in (fi.exceptions.InvalidArgumentValueError, fi.exceptions.InvalidArgumentTypeError):
+        error = pickle.loads(pickle.dumps(cls("X_test", "has 2 features, but the model was fitted with 3")))
+        assert type(error) is cls
+        assert (error.argument, error.detail) == ("X_test", "has 2 features, but the model was fitted with 3")
+        assert str(error) == "X_test has 2 features, but the model was fitted with 3"

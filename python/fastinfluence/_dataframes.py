@@ -21,7 +21,8 @@ Conversion rules
 - Every column of ``X`` must be numeric or boolean (a ``TypeError`` names the
   columns that are not); a missing value (NaN, None, ``pd.NA``, a polars or
   Arrow null) is a ``ValueError`` that names the columns and counts the rows,
-  and so is an infinity.
+  and so is an infinity. Both carry the argument's name (``X``, ``y``, ...) in
+  ``argument``: see :class:`~fastinfluence.exceptions.InvalidArgumentError`.
 - ``X`` becomes float32 when *every* column is float32, float64 otherwise
   (integers, booleans, nullable and Arrow-backed columns included).
 - Row labels: a pandas index as it is; polars and pyarrow have none, so their
@@ -39,6 +40,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
+
 __all__ = [
     "is_dataframe",
     "is_series",
@@ -47,6 +50,8 @@ __all__ = [
     "to_numpy_1d",
     "feature_names",
     "check_feature_names",
+    "describe_columns",
+    "describe_column_mismatch",
     "require_pandas",
     "take",
     "label_matrix",
@@ -115,18 +120,20 @@ def is_tabular(obj) -> bool:
 
 
 # -- 2-D: X ------------------------------------------------------------------------------------
-def _describe(columns, limit=6) -> str:
+def describe_columns(columns, limit=6) -> str:
+    """Up to ``limit`` column labels, quoted: ``'a', 'b' and 3 more``."""
     shown = ", ".join(repr(c) for c in columns[:limit])
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
-def _non_numeric_error(name, bad) -> TypeError:
+def _non_numeric_error(name, bad) -> InvalidArgumentTypeError:
     kinds = ", ".join(f"{c!r} ({dtype})" for c, dtype in bad[:6]) + (
         f" and {len(bad) - 6} more" if len(bad) > 6 else ""
     )
     noun = "column" if len(bad) == 1 else "columns"
-    return TypeError(
-        f"{name} must hold real numbers (numeric or boolean columns); non-numeric {noun}: {kinds}. "
+    return InvalidArgumentTypeError(
+        name,
+        f"must hold real numbers (numeric or boolean columns); non-numeric {noun}: {kinds}. "
         "Encode them as numbers first (for example one-hot for categories)"
     )
 
@@ -224,8 +231,10 @@ def _check_finite_columns(arr: np.ndarray, columns, name: str) -> None:
             + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         )
     if infinite:
-        parts.append(f"infinite values in column{'s' if len(infinite) > 1 else ''} {_describe(infinite)}")
-    raise ValueError(f"{name} has " + " and ".join(parts) + "; fill or drop them first")
+        parts.append(
+            f"infinite values in column{'s' if len(infinite) > 1 else ''} {describe_columns(infinite)}"
+        )
+    raise InvalidArgumentValueError(name, "has " + " and ".join(parts) + "; fill or drop them first")
 
 
 def to_numpy_2d(obj, name: str = "X"):
@@ -243,8 +252,9 @@ def to_numpy_2d(obj, name: str = "X"):
     if kind is None:
         return obj, None, None
     if kind == "series":
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features): got a 1-D {type(obj).__name__}; "
+        raise InvalidArgumentValueError(
+            name,
+            f"must be 2-D (n_samples, n_features): got a 1-D {type(obj).__name__}; "
             "for a single feature pass a one-column DataFrame"
         )
     convert = {"pandas": _pandas_2d, "polars": _polars_2d, "pyarrow": _pyarrow_2d}[library]
@@ -255,8 +265,10 @@ def to_numpy_2d(obj, name: str = "X"):
 
 
 # -- 1-D: y, sample_weight ---------------------------------------------------------------------
-def _missing_error(name, count) -> ValueError:
-    return ValueError(f"{name} has missing values (NaN, None or NA) in {count} row{'s' if count > 1 else ''}")
+def _missing_error(name, count) -> InvalidArgumentValueError:
+    return InvalidArgumentValueError(
+        name, f"has missing values (NaN, None or NA) in {count} row{'s' if count > 1 else ''}"
+    )
 
 
 def _pandas_1d(series, name):
@@ -297,7 +309,9 @@ def _pyarrow_1d(array, name):
 def _single_column(obj, library, name):
     n_columns = len(obj.columns) if library != "pyarrow" else obj.num_columns
     if n_columns != 1:
-        raise ValueError(f"{name} must be 1-D: got a {type(obj).__name__} with {n_columns} columns")
+        raise InvalidArgumentValueError(
+            name, f"must be 1-D: got a {type(obj).__name__} with {n_columns} columns"
+        )
     if library == "pandas":
         return obj.iloc[:, 0]
     if library == "polars":
@@ -344,21 +358,31 @@ def check_feature_names(fitted, columns, name: str) -> None:
     names = [str(c) for c in names]
     if names == fitted:
         return
-    unseen = [c for c in names if c not in fitted]
-    missing = [c for c in fitted if c not in names]
-    if unseen or missing:
-        parts = []
-        if missing:
-            parts.append(f"lacks the fitted columns {_describe(missing)}")
-        if unseen:
-            parts.append(f"has columns the model was not fitted with: {_describe(unseen)}")
-        detail = " and ".join(parts)
-    else:
+    detail = describe_column_mismatch(
+        fitted, names, lacking="the fitted columns", extra="columns the model was not fitted with:"
+    )
+    if detail is None:
         detail = (
-            f"has the fitted columns in another order ({_describe(names)} instead of {_describe(fitted)}); "
-            f"reorder them, e.g. {name}[model.feature_names_in_] for pandas"
+            f"has the fitted columns in another order ({describe_columns(names)} instead of "
+            f"{describe_columns(fitted)}); reorder them, e.g. {name}[model.feature_names_in_] for pandas"
         )
-    raise ValueError(f"{name} {detail}. Its feature names must match those seen in fit, in the same order")
+    raise InvalidArgumentValueError(
+        name, f"{detail}. Its feature names must match those seen in fit, in the same order"
+    )
+
+
+def describe_column_mismatch(expected, given, *, lacking: str, extra: str) -> str | None:
+    """``"lacks {lacking} 'a' and has {extra} 'b'"``: the labels of ``expected`` that ``given`` lacks
+    and those of ``given`` not in ``expected``, each in its own order; None when both hold the same
+    labels (in any order)."""
+    missing = [c for c in expected if c not in given]
+    unseen = [c for c in given if c not in expected]
+    parts = []
+    if missing:
+        parts.append(f"lacks {lacking} {describe_columns(missing)}")
+    if unseen:
+        parts.append(f"has {extra} {describe_columns(unseen)}")
+    return " and ".join(parts) or None
 
 
 # -- labelled results --------------------------------------------------------------------------

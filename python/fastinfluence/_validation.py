@@ -4,6 +4,10 @@ kernel runs, with messages that name the argument and say what was expected.
 Data frames (pandas, polars, pyarrow) are converted by
 :mod:`fastinfluence._dataframes`, the one module that decides what a frame is;
 entry points that label their results call it first to keep the labels.
+
+Every check raises :class:`~fastinfluence.exceptions.InvalidArgumentValueError` or
+:class:`~fastinfluence.exceptions.InvalidArgumentTypeError` (a ``ValueError`` or ``TypeError``
+whose ``argument`` names the argument that failed and whose message starts with that name).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import numpy as np
 
 from . import _dataframes as D
+from .exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
 
 try:  # SciPy is a dependency; the guard keeps this module importable on its own
     from scipy import sparse as _scipy_sparse
@@ -56,10 +61,11 @@ def _check_values(a: np.ndarray, name: str, what: str = "the features") -> None:
     """ValueError unless every entry of ``a`` is finite and at most MAX_MAGNITUDE in magnitude."""
     largest = _magnitude(a)
     if not math.isfinite(largest):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise InvalidArgumentValueError(name, "contains NaN or infinity")
     if largest > MAX_MAGNITUDE:
-        raise ValueError(
-            f"{name} has values up to {largest:.1e} in magnitude, above {MAX_MAGNITUDE:.0e}: the products "
+        raise InvalidArgumentValueError(
+            name,
+            f"has values up to {largest:.1e} in magnitude, above {MAX_MAGNITUDE:.0e}: the products "
             f"the kernels form (two features times a weight, squared gradients) would overflow double "
             f"precision and every influence value would be NaN. Rescale {what}"
         )
@@ -68,8 +74,9 @@ def _check_values(a: np.ndarray, name: str, what: str = "the features") -> None:
 def check_not_masked(value, name: str) -> None:
     """Refuse a NumPy masked array that has masked entries: the kernels read every value, mask or not."""
     if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
-        raise ValueError(
-            f"{name} is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
+        raise InvalidArgumentValueError(
+            name,
+            f"is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
             f"would read the values under the mask. Fill them ({name}.filled(value)) or drop those rows first"
         )
 
@@ -104,15 +111,17 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
     try:
         arr = np.asarray(X)
     except Exception as exc:  # pragma: no cover - exotic inputs
-        raise TypeError(f"{name} could not be converted to a NumPy array: {exc}") from None
+        raise InvalidArgumentTypeError(name, f"could not be converted to a NumPy array: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {arr.shape}")
+        raise InvalidArgumentValueError(
+            name, f"must be a 2-D array (n_samples, n_features), got shape {arr.shape}"
+        )
     if not allow_empty and (arr.shape[0] == 0 or arr.shape[1] == 0):
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
+        raise InvalidArgumentValueError(name, f"is empty: shape {arr.shape}")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
@@ -123,14 +132,14 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
 
 def _check_sparse_matrix(X, name, allow_empty):
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
+        raise InvalidArgumentValueError(name, f"must be 2-D, got shape {X.shape}")
     if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
-        raise ValueError(f"{name} is empty: shape {X.shape}")
+        raise InvalidArgumentValueError(name, f"is empty: shape {X.shape}")
     dtype = X.dtype
-    if dtype == object or not (np.issubdtype(dtype, np.number) or dtype == bool) or np.issubdtype(
+    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype.kind == "b") or np.issubdtype(
         dtype, np.complexfloating
     ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {dtype}")
     _check_sparse_structure(X, name)  # before SciPy's conversions or the kernels read the index arrays
     csr = X if X.format == "csr" else X.tocsr()  # CSC/COO/...: one conversion
     copied = csr is not X
@@ -175,60 +184,66 @@ def _check_sparse_structure(X, name) -> None:
     would then read or write outside the buffers, or drop entries silently.
     """
     fmt = X.format
-    what = f"{name} is a malformed {fmt.upper()} matrix"
+    what = f"is a malformed {fmt.upper()} matrix"  # after the name, in every message
     if fmt == "coo":
         n_rows, n_cols = X.shape
-        n_entries = _index_array(X.data, what, ".data", integer=False).shape[0]
+        n_entries = _index_array(X.data, name, what, ".data", integer=False).shape[0]
         for attr, bound, unit in (("row", n_rows, "row"), ("col", n_cols, "column")):
-            index = _index_array(getattr(X, attr), what, f".{attr}")
+            index = _index_array(getattr(X, attr), name, what, f".{attr}")
             if index.shape[0] != n_entries:
-                raise ValueError(f"{what}: .{attr} has {index.shape[0]} entries, .data has {n_entries}")
-            _check_index_range(index, bound, what, f".{attr}", unit)
+                raise InvalidArgumentValueError(
+                    name, f"{what}: .{attr} has {index.shape[0]} entries, .data has {n_entries}"
+                )
+            _check_index_range(index, bound, name, what, f".{attr}", unit)
         return
     if fmt not in ("csr", "csc"):
         return  # other formats: their conversion to CSR is checked
     n_major, n_minor = X.shape if fmt == "csr" else X.shape[::-1]
     major, minor = ("row", "column") if fmt == "csr" else ("column", "row")
-    indptr = _index_array(X.indptr, what, ".indptr")
-    indices = _index_array(X.indices, what, ".indices")
-    data = _index_array(X.data, what, ".data", integer=False)
+    indptr = _index_array(X.indptr, name, what, ".indptr")
+    indices = _index_array(X.indices, name, what, ".indices")
+    data = _index_array(X.data, name, what, ".data", integer=False)
     if indptr.shape[0] != n_major + 1:
-        raise ValueError(
+        raise InvalidArgumentValueError(
+            name,
             f"{what}: .indptr has {indptr.shape[0]} entries, expected {n_major + 1} "
             f"(one per {major}, plus one)"
         )
     if indptr[0] != 0:
-        raise ValueError(f"{what}: .indptr must start at 0, got {indptr[0]}")
+        raise InvalidArgumentValueError(name, f"{what}: .indptr must start at 0, got {indptr[0]}")
     falls = np.flatnonzero(indptr[1:] < indptr[:-1])
     if falls.size:
         i = int(falls[0])
-        raise ValueError(
+        raise InvalidArgumentValueError(
+            name,
             f"{what}: .indptr must be non-decreasing; it falls from {indptr[i]} to {indptr[i + 1]} "
             f"at {major} {i}"
         )
     nnz = int(indptr[-1])
     if indices.shape[0] < nnz or data.shape[0] < nnz:
-        raise ValueError(
+        raise InvalidArgumentValueError(
+            name,
             f"{what}: .indptr ends at {nnz} stored entries, but .indices has {indices.shape[0]} and .data "
             f"{data.shape[0]}"
         )
-    _check_index_range(indices[:nnz], n_minor, what, ".indices", minor)
+    _check_index_range(indices[:nnz], n_minor, name, what, ".indices", minor)
 
 
-def _index_array(a, what: str, attr: str, *, integer: bool = True) -> np.ndarray:
+def _index_array(a, name: str, what: str, attr: str, *, integer: bool = True) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.ndim != 1 or (integer and not np.issubdtype(a.dtype, np.integer)):
         kind = "integer " if integer else ""
         shown = f"shape {a.shape}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-        raise TypeError(f"{what}: {attr} must be a 1-D {kind}NumPy array, got {shown}")
+        raise InvalidArgumentTypeError(name, f"{what}: {attr} must be a 1-D {kind}NumPy array, got {shown}")
     return a
 
 
-def _check_index_range(index: np.ndarray, bound: int, what: str, attr: str, unit: str) -> None:
+def _check_index_range(index: np.ndarray, bound: int, name: str, what: str, attr: str, unit: str) -> None:
     if index.size == 0:
         return
     lo, hi = int(index.min()), int(index.max())
     if lo < 0 or hi >= bound:
-        raise ValueError(
+        raise InvalidArgumentValueError(
+            name,
             f"{what}: {attr} must hold {unit} numbers in [0, {bound}); got values from {lo} to {hi}"
         )
 
@@ -258,16 +273,16 @@ def check_1d(v, n: int | None, name: str) -> np.ndarray:
     try:
         arr = np.asarray(v)
     except Exception as exc:  # pragma: no cover
-        raise TypeError(f"{name} could not be converted to a NumPy array: {exc}") from None
+        raise InvalidArgumentTypeError(name, f"could not be converted to a NumPy array: {exc}") from None
     check_not_masked(v, name)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise InvalidArgumentValueError(name, f"must be 1-D, got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n} (one per row of X)")
+        raise InvalidArgumentValueError(name, f"has {arr.shape[0]} entries, expected {n} (one per row of X)")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+        raise InvalidArgumentValueError(name, "is empty")
     return arr
 
 
@@ -277,10 +292,10 @@ def check_vector(v, n: int | None, name: str) -> np.ndarray:
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(
         arr.dtype, np.complexfloating
     ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float64, copy=True)
     if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise InvalidArgumentValueError(name, "contains NaN or infinity")
     return out
 
 
@@ -291,9 +306,9 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
         return None
     s = check_vector(sample_weight, n, "sample_weight")
     if np.any(s < 0):
-        raise ValueError("sample_weight must be non-negative")
+        raise InvalidArgumentValueError("sample_weight", "must be non-negative")
     if not np.any(s > 0):
-        raise ValueError("sample_weight is zero everywhere")
+        raise InvalidArgumentValueError("sample_weight", "is zero everywhere")
     _check_values(
         s, "sample_weight", "the weights: dividing them and l2 by one constant leaves the optimum unchanged"
     )
@@ -308,21 +323,25 @@ def check_indices(indices, n: int, name: str = "indices") -> np.ndarray | None:
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of row numbers, got shape {arr.shape}")
+        raise InvalidArgumentValueError(name, f"must be a 1-D sequence of row numbers, got shape {arr.shape}")
     if arr.dtype == bool:
-        raise TypeError(f"{name} must hold integer row numbers, not a boolean mask (use np.flatnonzero(mask))")
+        raise InvalidArgumentTypeError(
+            name, "must hold integer row numbers, not a boolean mask (use np.flatnonzero(mask))"
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer row numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentTypeError(name, f"must hold integer row numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(f"{name} must lie in [0, {n}); got values from {arr.min()} to {arr.max()}")
+        raise InvalidArgumentValueError(
+            name, f"must lie in [0, {n}); got values from {arr.min()} to {arr.max()}"
+        )
     return arr
 
 
 def _real(value, name: str, expected: str) -> float:
     """``value`` as a float: TypeError unless it is a real number (Python or NumPy, not bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number {expected}, got {value!r}")
+        raise InvalidArgumentTypeError(name, f"must be a real number {expected}, got {value!r}")
     try:
         return float(value)
     except OverflowError:  # an integer beyond the float range
@@ -333,9 +352,9 @@ def check_nonnegative(value, name: str) -> float:
     """A finite real number >= 0 as a float (NumPy scalars accepted; NaN and infinities refused)."""
     number = _real(value, name, ">= 0")
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise InvalidArgumentValueError(name, f"must be a finite number >= 0, got {value!r}")
     if number < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise InvalidArgumentValueError(name, f"must be >= 0, got {value!r}")
     return number
 
 
@@ -344,25 +363,29 @@ def check_positive_finite(value, name: str) -> float:
     guards written ``value > 0`` let NaN through to the kernels)."""
     number = _real(value, name, "> 0")
     if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise InvalidArgumentValueError(name, f"must be a finite number > 0, got {value!r}")
     return number
 
 
 def check_positive_int(value, name: str, maximum: int | None = INT_MAX) -> int:
     """An integer in [1, maximum] (default: the C ``int`` range the compiled core takes; None: no bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidArgumentValueError(name, f"must be a positive integer, got {value!r}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be a positive integer of at most {maximum}, got {value!r}")
+        raise InvalidArgumentValueError(
+            name, f"must be a positive integer of at most {maximum}, got {value!r}"
+        )
     return int(value)
 
 
 def check_nonnegative_int(value, name: str, maximum: int = UINT64_MAX) -> int:
     """An integer in [0, maximum] (default: the unsigned 64-bit range of the LiSSA seed)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        raise InvalidArgumentValueError(name, f"must be a non-negative integer, got {value!r}")
     if value > maximum:
-        raise ValueError(f"{name} must be a non-negative integer of at most {maximum}, got {value!r}")
+        raise InvalidArgumentValueError(
+            name, f"must be a non-negative integer of at most {maximum}, got {value!r}"
+        )
     return int(value)
 
 
@@ -389,7 +412,7 @@ def check_n_jobs(n_jobs) -> int:
     if n_jobs is None:
         return 0
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or (n_jobs < 1 and n_jobs != -1):
-        raise ValueError(f"n_jobs must be None, -1 or a positive integer, got {n_jobs!r}")
+        raise InvalidArgumentValueError("n_jobs", f"must be None, -1 or a positive integer, got {n_jobs!r}")
     if n_jobs == -1:
         return 0
     return int(min(n_jobs, available_cores()))
@@ -401,8 +424,9 @@ def check_out_overlap(out: np.ndarray, inputs: dict) -> None:
     for name, value in inputs.items():
         for buffer in _buffers(value):
             if np.shares_memory(out, buffer):
-                raise ValueError(
-                    f"out shares memory with {name}: writing the result would overwrite the input while "
+                raise InvalidArgumentValueError(
+                    "out",
+                    f"shares memory with {name}: writing the result would overwrite the input while "
                     "it is read. Pass an array that does not overlap the inputs as out"
                 )
 
@@ -426,7 +450,9 @@ def _buffers(value) -> list:
 
 def check_same_features(X: np.ndarray, n_features: int, name: str) -> None:
     if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
+        raise InvalidArgumentValueError(
+            name, f"has {X.shape[1]} features, but the model was fitted with {n_features}"
+        )
 
 
 def linear_predictor(X, theta: np.ndarray, fit_intercept: bool) -> np.ndarray:

@@ -49,3 +49,41 @@ class IllConditionedHessianError(ValueError):
 class ConvergenceError(ValueError):
     """A model whose fit did not converge (or whose objective has no minimiser) was used where the
     optimum is needed: influence functions are derivatives at it."""
+
+
+class InvalidArgumentError(Exception):
+    """An argument of a call (``X``, ``y``, ``X_test``, ``y_test``, ``sample_weight``, ...) is invalid.
+
+    ``argument`` is the argument's name as the call spells it, ``detail`` the message without it:
+    ``str(error) == f"{error.argument} {error.detail}"``. It is raised as
+    :class:`InvalidArgumentValueError` (a ``ValueError``: missing or infinite values, a wrong
+    shape or length, out-of-range numbers) or :class:`InvalidArgumentTypeError` (a ``TypeError``:
+    non-numeric columns or dtypes), so code that catches ``ValueError`` or ``TypeError`` is
+    unaffected; catch this class to learn which argument failed, for example to point the user to
+    the file, form field or command-line option it came from::
+
+        try:
+            model.fit(X, y)
+        except fi.InvalidArgumentError as error:
+            print(f"{sources[error.argument]} {error.detail}")
+
+    The checks every entry point runs on its data and numeric options raise it; errors
+    found later (a label outside the model's classes, a fit without an optimum) are plain
+    ``ValueError``.
+    """
+
+    def __init__(self, argument: str, detail: str):
+        super().__init__(f"{argument} {detail}")
+        self.argument = argument
+        self.detail = detail
+
+    def __reduce__(self):  # pickled with both parts (Dask sends exceptions between processes)
+        return type(self), (self.argument, self.detail)
+
+
+class InvalidArgumentValueError(InvalidArgumentError, ValueError):
+    """An argument has the right type but a value the call cannot take (see :class:`InvalidArgumentError`)."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has a type or dtype the call cannot take (see :class:`InvalidArgumentError`)."""

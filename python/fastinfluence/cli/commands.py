@@ -1,0 +1,306 @@
+"""The commands ``fastinfluence demo`` and ``fastinfluence score`` (read, fit, score, write)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from ..influence import TopK
+from .errors import EXIT_OK, PROG, InputError, library_errors
+from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
+from .parser import CLASSIFIER_NAMES
+
+__all__ = ["run_demo", "run_score", "full_matrix", "top_k_table", "self_influence_table", "make_model"]
+
+#: Seconds a step runs before its progress bar appears (quick steps print nothing).
+PROGRESS_DELAY = 0.5
+#: Target size (bytes) of one block of scores computed at a time.
+BLOCK_BYTES = 64 * 2**20
+
+
+def run_demo(args) -> int:
+    from .. import demo
+
+    if not args.no_plots and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise InputError(f"--out-dir {args.out_dir} exists and is not a folder")
+    try:
+        result = demo.compute_demo(args.seed)
+    except ImportError as exc:
+        raise InputError(str(exc)) from exc
+    if not args.quiet:
+        demo.print_demo(result)
+    if args.no_plots:
+        return EXIT_OK
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            f'{PROG}: note: plots skipped: matplotlib is not installed (pip install "fastinfluence[plot]")',
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    try:
+        paths = demo.write_plots(result, args.out_dir)
+    except OSError as exc:
+        raise InputError(f"cannot write plots to {args.out_dir}: {exc.strerror or exc}") from exc
+    if not args.quiet:
+        print(
+            f"\nPlots written to {os.path.abspath(args.out_dir)}{os.sep}: "
+            + ", ".join(os.path.basename(p) for p in paths)
+        )
+    return EXIT_OK
+
+
+# -- score: computations -----------------------------------------------------------------------
+
+
+def _progress(quiet, **kwargs):
+    """A tqdm bar on stderr, shown only once its step has run for PROGRESS_DELAY seconds."""
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, disable=quiet, dynamic_ncols=True, delay=PROGRESS_DELAY, **kwargs)
+
+
+@contextlib.contextmanager
+def _step(description, quiet):
+    """A one-step progress bar for a single long call (fit, factorisation, writing)."""
+    bar = _progress(quiet, total=1, desc=description, bar_format="{desc}: {bar:10} {elapsed}{postfix}")
+    try:
+        yield bar
+        bar.update(1)
+    except BaseException:
+        bar.leave = False  # erase the bar of a failed step: the error line is what matters
+        raise
+    finally:
+        bar.close()
+
+
+def _block_size(n_rows, bytes_per_column=8):
+    return max(1, int(BLOCK_BYTES // max(1, n_rows * bytes_per_column)))
+
+
+def _blocks(total, size):
+    for start in range(0, total, size):
+        yield start, min(total, start + size)
+
+
+def _row_block(data, start, stop):
+    """Rows start..stop-1 of a DataFrame, Series or array."""
+    return data.iloc[start:stop] if hasattr(data, "iloc") else data[start:stop]
+
+
+def full_matrix(inf, X_test, y_test, bar=None):
+    """I_up,loss for every (training row, test row) as an (n, m) array, in blocks of test rows."""
+    n, m = inf.n_samples_, X_test.shape[0]
+    scores = np.empty((n, m))
+    for start, stop in _blocks(m, _block_size(n)):
+        block = inf.loss(_row_block(X_test, start, stop), _row_block(y_test, start, stop))
+        scores[:, start:stop] = np.asarray(block)  # a DataFrame when the training X was one
+        if bar is not None:
+            bar.update(stop - start)
+    return scores
+
+
+def top_k_table(inf, X_test, y_test, k, bar=None):
+    """The tidy table of :meth:`TopK.to_frame <fastinfluence.influence.TopK.to_frame>`: test_row, rank,
+    train_row, score, kind, for the k most helpful and k most harmful training rows of each test row.
+
+    ``Influence.top_k`` streams over X in O(m k) memory and caps k at the number of
+    training rows; fitted on a frame, it gives the table itself, labelled with the
+    frames' rows (numbered from 0 for the tables ``read_table`` reads).
+    """
+    result = inf.top_k(X_test, y_test, k=k)
+    if bar is not None:
+        bar.update(X_test.shape[0])
+    return result.to_frame() if isinstance(result, TopK) else result
+
+
+def self_influence_table(inf, bar=None):
+    """DataFrame (train_row, self_influence), most negative first; computed in row blocks."""
+    pd = require("pandas")
+    n = inf.n_samples_
+    values = np.empty(n)
+    for start, stop in _blocks(n, 2**16):
+        values[start:stop] = np.asarray(inf.self_influence(indices=np.arange(start, stop)))
+        if bar is not None:
+            bar.update(stop - start)
+    order = np.argsort(values, kind="stable")
+    return pd.DataFrame({"train_row": order, "self_influence": values[order]})
+
+
+# -- score: the command ------------------------------------------------------------------------
+
+
+def _size(n_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+
+
+def _check_options(args):
+    """Refuse bad numbers before any file is read."""
+    if args.top_k is not None and args.top_k < 1:
+        raise InputError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.n_jobs is not None and not (args.n_jobs >= 1 or args.n_jobs == -1):
+        raise InputError(
+            f"--n-jobs must be a positive number of threads, or -1 for every core; got {args.n_jobs}"
+        )
+    if not args.max_matrix_mb > 0:
+        raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
+
+
+def _check_fittable(y, args):
+    """Refuse training sets whose fit has no optimum (or no meaning) before fitting.
+
+    One row cannot be scored against others; a classifier needs both classes
+    (with one, the intercept runs off to infinity); a Poisson model with an
+    intercept needs a count > 0 (with all 0, the intercept runs off to -infinity).
+    Missing labels are left to the library, which names them.
+    """
+    where = f"--train file {args.train}"
+    if y.shape[0] < 2:
+        raise InputError(
+            f"{where} has {y.shape[0]} data row; fitting a model and scoring influence need at least 2"
+        )
+    if y.isna().any():
+        return
+    values = y.to_numpy()
+    if args.model in CLASSIFIER_NAMES:
+        classes = np.unique(values)
+        if classes.size < 2:
+            value = classes[0] if values.dtype == bool else f"{classes[0]:g}"
+            raise InputError(
+                f"--target {args.target!r} in {where} holds a single class (every row is {value}); "
+                f"a {args.model} classifier needs rows of both classes"
+            )
+    if args.model == "poisson" and not args.no_intercept and not np.any(values != 0):
+        raise InputError(
+            f"--target {args.target!r} in {where} is 0 in every row; a poisson model with an intercept "
+            "has no optimum then (the intercept goes to -infinity): give rows with counts > 0, or "
+            "--no-intercept"
+        )
+
+
+def make_model(args):
+    """The model --model names, with the options given; bad option values are an InputError."""
+    import fastinfluence as fi
+
+    if args.t is not None and args.model != "smooth-hinge":
+        raise InputError(f"--t is the smooth-hinge temperature; it does not apply to --model {args.model}")
+    if not (args.l2 >= 0 and np.isfinite(args.l2)):
+        raise InputError(f"--l2 must be a number >= 0, got {args.l2}")
+    if args.t is not None and not (args.t > 0 and np.isfinite(args.t)):
+        raise InputError(f"--t must be a number > 0, got {args.t}")
+    if not (args.damping >= 0 and np.isfinite(args.damping)):
+        raise InputError(f"--damping must be a number >= 0, got {args.damping}")
+    if args.max_iter < 1:
+        raise InputError(f"--max-iter must be >= 1, got {args.max_iter}")
+    options = dict(
+        l2=args.l2, fit_intercept=not args.no_intercept, max_iter=args.max_iter, n_jobs=args.n_jobs
+    )
+    if args.model == "logistic":
+        return fi.LogisticRegression(**options)
+    if args.model == "linear":
+        return fi.LinearRegression(**options)
+    if args.model == "poisson":
+        return fi.PoissonRegression(**options)
+    return fi.SmoothHingeClassifier(t=0.1 if args.t is None else args.t, **options)
+
+
+def _places(args):
+    """Where each argument of the library comes from on the command line (see ``library_errors``)."""
+    target = f"--target {args.target!r} in"
+    return {
+        "X": f"--train file {args.train}",
+        "y": f"{target} --train file {args.train}",
+        "X_test": f"--test file {args.test}",
+        "y_test": f"{target} --test file {args.test}",
+    }
+
+
+def _fit_influence(args, model, X, y):
+    """``fi.Influence`` of ``model`` fitted on the training frames, after checking it converged."""
+    import fastinfluence as fi
+
+    places = _places(args)
+    with _step(f"fit ({args.model}, {X.shape[0]} rows x {X.shape[1]} features)", args.quiet) as bar:
+        # errors without an argument come from the checks of the labels (models.py, losses.py)
+        with library_errors(places, fallback=places["y"]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", fi.ConvergenceWarning)  # reported below as an error
+            model.fit(X, y)
+        bar.set_postfix_str(f"{model.n_iter_} Newton iterations, gradient norm {model.grad_norm_:.1e}")
+    if not model.converged_:
+        raise InputError(
+            f"the {args.model} model did not converge ({model.fit_message_}; "
+            f"gradient norm {model.grad_norm_:.2e} "
+            f"after {model.n_iter_} iterations); influence needs the optimum: try a larger --l2 or --max-iter"
+        )
+    with _step("Hessian (compute and factorise)", args.quiet), library_errors(places, fallback=places["X"]):
+        try:
+            return fi.Influence(model, X, y, damping=args.damping, n_jobs=args.n_jobs)
+        except fi.IllConditionedHessianError as exc:  # it names damping, --damping's Python twin
+            raise InputError(f"{exc} (command line: --damping)") from None
+
+
+def _score_tables(args, inf, X_test, y_test):
+    """The tables this run writes, in the order of ``output_paths``."""
+    pd = require("pandas")
+    n, m = inf.n_samples_, X_test.shape[0]
+    tables = []
+    with library_errors(_places(args), fallback=f"--test file {args.test}"):
+        if args.top_k is None and not args.self_influence:
+            with _progress(args.quiet, total=m, desc="scoring", unit=" test rows") as bar:
+                scores = full_matrix(inf, X_test, y_test, bar)
+            frame = pd.DataFrame(scores, columns=[f"test_{j}" for j in range(m)])
+            frame.insert(0, "train_row", np.arange(n))
+            tables.append(frame)
+        if args.top_k is not None:
+            with _progress(args.quiet, total=m, desc=f"top {args.top_k}", unit=" test rows") as bar:
+                tables.append(top_k_table(inf, X_test, y_test, args.top_k, bar))
+    if args.self_influence:
+        with _progress(args.quiet, total=n, desc="self-influence", unit=" train rows") as bar:
+            tables.append(self_influence_table(inf, bar))
+    return tables
+
+
+def run_score(args) -> int:
+    _check_options(args)
+    outputs = output_paths(args)
+    model = make_model(args)
+    for path, _, _ in outputs:
+        for name in remove_stale_partial_outputs(path):
+            if not args.quiet:
+                print(
+                    f"{PROG}: note: removed {name}, the partial output of an earlier run that was killed",
+                    file=sys.stderr,
+                )
+    require("tqdm")
+    with _step("reading", args.quiet):
+        train = read_table(args.train, "--train")
+        test = read_table(args.test, "--test")
+        X, y, features = split_features(train, args.target, "--train", args.train)
+        X_test, y_test, _ = split_features(test, args.target, "--test", args.test, feature_columns=features)
+    _check_fittable(y, args)
+    n, m = X.shape[0], X_test.shape[0]
+    if args.top_k is None and not args.self_influence and n * m * 8 > args.max_matrix_mb * 2**20:
+        raise InputError(
+            f"the full I_up,loss matrix would be {n} x {m} = {_size(n * m * 8)}, above the limit of "
+            f"{args.max_matrix_mb:g} MiB (--max-matrix-mb); use --top-k K to keep the K most helpful and "
+            "harmful training rows per test row, or raise --max-matrix-mb"
+        )
+    inf = _fit_influence(args, model, X, y)
+    tables = _score_tables(args, inf, X_test, y_test)
+    with _step("writing", args.quiet):
+        try:
+            write_tables([(frame, *out) for frame, out in zip(tables, outputs)])
+        except OSError as exc:
+            raise InputError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        written = ", ".join(path for path, _, _ in outputs)
+        print(f"{PROG}: wrote {written}", file=sys.stderr)
+    return EXIT_OK

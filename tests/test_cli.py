@@ -453,15 +453,15 @@ BAD_INPUTS = {
     "corrupt-parquet": (file_for("--train", "bad.parquet", "not parquet"), "cannot read"),
     "non-binary-labels": (
         lambda f: ["--target", "x0"],
-        "--target 'x0' in --train file train.csv: y must hold binary labels",
+        "--target 'x0' in --train file train.csv must hold binary labels",
     ),
     "unseen-test-label": (
         file_for("--test", "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n"),
-        "--test file three.csv: y_test holds labels [2.0] that are not among the model's classes [0, 1]",
+        "--target 'label' in --test file three.csv holds labels [2.0] that are not among the model's classes [0, 1]",
     ),
     "negative-poisson-counts": (
         lambda f: ["--model", "poisson", "--target", "x0"],
-        "--target 'x0' in --train file train.csv: y must hold non-negative counts",
+        "--target 'x0' in --train file train.csv must hold non-negative counts",
     ),
     "out-folder-missing": (lambda f: ["--out", str(f / "no" / "such" / "out.csv")], "does not exist"),
     "out-extension": (lambda f: ["--out", "out.json"], "unknown file type"),

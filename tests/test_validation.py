@@ -781,3 +781,21 @@ def test_invalid_argument_errors_survive_pickling():
         assert type(error) is cls
         assert (error.argument, error.detail) == ("X_test", "has 2 features, but the model was fitted with 3")
         assert str(error) == "X_test has 2 features, but the model was fitted with 3"
+
+
+def test_label_and_test_gradient_errors_name_their_argument():
+    # The CLI places errors by their argument (fi.InvalidArgumentError), not by message text: the
+    # label checks of the models and losses and the test-gradient check of Influence say which.
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(fi.InvalidArgumentError) as info:
+        fi.LogisticRegression().fit(X, np.arange(20))
+    assert info.value.argument == "y" and isinstance(info.value, ValueError)
+    with pytest.raises(fi.InvalidArgumentError) as info:
+        fi.PoissonRegression().fit(X, -np.ones(20))
+    assert info.value.argument == "y"
+    counts = np.round(np.exp(X[:, 0]))
+    model = fi.PoissonRegression().fit(X, counts)
+    inf = fi.Influence(model, X, counts)
+    with pytest.raises(fi.InvalidArgumentError) as info:
+        inf.loss(np.full((1, 2), 1e60), np.ones(1))
+    assert info.value.argument == "X_test"

@@ -78,6 +78,7 @@ from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
     IllConditionedHessianError,
+    InvalidArgumentValueError,
     LeverageWarning,
     NotAtOptimumWarning,
     NotFittedError,
@@ -539,8 +540,8 @@ def _check_finite_test_gradients(eta, d1, loss_name):
     cause = ""
     if loss_name == "poisson":
         cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
-    raise ValueError(
-        f"X_test has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
+    raise InvalidArgumentValueError(
+        "X_test", f"has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
         f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
         f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
         "against the training data)"

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .exceptions import InvalidArgumentValueError
+
 __all__ = ["Loss", "get_loss", "loss_infimum", "LOSS_NAMES"]
 
 _KIND_IDS = {"squared": 0, "logistic": 1, "smooth_hinge": 2, "poisson": 3}
@@ -62,7 +64,7 @@ class Loss:
             return
         if np.any(bad):
             first = y[np.flatnonzero(bad)[0]]
-            raise ValueError(f"{name} must hold {expected} for the {self.name} loss; found {float(first):g}")
+            raise InvalidArgumentValueError(name, f"must hold {expected} for the {self.name} loss; found {float(first):g}")
 
 
 def loss_infimum(loss: Loss, y: np.ndarray) -> np.ndarray:

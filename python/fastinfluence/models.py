@@ -35,7 +35,12 @@ from . import _dataframes as D
 from . import _validation as V
 from .backends import get_backend
 from .backends.contract import Problem
-from .exceptions import ConvergenceWarning, NotFittedError
+from .exceptions import (
+    ConvergenceWarning,
+    InvalidArgumentTypeError,
+    InvalidArgumentValueError,
+    NotFittedError,
+)
 from .fitting import RowObjective, minimise
 from .losses import Loss
 from .minimiser import no_minimiser_reason
@@ -107,7 +112,7 @@ class LinearModelBase:
         method = self._method()
         if method not in FIT_METHODS:
             name = "solver" if self.solver is not None else "method"
-            raise ValueError(f"{name} must be one of {FIT_METHODS}, got {method!r}")
+            raise InvalidArgumentValueError(name, f"must be one of {FIT_METHODS}, got {method!r}")
         get_backend(self.backend)
         _ = self.loss  # validates loss parameters such as t
 
@@ -269,21 +274,21 @@ class BinaryClassifierBase(LinearModelBase):
                 classes = (-1, 1)
             else:
                 shown = sorted(values)[:5]
-                raise ValueError(
-                    f"{name} must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
+                raise InvalidArgumentValueError(
+                    name, f"must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
                     f"such as strings) for {type(self).__name__}; found values {shown}"
                 )
             self.classes_ = np.array(classes)
         if _class_names(self.classes_, "classes_") is not None:  # fitted on class names, given numbers
-            raise ValueError(
-                f"{name} holds labels {sorted(values)[:5]} that are not among the model's classes "
+            raise InvalidArgumentValueError(
+                name, f"holds labels {sorted(values)[:5]} that are not among the model's classes "
                 f"{self.classes_.tolist()}"
             )
         allowed = {float(c) for c in self.classes_}
         if not values <= allowed:
             bad = sorted(values - allowed)[:5]
-            raise ValueError(
-                f"{name} holds labels {bad} that are not among the model's classes {self.classes_.tolist()}"
+            raise InvalidArgumentValueError(
+                name, f"holds labels {bad} that are not among the model's classes {self.classes_.tolist()}"
             )
         positive = y == float(self.classes_[1])
         return np.where(positive, self._positive_internal, self._negative_internal)
@@ -294,15 +299,15 @@ class BinaryClassifierBase(LinearModelBase):
             if names.size != 2:
                 shown = names.tolist()
                 found = f"only {shown[0]!r}" if len(shown) == 1 else f"{len(shown)}: {shown[:5]}"
-                raise ValueError(
-                    f"{name} must hold exactly two classes for {type(self).__name__}; found {found}"
+                raise InvalidArgumentValueError(
+                    name, f"must hold exactly two classes for {type(self).__name__}; found {found}"
                 )
             self.classes_ = names
         known = set(self.classes_.tolist())
         bad = [label for label in names.tolist() if label not in known]
         if bad:
-            raise ValueError(
-                f"{name} holds labels {bad[:5]} that are not among the model's classes "
+            raise InvalidArgumentValueError(
+                name, f"holds labels {bad[:5]} that are not among the model's classes "
                 f"{self.classes_.tolist()}"
             )
         positive = raw == self.classes_[1]
@@ -324,9 +329,9 @@ def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
     except TypeError:  # labels that cannot be sorted together: None, NaN or mixed types
         values = raw.tolist()
         if any(v is None or (isinstance(v, float) and v != v) for v in values):
-            raise ValueError(f"{name} has missing values (None or NaN)") from None
+            raise InvalidArgumentValueError(name, "has missing values (None or NaN)") from None
         kinds = sorted({type(v).__name__ for v in values})
-        raise TypeError(f"{name} mixes label types {kinds}; class labels must all be of one type") from None
+        raise InvalidArgumentTypeError(name, f"mixes label types {kinds}; class labels must all be of one type") from None
     return labels if all(isinstance(v, str) for v in labels.tolist()) else None
 
 

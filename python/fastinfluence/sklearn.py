@@ -125,11 +125,11 @@ from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
 from .fitting import relative_decrement
 from .influence import OPTIMUM_TOLERANCE
 from .models import (
+    LinearModelBase,
     LinearRegression,
     LogisticRegression,
     PoissonRegression,
     SmoothHingeClassifier,
-    LinearModelBase,
 )
 
 __all__ = ["from_sklearn", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._optional import require
 from .exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
 
 __all__ = [
@@ -388,14 +389,8 @@ def describe_column_mismatch(expected, given, *, lacking: str, extra: str) -> st
 # -- labelled results --------------------------------------------------------------------------
 def require_pandas(why: str = "labelled results"):
     """The pandas module, or an ImportError that says why it is needed."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - exercised only without pandas
-        raise ImportError(
-            f"{why} are pandas objects: install pandas (pip install pandas), or pass NumPy arrays "
-            "(for example X.to_numpy()) to get NumPy arrays back"
-        ) from None
-    return pd
+    return require("pandas", extra="cli", purpose=f"{why} (pandas objects; pass NumPy arrays, for example "
+                   "X.to_numpy(), to get NumPy arrays back)")
 
 
 def _index(labels, name: str | None = None):

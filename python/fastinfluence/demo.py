@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._optional import require
+
 __all__ = ["DemoResult", "load_breast_cancer_split", "run_demo", "compute_demo", "print_demo", "write_plots"]
 
 N_TRAIN = 455
@@ -120,13 +122,8 @@ def load_breast_cancer_split():
     if bundled is not None:
         X, y, class_names = bundled
     else:
-        try:
-            from sklearn.datasets import load_breast_cancer
-        except ImportError as exc:
-            raise ImportError(
-                'the demo loads its data from scikit-learn: pip install "fastinfluence[cli]"'
-            ) from exc
-        data = load_breast_cancer()
+        datasets = require("sklearn.datasets", extra="demo", purpose="the demo's data set (scikit-learn's)")
+        data = datasets.load_breast_cancer()
         X, y, class_names = (
             data.data.astype(np.float64),
             data.target.astype(np.int64),
@@ -342,12 +339,7 @@ def write_plots(result: DemoResult, out_dir, *, which=tuple(PLOT_FILES), dpi=100
     Uses matplotlib's object-oriented API (``matplotlib.figure.Figure``), so no
     GUI backend is touched and pyplot's global state is left alone.
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError(
-            'the demo plots need matplotlib: pip install "fastinfluence[plot]" (or pass --no-plots)'
-        ) from exc
+    Figure = require("matplotlib.figure", extra="plot", purpose="the demo plots (or pass --no-plots)").Figure
     from .plot import plot_loo, plot_mislabel_detection, plot_top_influences
 
     unknown = set(which) - set(PLOT_FILES)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._optional import require
+
 __all__ = ["plot_loo", "plot_top_influences", "plot_mislabel_detection"]
 
 HELPFUL_COLOR = "#2b7bba"
@@ -27,12 +29,7 @@ HARMFUL_COLOR = "#d1495b"
 
 def _new_axes():
     """A fresh Axes from pyplot, with a clear message when matplotlib is missing."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError(
-            'fastinfluence.plot needs matplotlib: pip install "fastinfluence[plot]" (or matplotlib>=3.5)'
-        ) from exc
+    plt = require("matplotlib.pyplot", extra="plot", purpose="fastinfluence.plot")
     _, ax = plt.subplots()
     return ax
 

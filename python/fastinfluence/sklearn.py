@@ -121,6 +121,7 @@ import numpy as np
 from . import _dataframes as D
 from . import _validation as V
 from . import kernels
+from ._optional import require
 from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
 from .fitting import relative_decrement
 from .influence import OPTIMUM_TOLERANCE
@@ -147,12 +148,7 @@ SUPPORTED_ESTIMATORS = (
 
 
 def _import_sklearn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:  # pragma: no cover - exercised only without scikit-learn
-        raise ImportError(
-            "fastinfluence.sklearn needs scikit-learn; install it with pip install 'fastinfluence[sklearn]'"
-        ) from None
+    require("sklearn", extra="sklearn", purpose="fastinfluence.sklearn")
 
 
 def _unsupported(estimator, why: str, exc=ValueError):

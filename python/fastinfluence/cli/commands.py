@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from .._optional import available
 from ..influence import TopK
 from .errors import EXIT_OK, PROG, InputError, library_errors
 from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
@@ -35,9 +36,7 @@ def run_demo(args) -> int:
         demo.print_demo(result)
     if args.no_plots:
         return EXIT_OK
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if not available("matplotlib"):
         print(
             f'{PROG}: note: plots skipped: matplotlib is not installed (pip install "fastinfluence[plot]")',
             file=sys.stderr,

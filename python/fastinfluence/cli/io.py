@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from .. import _dataframes as D
+from .. import _optional
 from .errors import PROG, InputError
 
 __all__ = [
@@ -40,9 +41,9 @@ def _table_format(path, option):
 def require(module, extra="cli"):
     """The module ``module`` (an optional dependency of the command), or an InputError naming the extra."""
     try:
-        return __import__(module)
+        return _optional.require(module, extra=extra, purpose="fastinfluence score")
     except ImportError as exc:
-        raise InputError(f'fastinfluence score needs {module}: pip install "fastinfluence[{extra}]"') from exc
+        raise InputError(str(exc)) from exc
 
 
 def _csv_field_counts(path):

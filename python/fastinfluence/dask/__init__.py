@@ -46,14 +46,9 @@ sums over chunks differs.
 
 from __future__ import annotations
 
-try:
-    import dask  # noqa: F401
-    import dask.array  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "fastinfluence.dask needs Dask: pip install 'fastinfluence[dask]' "
-        "(dask[array,dataframe] and distributed)"
-    ) from exc
+from .._optional import require
+
+require("dask.array", extra="dask", purpose="fastinfluence.dask")
 
 from .. import influence as _influence
 from ..topk import TopK

@@ -48,13 +48,14 @@ from __future__ import annotations
 
 from .._optional import require
 
+# before the modules that import Dask: without the extra, the error says how to install it
 require("dask.array", extra="dask", purpose="fastinfluence.dask")
 
-from .. import influence as _influence
-from ..topk import TopK
-from ._data import from_memmap
-from ._engine import DaskEngine
-from ._fit import fit
+from .. import influence as _influence  # noqa: E402
+from ..topk import TopK  # noqa: E402
+from ._data import from_memmap  # noqa: E402
+from ._engine import DaskEngine  # noqa: E402
+from ._fit import fit  # noqa: E402
 
 __all__ = ["fit", "Influence", "TopK", "from_memmap"]
 

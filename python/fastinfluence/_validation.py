@@ -77,7 +77,8 @@ def check_not_masked(value, name: str) -> None:
         raise InvalidArgumentValueError(
             name,
             f"is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
-            f"would read the values under the mask. Fill them ({name}.filled(value)) or drop those rows first"
+            f"would read the values under the mask. Fill them ({name}.filled(value)) "
+            "or drop those rows first"
         )
 
 

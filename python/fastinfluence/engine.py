@@ -65,7 +65,7 @@ class Engine(Protocol):
     def n_rows(self, rows) -> int: ...
 
     def map_rows(self, rows, func: RowFunction, ctx: rowwise.Context, trailing: tuple, out=None):
-        """``func(kernels, block, ctx)`` over the rows: a (k, *trailing) result (``out`` filled when given)."""
+        """``func(kernels, block, ctx)`` over the rows: a (k, *trailing) result (``out`` filled if given)."""
 
     def sum_rows(self, rows, func: RowFunction, ctx: rowwise.Context) -> float:
         """The sum of ``func(kernels, block, ctx)`` (a number per block) over the rows, computed now."""

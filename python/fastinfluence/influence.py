@@ -109,8 +109,8 @@ def _check_result_size(shape, what: str) -> None:
         raise MemoryError(
             f"{what} would be an array of shape {tuple(shape)} ({n_bytes / 2**30:.1f} GiB), above "
             f"fastinfluence.influence.MAX_RESULT_BYTES ({MAX_RESULT_BYTES / 2**30:.1f} GiB). Use "
-            "Influence.top_k for the most helpful/harmful points only, pass out= (for example a numpy.memmap), "
-            "or select training rows with indices=."
+            "Influence.top_k for the most helpful/harmful points only, pass out= "
+            "(for example a numpy.memmap), or select training rows with indices=."
         )
 
 
@@ -276,7 +276,7 @@ class Influence:
 
     def _solved_test_gradients(self, X_test, y_test):
         """(V = H^{-1} G_test, (p, m) Fortran order, test row labels | None): all test gradients at once."""
-        X_test, y_test, eta, d1, test_rows = self._test_side(X_test, y_test)
+        X_test, y_test, _eta, d1, test_rows = self._test_side(X_test, y_test)
         G_test = V.augmented_transpose(X_test, d1, self._engine.fit_intercept)
         return np.asfortranarray(self.solver_.solve(G_test)), test_rows
 

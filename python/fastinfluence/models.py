@@ -27,6 +27,7 @@ arrays are matched by position. ``predict`` and friends return NumPy arrays.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -194,8 +195,8 @@ class LinearModelBase:
         return method
 
     def set_fit_result(self, result, n_features):
-        """Set the fitted attributes (``theta_``, ``coef_``, ...) from a :func:`fastinfluence.fitting.minimise`
-        result; warns (ConvergenceWarning) when it did not converge."""
+        """Set the fitted attributes (``theta_``, ``coef_``, ...) from a
+        :func:`fastinfluence.fitting.minimise` result; warns (ConvergenceWarning) when it did not converge."""
         self.theta_ = np.asarray(result["theta"], dtype=np.float64)
         self.n_features_in_ = n_features
         self.coef_ = self.theta_[:n_features].copy()
@@ -328,7 +329,7 @@ def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
         labels = np.unique(raw)
     except TypeError:  # labels that cannot be sorted together: None, NaN or mixed types
         values = raw.tolist()
-        if any(v is None or (isinstance(v, float) and v != v) for v in values):
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
             raise InvalidArgumentValueError(name, "has missing values (None or NaN)") from None
         kinds = sorted({type(v).__name__ for v in values})
         raise InvalidArgumentTypeError(name, f"mixes label types {kinds}; class labels must all be of one type") from None
@@ -358,7 +359,7 @@ class SmoothHingeClassifier(BinaryClassifierBase):
     """
 
     _loss_name = "smooth_hinge"
-    _param_names = LinearModelBase._param_names + ("t",)
+    _param_names = (*LinearModelBase._param_names, "t")
     _negative_internal = -1.0
 
     def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",

@@ -96,7 +96,8 @@ def check_solver_options(solver: str, options) -> dict:
     unknown = sorted(set(options) - set(allowed), key=repr)
     if unknown:
         raise ValueError(
-            f"solver_options {unknown} are not options of solver={solver!r}; it takes {sorted(allowed) or 'none'}"
+            f"solver_options {unknown} are not options of solver={solver!r}; "
+            f"it takes {sorted(allowed) or 'none'}"
         )
     merged = {**allowed, **options}
     if solver == "cg":
@@ -432,8 +433,9 @@ class LissaSolver(_IterativeSolver):
         V, diverged = np.asarray(V), np.asarray(diverged, dtype=bool)
         if np.any(diverged):
             warnings.warn(
-                f"LiSSA diverged for {int(diverged.sum())} of {diverged.size} right-hand sides (scale={self.scale:g} "
-                "is too small for the mini-batch Hessians); their results are NaN. Increase scale or batch_size.",
+                f"LiSSA diverged for {int(diverged.sum())} of {diverged.size} right-hand sides "
+                f"(scale={self.scale:g} is too small for the mini-batch Hessians); their results are NaN. "
+                "Increase scale or batch_size.",
                 ConvergenceWarning,
                 stacklevel=3,
             )

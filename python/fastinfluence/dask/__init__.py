@@ -47,7 +47,7 @@ sums over chunks differs.
 from __future__ import annotations
 
 try:
-    import dask  # noqa: F401
+    import dask
     import dask.array  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(

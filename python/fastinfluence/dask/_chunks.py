@@ -91,7 +91,7 @@ def map_rows(data: Data, func, context, trailing: tuple, *, per_chunk: bool = Fa
         return map_rows(data, functools.partial(_as_column, func), context, (1,), per_chunk=per_chunk,
                          dtype=dtype)[:, 0]
     first = tuple(1 for _ in data.row_chunks) if per_chunk else data.row_chunks
-    chunks = (first,) + tuple((t,) for t in trailing)
+    chunks = (first, *((t,) for t in trailing))
     ndim = 1 + len(trailing)
     kwargs = {"new_axis": list(range(2, ndim))} if ndim > 2 else {}
     return da.map_blocks(

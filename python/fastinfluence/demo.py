@@ -26,8 +26,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .models import LogisticRegression
 
 __all__ = ["DemoResult", "load_breast_cancer_split", "run_demo", "compute_demo", "print_demo", "write_plots"]
 
@@ -52,7 +56,7 @@ class DemoResult:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    model: object
+    model: LogisticRegression
     train_accuracy: float
     test_accuracy: float
     test_loss: np.ndarray

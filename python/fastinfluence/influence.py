@@ -73,7 +73,7 @@ from . import _dataframes as D
 from . import _validation as V
 from . import rowwise
 from .backends import get_backend
-from .engine import MemoryEngine
+from .engine import Engine, MemoryEngine
 from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
@@ -204,7 +204,7 @@ class Influence:
     """
 
     #: The engine the constructor builds (the Dask module's Influence builds its own).
-    _engine_class = MemoryEngine
+    _engine_class: type[Engine] = MemoryEngine
 
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
                  n_jobs=None, solver_options=None):
@@ -237,6 +237,7 @@ class Influence:
         self._inverse_factor = None
         if scale is None:  # a model fitted elsewhere
             scale = optimum.value_at_zero
+            assert scale is not None  # at_optimum was asked for it
         self.newton_decrement_ = newton_decrement(optimum.gradient, self.solver_, self._operator.diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 

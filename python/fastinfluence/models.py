@@ -60,7 +60,13 @@ class LinearModelBase:
     """Shared fitting machinery; subclasses choose the loss and the label encoding."""
 
     _loss_name: str = ""
-    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver")
+    _param_names: tuple[str, ...] = (
+        "l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver"
+    )
+    # Fitted attributes that only some models have (``hasattr`` tells; declared, not set, here):
+    # the two classes of a classifier, and the weights that fastinfluence.sklearn.from_sklearn derived.
+    classes_: np.ndarray
+    sample_weight_: np.ndarray | None
 
     def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
                  n_jobs=None, solver=None):
@@ -362,7 +368,7 @@ class SmoothHingeClassifier(BinaryClassifierBase):
     _param_names = (*LinearModelBase._param_names, "t")
     _negative_internal = -1.0
 
-    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
+    def __init__(self, *, t: float = 0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
                  backend="cpp", n_jobs=None, solver=None):
         super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
                          backend=backend, n_jobs=n_jobs, solver=solver)

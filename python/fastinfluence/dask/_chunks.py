@@ -185,7 +185,7 @@ class Objective:
         self.n_params = data.d + (1 if spec.fit_intercept else 0)
         self.penalty = np.r_[np.ones(self.d), np.zeros(self.n_params - self.d)]  # l2 acts on w only
         self.passes = 0
-        self.total_weight = None
+        self.total_weight = np.nan  # the data's total weight: known after the first pass
 
     def evaluate(self, *requests: Request) -> list[Evaluation]:
         """One pass over the data for all ``requests``; the penalty is added here, once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import dask
 import dask.array as da
@@ -53,6 +54,14 @@ class _MemmapRows:
     as the file's path, offset, dtype, shape and order (so distributed workers reopen
     the file, which must be at the same path for them), never as the data.
     """
+
+    filename: str
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    ndim: int
+    order: Literal["C", "F"]
+    _map: np.memmap
 
     def __init__(self, array: np.memmap):
         if not isinstance(array.base, mmap.mmap):

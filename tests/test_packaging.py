@@ -1,10 +1,11 @@
-"""The version is written once, as ``__version__`` in ``fastinfluence/__init__.py``; the package
-metadata reads it from there (scikit-build-core's regex provider, pyproject.toml)."""
+"""What the wheel promises about itself: the version, written once as ``__version__`` in
+``fastinfluence/__init__.py`` and read from there into the metadata (scikit-build-core's regex
+provider, pyproject.toml), and the ``py.typed`` marker of a typed package (PEP 561)."""
 
 from __future__ import annotations
 
 import re
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,7 @@ def test_pyproject_reads_the_version_from_init():
     )
     assert found is not None
     assert found.group("value") == fi.__version__
+
+
+def test_the_package_says_it_is_typed():
+    assert resources.files("fastinfluence").joinpath("py.typed").is_file()

@@ -160,7 +160,7 @@ def generate_parquet(folder, n, d, block_rows, threads):
     def write(i):
         start, stop = spans[i]
         X, y = make_block(seeds[i], stop - start, d)
-        table = pa.table([pa.array(X[:, j]) for j in range(d)] + [pa.array(y)], names=names + ["label"])
+        table = pa.table([pa.array(X[:, j]) for j in range(d)] + [pa.array(y)], names=[*names, "label"])
         pq.write_table(table, os.path.join(partial, f"part-{i:05d}.parquet"), compression="none",
                        row_group_size=stop - start)
 
@@ -175,7 +175,10 @@ def dataset(folder, fmt, size_gib, d, block_rows, threads):
     n = int(size_gib * GiB) // (4 * d)
     meta_path = os.path.join(folder, f"{fmt}.json")
     meta = {"format": fmt, "n": n, "d": d, "seed": SEED}
-    exists = os.path.exists(meta_path) and json.load(open(meta_path)) == meta
+    exists = False
+    if os.path.exists(meta_path):
+        with open(meta_path) as stored:
+            exists = json.load(stored) == meta
     if not exists:
         for stale in ("X.npy", "y.npy", "parquet", f"{fmt}.json"):
             path = os.path.join(folder, stale)
@@ -192,7 +195,8 @@ def dataset(folder, fmt, size_gib, d, block_rows, threads):
               flush=True)
         start = time.perf_counter()
         (generate_memmap if fmt == "memmap" else generate_parquet)(folder, n, d, block_rows, threads)
-        json.dump(meta, open(meta_path, "w"))
+        with open(meta_path, "w") as stored:
+            json.dump(meta, stored)
         print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
     if fmt == "memmap":
         import fastinfluence.dask as fid

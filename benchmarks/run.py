@@ -298,7 +298,7 @@ def scipy_cg(ctx, timer):
     """``scipy.sparse.linalg.cg`` on a LinearOperator for H v, one test gradient at a time."""
     from scipy.sparse.linalg import LinearOperator, cg
 
-    X, y, X_test, y_test, theta, tol = (ctx[key] for key in ("X", "y", "X_test", "y_test", "theta", "tol"))
+    X, _y, X_test, y_test, theta, tol = (ctx[key] for key in ("X", "y", "X_test", "y_test", "theta", "tol"))
     n, d = X.shape
     w, b = theta[:d], theta[d]
     with timer("setup"):
@@ -435,7 +435,7 @@ def _reset_peak_rss() -> bool:
 def busy_cpu_seconds() -> float:
     """Busy CPU seconds of all cores since boot (user, nice, system, irq, softirq, steal): /proc/stat."""
     with open("/proc/stat") as stat:
-        user, nice, system, idle, iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
@@ -535,7 +535,7 @@ def run_worker(spec: dict, threads: int | None) -> dict:
         for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[key] = str(threads)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {spec['workload']}/{spec['method']} failed (exit {proc.returncode}):\n"
                            f"{proc.stdout}\n{proc.stderr}")

@@ -7,9 +7,10 @@ the first-order influence estimate and the one-Newton-step estimate.
 Run: python examples/loo_validation.py
 """
 
-import fastinfluence as fi
 import numpy as np
 from sklearn.datasets import load_breast_cancer
+
+import fastinfluence as fi
 
 X, y = load_breast_cancer(return_X_y=True)
 X_train, y_train, X_test, y_test = X[:455], y[:455], X[455:], y[455:]

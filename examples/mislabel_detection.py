@@ -6,9 +6,10 @@ first finds flipped labels far faster than checking at random.
 Run: python examples/mislabel_detection.py
 """
 
-import fastinfluence as fi
 import numpy as np
 from sklearn.datasets import load_breast_cancer
+
+import fastinfluence as fi
 
 X, y = load_breast_cancer(return_X_y=True)
 X_train, y_train = X[:455], y[:455]
@@ -29,6 +30,6 @@ ranking = np.argsort(self_influence)  # most negative first
 print(f"{is_flipped.sum()} of {n} labels flipped")
 print("checked   found by self-influence   found at random (expected)")
 for fraction in (0.05, 0.10, 0.20, 0.30):
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     found = is_flipped[ranking[:k]].sum() / is_flipped.sum()
     print(f"{fraction:6.0%}   {found:22.0%}   {fraction:24.0%}")

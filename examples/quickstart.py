@@ -3,9 +3,10 @@
 Run: python examples/quickstart.py
 """
 
-import fastinfluence as fi
 import numpy as np
 from sklearn.datasets import load_breast_cancer
+
+import fastinfluence as fi
 
 # Breast cancer data (ships with scikit-learn): first 455 rows train, last 114 test, standardised.
 X, y = load_breast_cancer(return_X_y=True)

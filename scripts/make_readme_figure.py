@@ -8,11 +8,11 @@ never by hand; rerun this script whenever the demo or the plots change.
 import os
 import sys
 
-import matplotlib
+import matplotlib as mpl
 
-matplotlib.use("Agg")
+mpl.use("Agg")
 
-from fastinfluence.demo import compute_demo, write_plots  # noqa: E402
+from fastinfluence.demo import compute_demo, write_plots
 
 IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "images")
 

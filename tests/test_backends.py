@@ -16,7 +16,8 @@ MEMBERS = [name for name, value in vars(Backend).items() if inspect.isfunction(v
 
 
 def test_the_contract_lists_every_kernel():
-    assert len(MEMBERS) == 16 and "CholeskySolver" in Backend.__annotations__
+    assert len(MEMBERS) == 16
+    assert "CholeskySolver" in Backend.__annotations__
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
@@ -35,9 +36,12 @@ def test_results_are_named(backend):
     kernels = get_backend(backend)
     theta = np.full(4, 0.1)
     rows = kernels.row_derivatives(problem, theta)
-    assert isinstance(rows, RowDerivatives) and rows.eta.shape == (30,)
+    assert isinstance(rows, RowDerivatives)
+    assert rows.eta.shape == (30,)
     at = kernels.evaluate_with_row_derivatives(problem, theta, True)
-    assert isinstance(at, RowEvaluation) and at.hessian.shape == (4, 4)
+    assert isinstance(at, RowEvaluation)
+    assert at.hessian.shape == (4, 4)
     np.testing.assert_allclose(at.d2, rows.d2, rtol=1e-12)
     top = kernels.top_k_scores(X, True, -rows.d1, np.ones((4, 2)), 3)
-    assert isinstance(top, TopKScores) and top.helpful_rows.shape == (2, 3)
+    assert isinstance(top, TopKScores)
+    assert top.helpful_rows.shape == (2, 3)

@@ -38,6 +38,7 @@ def run_module(*args, cwd=None):
         text=True,
         timeout=TIMEOUT,
         cwd=cwd,
+        check=False,  # the callers check the exit status
     )
 
 
@@ -80,7 +81,7 @@ def reference_influence(train, test, model, **options):
     return fi.Influence(fitted, X, y), test[features].to_numpy(), test["label"].to_numpy()
 
 
-@pytest.fixture()
+@pytest.fixture
 def data(tmp_path):
     """A folder with train/test as CSV and Parquet; returns (folder, train frame, test frame)."""
     train, test = make_frames()
@@ -118,13 +119,15 @@ def test_help_names_the_partial_output_file_and_the_signal_exit_statuses(capsys)
     status, out, _ = run_main(capsys, "score", "--help")
     assert status == 0
     assert "FILE.fastinfluence-partial-HOST-PID" in out
-    assert "130 interrupted" in out and "143 terminated (SIGTERM)" in out
+    assert "130 interrupted" in out
+    assert "143 terminated (SIGTERM)" in out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
-    status, out, err = run_main(capsys)
+    status, _out, err = run_main(capsys)
     assert status == 2
-    assert "demo" in err and "score" in err
+    assert "demo" in err
+    assert "score" in err
 
 
 def test_import_fastinfluence_does_not_import_optional_dependencies():
@@ -132,7 +135,9 @@ def test_import_fastinfluence_does_not_import_optional_dependencies():
         "import sys, fastinfluence, fastinfluence.cli, fastinfluence.plot, fastinfluence.demo; "
         "print(sorted(m for m in ('matplotlib', 'pandas', 'pyarrow', 'tqdm', 'sklearn') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -153,8 +158,10 @@ def test_demo_prints_every_section_and_writes_pngs(tmp_path):
         "== 5. Mislabel detection",
     ):
         assert section in text
-    assert "Negative = helpful" in text and "Positive = harmful" in text
-    assert "most helpful (most negative):" in text and "most harmful (most positive):" in text
+    assert "Negative = helpful" in text
+    assert "Positive = harmful" in text
+    assert "most helpful (most negative):" in text
+    assert "most harmful (most positive):" in text
     # The Newton estimate of leave-one-out changes is nearly exact on this data.
     newton_row = next(line for line in text.splitlines() if line.strip().startswith("Newton step"))
     assert all(float(v) > 0.99 for v in newton_row.split()[-3:])
@@ -172,7 +179,8 @@ def test_demo_quiet_no_plots_prints_nothing_and_writes_nothing(tmp_path, capsys)
     out_dir = tmp_path / "demo"
     status, out, err = run_main(capsys, "demo", "--quiet", "--no-plots", "--out-dir", str(out_dir))
     assert status == 0
-    assert out == "" and err == ""
+    assert out == ""
+    assert err == ""
     assert not out_dir.exists()
 
 
@@ -201,7 +209,8 @@ def test_demo_data_is_scikit_learns_breast_cancer():
     np.testing.assert_array_equal(y, reference.target)
     assert class_names == [str(c) for c in reference.target_names]
     X_train, y_train, X_test, y_test, _ = load_breast_cancer_split()
-    assert X_train.shape == (455, 30) and X_test.shape == (114, 30)
+    assert X_train.shape == (455, 30)
+    assert X_test.shape == (114, 30)
     np.testing.assert_allclose(X_train.mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_array_equal(np.concatenate([y_train, y_test]), reference.target)
 
@@ -211,7 +220,8 @@ def test_demo_out_dir_that_is_a_file_exits_2(tmp_path, capsys):
     target.write_text("x")
     status, _, err = run_main(capsys, "demo", "--quiet", "--out-dir", str(target))
     assert status == 2
-    assert len(err.strip().splitlines()) == 1 and "not a folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "not a folder" in err
 
 
 # -- score: values -----------------------------------------------------------------------------
@@ -248,7 +258,7 @@ def test_score_round_trip_through_other_formats(data, capsys, ext):
 
 
 @pytest.mark.parametrize(
-    "model, options, cls, kwargs",
+    ("model", "options", "cls", "kwargs"),
     [
         ("linear", ["--l2", "0"], fi.LinearRegression, {"l2": 0.0}),
         ("poisson", ["--l2", "1e-2"], fi.PoissonRegression, {"l2": 1e-2}),
@@ -281,7 +291,7 @@ def test_score_every_model_matches_the_python_api(tmp_path, capsys, model, optio
 
 def check_top_k(table, full, k):
     """The tidy top-k table against a full sort of each column of the matrix."""
-    n, m = full.shape
+    _n, m = full.shape
     assert list(table.columns) == ["test_row", "rank", "train_row", "score", "kind"]
     assert len(table) == 2 * k * m
     for j in range(m):
@@ -356,7 +366,9 @@ def test_score_shows_progress_on_stderr_unless_quiet(data, capsys, monkeypatch):
     for step in ("reading", "fit", "Hessian", "scoring", "writing"):
         assert step in err
     status, out, err = run_main(capsys, *args, "--quiet")
-    assert status == 0 and out == "" and err == ""
+    assert status == 0
+    assert out == ""
+    assert err == ""
 
 
 def test_score_top_k_streams_through_influence_top_k(data, capsys, monkeypatch):
@@ -383,7 +395,7 @@ def test_score_top_k_streams_through_influence_top_k(data, capsys, monkeypatch):
 
 def test_top_k_table_is_the_table_of_top_k_to_frame(data):
     """For arrays (TopK) and frames (the labelled table) alike; k is capped at the training rows."""
-    folder, train, test = data
+    _folder, train, test = data
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     full = inf.loss(X_test, y_test)
     table = cli.top_k_table(inf, X_test, y_test, 6)
@@ -457,7 +469,10 @@ BAD_INPUTS = {
     ),
     "unseen-test-label": (
         file_for("--test", "three.csv", "x0,x1,label,x2,x3\n1,2,2,1,1\n"),
-        "--target 'label' in --test file three.csv holds labels [2.0] that are not among the model's classes [0, 1]",
+        (
+            "--target 'label' in --test file three.csv holds labels [2.0] "
+            "that are not among the model's classes [0, 1]"
+        ),
     ),
     "negative-poisson-counts": (
         lambda f: ["--model", "poisson", "--target", "x0"],
@@ -491,7 +506,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(data, capsys, monkeypatch
         else:
             extra.append(arg)
     before = set(os.listdir(folder))
-    status, out, err = run_main(capsys, *score_args(Path(), *extra, **files))
+    status, _out, err = run_main(capsys, *score_args(Path(), *extra, **files))
     assert status == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -508,9 +523,13 @@ def test_library_errors_are_placed_by_their_argument_not_their_text():
     places = {"X": "--train file t.csv", "y_test": "--target 'label' in --test file s.csv"}
 
     def raised(error):
-        with pytest.raises(BaseException) as caught, cli.errors.library_errors(places, "--test file s.csv"):
-            raise error
-        return caught.value
+        """What ``library_errors`` turns ``error`` into (every error here is an Exception)."""
+        try:
+            with cli.errors.library_errors(places, "--test file s.csv"):
+                raise error
+        except Exception as caught:
+            return caught
+        pytest.fail(f"library_errors swallowed {error!r}")
 
     error = raised(InvalidArgumentTypeError("X", "must hold real numbers; non-numeric column: 'x1'"))
     assert isinstance(error, cli.InputError)
@@ -545,7 +564,8 @@ def test_csv_rows_with_one_field_more_than_the_header_exit_2_instead_of_shifting
     (line,) = err.strip().splitlines()
     d = len(frame.columns)
     assert f"{option} file {path} has {d} column names in its header but {d + 1} fields" in line
-    assert "(line 2)" in line and "trailing comma" in line
+    assert "(line 2)" in line
+    assert "trailing comma" in line
     assert set(os.listdir(folder)) == before
 
 
@@ -561,7 +581,7 @@ def test_csv_field_count_check_reads_a_quoted_comma_as_part_of_the_field(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "model, kind, expected",
+    ("model", "kind", "expected"),
     [
         (
             "logistic",
@@ -631,12 +651,13 @@ def test_unexpected_failure_exits_1_with_one_line(data, capsys, monkeypatch):
     status, _, err = run_main(capsys, *argv)
     assert status == 1
     assert err.strip().splitlines() == [
-        "fastinfluence: error: unexpected failure: RuntimeError: simulated bug "
-        "(rerun with --verbose for the traceback)"
+        ("fastinfluence: error: unexpected failure: RuntimeError: simulated bug "
+        "(rerun with --verbose for the traceback)")
     ]
     status, _, err = run_main(capsys, *argv, "--verbose")
     assert status == 1
-    assert "Traceback" in err and "simulated bug" in err
+    assert "Traceback" in err
+    assert "simulated bug" in err
     assert not (folder / "o.csv").exists()
 
 
@@ -671,7 +692,7 @@ def test_output_file_gets_the_usual_permissions(data, capsys):
 # -- score: signals and partial outputs (issue 9, section 4) -----------------------------------
 
 
-@pytest.fixture()
+@pytest.fixture
 def large_data(tmp_path):
     """Train/test CSVs whose full matrix (8000 x 500) takes seconds to write: time to send a signal.
 
@@ -686,21 +707,28 @@ def large_data(tmp_path):
     return tmp_path
 
 
-def _default_sigint():
-    """In the child before exec: a SIGINT our parent ignores would be inherited (Python then keeps it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_score(folder, out):
-    """``python -m fastinfluence score`` on large_data's files in a subprocess, writing the full matrix."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "fastinfluence", *score_args(Path(), out=out)],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
+    """``python -m fastinfluence score`` on large_data's files in a subprocess, writing the full matrix.
+
+    The child must start with SIGINT at its default. An ignored SIGINT (a test run started in the
+    background) survives exec, and Python then keeps ignoring it; a handled one is reset to the
+    default by exec. So while starting the child, SIGINT is handled here rather than ignored (a hook
+    in the child instead, preexec_fn, is unsafe in a process with threads).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fastinfluence", *score_args(Path(), out=out)],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        if previous == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
 
 
 def wait_for_partial_output(process, out):
@@ -724,7 +752,7 @@ needs_posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="POSIX 
 
 @needs_posix_signals
 @pytest.mark.parametrize(
-    "signum, status, message",
+    ("signum", "status", "message"),
     [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")],
     ids=["SIGTERM", "SIGINT"],
 )
@@ -774,6 +802,7 @@ def test_partial_output_of_a_killed_run_is_removed_by_the_next_run(data, capsys)
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
+        check=True,
     )
     dead_pid = int(ended.stdout)
     running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -798,7 +827,8 @@ def test_partial_output_of_a_killed_run_is_removed_by_the_next_run(data, capsys)
     assert [path.exists() for path in kept] == [True, True, True]
     for path in stale:
         assert f"fastinfluence: note: removed {path.name}, the partial output of an earlier run" in err
-    assert len(read(out)) == 2 * 2 * 12 and len(read(second)) == 60
+    assert len(read(out)) == 2 * 2 * 12
+    assert len(read(second)) == 60
 
 
 @needs_posix_signals

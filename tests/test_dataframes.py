@@ -119,9 +119,8 @@ def test_frame_results_equal_array_results(problem, library):
     for what, (labelled, plain) in pairs.items():
         assert isinstance(labelled, (pd.DataFrame, pd.Series)), what
         values = labelled.to_numpy()
-        if what == "pert_loss":
-            plain = plain.reshape(-1, plain.shape[-1])
-        np.testing.assert_array_equal(values, plain, err_msg=what)
+        expected = plain.reshape(-1, plain.shape[-1]) if what == "pert_loss" else plain
+        np.testing.assert_array_equal(values, expected, err_msg=what)
     np.testing.assert_allclose(
         inf.loss(frame_test, y_test).to_numpy(), fi.Influence(model, X, y, s).loss(X_test, y_test), rtol=1e-10
     )
@@ -201,33 +200,38 @@ def test_results_are_labelled(problem, library):
     idx = [4, 1]
 
     scores = inf.loss(frame_test, y_test, indices=idx)
-    assert list(scores.index) == [train[4], train[1]] and scores.index.name == "train_row"
-    assert list(scores.columns) == test and scores.columns.name == "test_row"
+    assert list(scores.index) == [train[4], train[1]]
+    assert scores.index.name == "train_row"
+    assert list(scores.columns) == test
+    assert scores.columns.name == "test_row"
     # an array on the test side: its rows are numbered
     assert list(inf.loo(X_test, y_test).columns) == list(range(M))
 
     params = inf.params(indices=idx)
-    assert list(params.columns) == COLUMNS + ["intercept"]
+    assert list(params.columns) == [*COLUMNS, "intercept"]
     assert list(params.index) == [train[4], train[1]]
     assert list(inf.loo_params().index) == train
 
     influence = inf.self_influence()
-    assert isinstance(influence, pd.Series) and influence.name == "self_influence"
+    assert isinstance(influence, pd.Series)
+    assert influence.name == "self_influence"
     assert list(influence.index) == train
     assert inf.leverage(indices=[7]).index.tolist() == [train[7]]
 
     pert = inf.pert_loss(frame_test, y_test, indices=idx)
     assert pert.index.names == ["train_row", "test_row"]
     assert list(pert.columns) == COLUMNS
-    assert pert.index[0] == (train[4], test[0]) and pert.index[M] == (train[1], test[0])
+    assert pert.index[0] == (train[4], test[0])
+    assert pert.index[M] == (train[1], test[0])
     np.testing.assert_array_equal(
         pert.loc[(train[1], test[2]), :].to_numpy(),
         fi.Influence(model, D.to_numpy_2d(frame)[0], y).pert_loss(D.to_numpy_2d(frame_test)[0], y_test)[1, 2],
     )
 
     change, delta = fi.exact_loo(model, frame, y, idx, frame_test, y_test, return_params=True)
-    assert list(change.index) == [train[4], train[1]] and list(change.columns) == test
-    assert list(delta.columns) == COLUMNS + ["intercept"]
+    assert list(change.index) == [train[4], train[1]]
+    assert list(change.columns) == test
+    assert list(delta.columns) == [*COLUMNS, "intercept"]
 
 
 def test_params_without_intercept_and_non_string_columns(problem):

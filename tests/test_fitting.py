@@ -88,7 +88,8 @@ def test_raw_and_standardised_units_give_the_same_predictions_and_influence(case
     }[loss]
     Z = _standardised(X)
     raw, scaled = cls(l2=0.0).fit(X, y), cls(l2=0.0).fit(Z, y)
-    assert raw.converged_ and scaled.converged_, (raw.fit_message_, scaled.fit_message_)
+    assert raw.converged_, raw.fit_message_
+    assert scaled.converged_, scaled.fit_message_
     np.testing.assert_allclose(raw.decision_function(X), scaled.decision_function(Z), rtol=1e-9)
     inf_raw, inf_scaled = fi.Influence(raw, X, y), fi.Influence(scaled, Z, y)
     # Longley's raw Hessian stays ill-conditioned after equilibration (reciprocal condition 5e-10:
@@ -145,9 +146,10 @@ def test_cg_refuses_a_singular_hessian_like_direct():
     # residual tolerance on a consistent singular system) while "direct" refused it.
     X, y = _collinear_problem(0.0)
     model = fi.LinearRegression(l2=0.0).fit(X, y)
-    assert model.converged_ and "not unique" in model.fit_message_
+    assert model.converged_
+    assert "not unique" in model.fit_message_
     for solver in ("direct", "cg"):
-        with pytest.raises(fi.IllConditionedHessianError, match="numerically singular|not positive definite"):
+        with pytest.raises(fi.IllConditionedHessianError, match=r"numerically singular|not positive definite"):
             fi.Influence(model, X, y, solver=solver)
 
 
@@ -174,10 +176,12 @@ def test_leverage_floor_follows_the_conditioning():
     floor = inf._leverage_floor()
     assert 1e-9 < floor < 1e-1  # tied to the conditioning, not 1e-12
     risky = ~(1.0 - inf.leverage() > floor)
-    assert risky[0] and risky.sum() < n // 2
+    assert risky[0]
+    assert risky.sum() < n // 2
     with pytest.warns(fi.LeverageWarning, match="rounding error of h_i"):
         loo = inf.loo_params("newton")
-    assert np.all(np.isnan(loo[risky])) and np.all(np.isfinite(loo[~risky]))
+    assert np.all(np.isnan(loo[risky]))
+    assert np.all(np.isfinite(loo[~risky]))
 
 
 # ---------------------------------------------------------------------------
@@ -373,7 +377,8 @@ def test_newton_cg_certifies_with_a_tight_solve_and_accepts_a_zero_gradient():
     assert model.converged_, model.fit_message_
     np.testing.assert_allclose(model.theta_, fi.LinearRegression().fit(X, y).theta_, rtol=1e-10)
     zero = fi.LinearRegression(method="newton_cg").fit(X, np.zeros(50))
-    assert zero.converged_ and not np.any(zero.theta_)
+    assert zero.converged_
+    assert not np.any(zero.theta_)
 
 
 @pytest.mark.parametrize("cls", [fi.LogisticRegression, fi.PoissonRegression])
@@ -481,7 +486,7 @@ def test_centred_direct_solver_equals_the_plain_one_where_both_are_accurate():
     from fastinfluence.solvers import DirectSolver
 
     rng = np.random.default_rng(21)
-    X = rng.normal(size=(200, 4)) + [0.0, 5.0, -3.0, 1.0]
+    X = rng.normal(size=(200, 4)) + np.array([0.0, 5.0, -3.0, 1.0])
     c = rng.uniform(0.1, 1.0, 200) / 200
     Xa = np.column_stack([X, np.ones(200)])
     plain_H = Xa.T @ (c[:, None] * Xa) + 0.1 * np.diag([1.0, 1.0, 1.0, 1.0, 0.0])

@@ -172,11 +172,12 @@ def test_indices_select_rows(fitted):
 
 
 def test_signs_and_ranges(fitted):
-    model, X, y, s, X_test, y_test = fitted
+    model, X, y, s, _X_test, _y_test = fitted
     inf = fi.Influence(model, X, y, s)
     assert np.all(inf.self_influence() < 0)
     h = inf.leverage()
-    assert np.all(h > 0) and np.all(h < 1)
+    assert np.all(h > 0)
+    assert np.all(h < 1)
     # a training point used as its own test point: upweighting it lowers its loss (helpful)
     for i in (0, 17, 42):
         scores = inf.loss(X[i : i + 1], y[i : i + 1])
@@ -376,7 +377,7 @@ def test_influence_loss_is_permutation_equivariant(seed, name, weighted):
 
 
 def test_not_at_optimum_warns(fitted):
-    model, X, y, s, X_test, y_test = fitted
+    model, X, y, s, _X_test, _y_test = fitted
     with pytest.warns(fi.NotAtOptimumWarning, match="not at the optimum"):
         fi.Influence(model, X, y)  # fitted with weights s, given none
     X_other = X.copy()

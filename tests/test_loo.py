@@ -36,7 +36,7 @@ def breast_cancer():
 def test_breast_cancer_estimates_correlate_with_exact_loo(
     breast_cancer, method, min_correlation, slope_range
 ):
-    model, inf, X_train, y_train, X_test, y_test, exact = breast_cancer
+    model, inf, _X_train, _y_train, X_test, y_test, exact = breast_cancer
     assert model.converged_
     assert exact.shape == (455, 5)
     estimate = inf.loo(X_test, y_test, method=method)
@@ -159,10 +159,12 @@ def test_leverage_one_gives_nan_and_warns():
     np.testing.assert_allclose(inf.leverage([0]), 1.0, rtol=1e-10)
     with pytest.warns(fi.LeverageWarning, match="leverage"):
         loo = inf.loo(X[:2], y[:2], method="newton")
-    assert np.all(np.isnan(loo[0])) and np.all(np.isfinite(loo[1:]))
+    assert np.all(np.isnan(loo[0]))
+    assert np.all(np.isfinite(loo[1:]))
     with pytest.warns(fi.LeverageWarning):
         params = inf.loo_params(method="newton")
-    assert np.all(np.isnan(params[0])) and np.all(np.isfinite(params[1:]))
+    assert np.all(np.isnan(params[0]))
+    assert np.all(np.isfinite(params[1:]))
     assert np.all(np.isfinite(inf.loo(X[:2], y[:2], method="influence")))
 
 
@@ -172,5 +174,6 @@ def test_exact_loo_shapes_and_indices():
     full = fi.exact_loo(model, X, y, None, X[:3], y[:3])
     assert full.shape == (30, 3)
     subset, delta = fi.exact_loo(model, X, y, [4, 2], X[:3], y[:3], return_params=True)
-    assert subset.shape == (2, 3) and delta.shape == (2, 3)
+    assert subset.shape == (2, 3)
+    assert delta.shape == (2, 3)
     assert_close(subset, full[[4, 2]], 1e-12)

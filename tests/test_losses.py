@@ -108,13 +108,15 @@ def test_loss_terms_finite_at_extreme_eta(name, t, labels, backend):
     value, d1, d2 = fi.kernels.loss_terms(Loss(name, t), y, eta, backend=backend)
     for arr, what in ((value, "value"), (d1, "d1"), (d2, "d2")):
         assert np.all(np.isfinite(arr)), f"{what} not finite at eta={eta[~np.isfinite(arr)]}"
-    assert np.all(value >= 0) and np.all(d2 >= 0)
+    assert np.all(value >= 0)
+    assert np.all(d2 >= 0)
     if name == "logistic":
         # log(1 + e^eta) - y eta -> max(eta, 0) - y eta, exactly in double at |eta| >= 50
         far = np.abs(eta) >= 50
         np.testing.assert_allclose(value[far], (np.maximum(eta, 0) - y * eta)[far], rtol=1e-15, atol=1e-20)
         np.testing.assert_allclose(d1[far], ((eta > 0) - y)[far], atol=1e-20)
-        assert np.all(np.abs(d1) <= 1) and np.all(d2 <= 0.25)
+        assert np.all(np.abs(d1) <= 1)
+        assert np.all(d2 <= 0.25)
     if name == "smooth_hinge":
         # t softplus((1 - y eta)/t) -> the hinge max(0, 1 - y eta); slope -y inside the margin
         hinge = np.maximum(0.0, 1.0 - y * eta)

@@ -39,7 +39,8 @@ def test_fit_converges_to_the_optimum(name, backend, fit_intercept, weighted):
     X, y, s = make_data(name, n=200, d=5, seed=21, weighted=weighted)
     model = make_model(name, fit_intercept=fit_intercept, backend=backend)
     assert model.fit(X, y, sample_weight=s) is model
-    assert model.converged_ and model.fit_message_ == "converged"
+    assert model.converged_
+    assert model.fit_message_ == "converged"
     assert 1 <= model.n_iter_ <= 30
     assert relative_gradient_norm(model, X, y, s) < 1e-10
     assert model.grad_norm_ < 1e-10 * max(
@@ -271,15 +272,20 @@ def test_unfitted_model_raises_not_fitted_error(name):
     for method in ("predict", "decision_function"):
         with pytest.raises(fi.NotFittedError, match="not fitted"):
             getattr(model, method)(X)
-    assert issubclass(fi.NotFittedError, ValueError) and issubclass(fi.NotFittedError, AttributeError)
+    assert issubclass(fi.NotFittedError, ValueError)
+    assert issubclass(fi.NotFittedError, AttributeError)
 
 
 def test_get_params_set_params_and_repr():
     model = fi.SmoothHingeClassifier(t=0.3, l2=0.2)
     params = model.get_params()
-    assert params["t"] == 0.3 and params["l2"] == 0.2 and params["fit_intercept"] is True
-    assert model.set_params(l2=0.5) is model and model.l2 == 0.5
-    assert "SmoothHingeClassifier(" in repr(model) and "t=0.3" in repr(model)
+    assert params["t"] == 0.3
+    assert params["l2"] == 0.2
+    assert params["fit_intercept"] is True
+    assert model.set_params(l2=0.5) is model
+    assert model.l2 == 0.5
+    assert "SmoothHingeClassifier(" in repr(model)
+    assert "t=0.3" in repr(model)
     with pytest.raises(ValueError, match="no parameter 'alpha'"):
         model.set_params(alpha=1.0)
 
@@ -289,7 +295,8 @@ def test_fit_method_is_named_method_and_solver_is_deprecated():
     # keyword is now method=, and the old one still works for a while, with a FutureWarning.
     X, y, _ = make_data("logistic", n=80, d=3, seed=4)
     expected = fi.LogisticRegression(method="newton_cg").fit(X, y)
-    assert "method" in expected.get_params() and expected.fit_method(4) == "newton_cg"
+    assert "method" in expected.get_params()
+    assert expected.fit_method(4) == "newton_cg"
     old = fi.LogisticRegression(solver="newton_cg")
     with pytest.warns(FutureWarning, match=r"solver=\.\.\.\) is deprecated.*method='newton_cg'"):
         old.fit(X, y)
@@ -319,7 +326,8 @@ def test_separable_data_without_l2_warns(name, backend):
     with pytest.warns(fi.ConvergenceWarning, match=r"linearly separable and l2 = 0.*fit with l2 > 0"):
         model = make_model(name, l2=0.0, backend=backend).fit(X, y)
     assert time.perf_counter() - start < 10.0
-    assert not model.converged_ and "separable" in model.fit_message_
+    assert not model.converged_
+    assert "separable" in model.fit_message_
     # a zero-weight point on the wrong side does not make the data inseparable
     X2, y2 = np.vstack([X, X[:1]]), np.r_[y, 1 - y[0]]
     with pytest.warns(fi.ConvergenceWarning, match="separable"):
@@ -344,7 +352,8 @@ def test_max_iter_reached_warns_with_the_numbers():
     X, y, _ = make_data("logistic", n=100, d=3, seed=19)
     with pytest.warns(fi.ConvergenceWarning, match=r"did not converge: reached max_iter.*gradient norm"):
         model = fi.LogisticRegression(l2=1e-3, max_iter=1, tol=1e-14).fit(X, y)
-    assert not model.converged_ and model.n_iter_ == 1
+    assert not model.converged_
+    assert model.n_iter_ == 1
 
 
 def test_collinear_features_without_l2_still_fit():

@@ -42,7 +42,7 @@ def test_plot_loo_title_holds_the_pearson_correlation(tmp_path):
 
 
 def test_plot_loo_draws_on_the_given_axes_and_skips_nan(tmp_path):
-    fig, (left, right) = plt.subplots(1, 2)
+    _fig, (left, right) = plt.subplots(1, 2)
     actual = np.array([0.1, 0.2, np.nan, 0.4, 0.5])
     predicted = np.array([0.1, 0.25, 0.3, 0.35, 0.55])
     ax = fiplot.plot_loo(predicted, actual, ax=right)
@@ -72,10 +72,14 @@ def test_plot_top_influences_shows_the_k_most_helpful_and_harmful(tmp_path):
     # Bottom to top, sorted by score: the 4 most helpful, then the 4 most harmful.
     np.testing.assert_array_equal(widths, np.concatenate([scores[order[:4]], scores[order[-4:]]]))
     colors = [b.get_facecolor() for b in bars]
-    assert colors[0] != colors[-1] and colors[0] == colors[3] and colors[4] == colors[7]
+    assert colors[0] != colors[-1]
+    assert colors[0] == colors[3]
+    assert colors[4] == colors[7]
     names = [t.get_text() for t in ax.get_yticklabels()]
-    assert names[0] == f"train #{order[0]}" and names[-1] == f"train #{order[-1]}"
-    assert "helpful" in ax.get_xlabel() and "harmful" in ax.get_xlabel()
+    assert names[0] == f"train #{order[0]}"
+    assert names[-1] == f"train #{order[-1]}"
+    assert "helpful" in ax.get_xlabel()
+    assert "harmful" in ax.get_xlabel()
     save_png(ax, tmp_path / "top.png")
 
 

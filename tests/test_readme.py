@@ -15,7 +15,7 @@ def _readme_commands():
     readme = ROOT / "README.md"
     if not readme.exists():
         pytest.skip("README.md is not next to the tests (installed elsewhere)")
-    block = re.search(r"```bash\n(.*?)```", readme.read_text(), re.S)
+    block = re.search(r"```bash\n(.*?)```", readme.read_text(), re.DOTALL)
     assert block is not None, "README must start with a bash block of set-up commands"
     return [line for line in block.group(1).splitlines() if line.strip()]
 
@@ -64,8 +64,8 @@ def _floors_and_pins():
             if spec.operator == ">=":
                 floors.setdefault(utils.canonicalize_name(requirement.name), set()).add(spec.version)
     pins = {}
-    for line in pins_file.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in pins_file.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             pins[utils.canonicalize_name(name)] = version

@@ -159,7 +159,7 @@ MAPPING_CASES = {
         lambda n, s: 1 / (C * n),
     ),
     "linear-regression-weighted": (
-        lambda: LinearRegression(),
+        LinearRegression,
         "y",
         True,
         fi.LinearRegression,
@@ -263,7 +263,8 @@ def test_sgd_objective_and_polishing(data):
     est.fit(data["X"], data["labels"])
     with pytest.warns(fi.PolishingWarning, match=r"SGDClassifier.*Newton decrement .*moved them by"):
         model = fi.from_sklearn(est, data["X"], data["labels"])
-    assert type(model) is fi.LogisticRegression and model.l2 == alpha
+    assert type(model) is fi.LogisticRegression
+    assert model.l2 == alpha
     reference = fi.LogisticRegression(l2=alpha).fit(data["X"], data["labels"])
     np.testing.assert_allclose(model.theta_, reference.theta_, rtol=1e-7, atol=1e-9)
     # averaged SGD lands near the optimum of the translated objective (a wrong l2 would not)
@@ -284,7 +285,8 @@ def test_sgd_regressor_maps_to_ridge_objective(data):
     est.fit(data["X"], data["y"])
     with pytest.warns(fi.PolishingWarning, match="SGDRegressor"):
         model = fi.from_sklearn(est, data["X"], data["y"])
-    assert type(model) is fi.LinearRegression and model.l2 == alpha
+    assert type(model) is fi.LinearRegression
+    assert model.l2 == alpha
     reference = fi.LinearRegression(l2=alpha).fit(data["X"], data["y"])
     np.testing.assert_allclose(model.theta_, reference.theta_, rtol=1e-8, atol=1e-10)
     assert np.linalg.norm(theta_of(est) - model.theta_) < 0.02 * np.linalg.norm(model.theta_)
@@ -305,7 +307,8 @@ def test_linear_svc_becomes_smooth_hinge_with_warning(loss, data):
     est = LinearSVC(C=C, loss=loss, dual=True, max_iter=100_000).fit(data["X"], data["labels"])
     with pytest.warns(fi.ApproximationWarning, match=r"smooth hinge .*t=0\.1.*moved by"):
         model = fi.from_sklearn(est, data["X"], data["labels"])
-    assert type(model) is fi.SmoothHingeClassifier and model.t == fi.sklearn.DEFAULT_TEMPERATURE
+    assert type(model) is fi.SmoothHingeClassifier
+    assert model.t == fi.sklearn.DEFAULT_TEMPERATURE
     assert model.l2 == pytest.approx(1 / (C * N), rel=1e-12)
     reference = fi.SmoothHingeClassifier(t=0.1, l2=1 / (C * N)).fit(data["X"], data["labels"])
     np.testing.assert_allclose(model.theta_, reference.theta_, rtol=1e-7, atol=1e-9)
@@ -319,7 +322,9 @@ def test_sgd_hinge_and_temperature(data):
     est = SGDClassifier(loss="hinge", alpha=0.01, random_state=0).fit(data["X"], data["labels"])
     with pytest.warns(fi.ApproximationWarning, match=r"t=0\.05"):
         model = fi.from_sklearn(est, data["X"], data["labels"], t=0.05)
-    assert type(model) is fi.SmoothHingeClassifier and model.t == 0.05 and model.l2 == 0.01
+    assert type(model) is fi.SmoothHingeClassifier
+    assert model.t == 0.05
+    assert model.l2 == 0.01
 
 
 def test_liblinear_intercept_penalty_is_dropped_with_a_warning(data):

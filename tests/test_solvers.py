@@ -47,7 +47,7 @@ def test_cg_matches_direct(problem, backend, layout):
 
 
 def test_cg_warm_start_and_preconditioner(problem):
-    model, X, y, X_test, y_test = problem
+    model, X, y, _X_test, _y_test = problem
     inf = fi.Influence(model, X, y)
     c = inf._operator.c
     p = inf.n_params_
@@ -133,7 +133,8 @@ def test_auto_uses_cg_for_many_parameters():
     model = fi.LinearRegression(l2=1e-1).fit(X, y)
     assert model.converged_
     inf = fi.Influence(model, X, y, solver="auto")
-    assert inf.solver == "cg" and inf.hessian_ is None
+    assert inf.solver == "cg"
+    assert inf.hessian_ is None
     direct = fi.Influence(model, X, y, solver="direct")
     np.testing.assert_allclose(inf.loss(X[:3], y[:3]), direct.loss(X[:3], y[:3]), rtol=1e-7, atol=1e-12)
 
@@ -185,5 +186,6 @@ def test_newton_cg_fit_matches_newton(backend):
     y = (rng.random(n) < 0.5).astype(int)
     dense = fi.LogisticRegression(l2=1e-3, method="newton", backend=backend).fit(X, y)
     matrix_free = fi.LogisticRegression(l2=1e-3, method="newton_cg", backend=backend).fit(X, y)
-    assert matrix_free.converged_ and matrix_free.grad_norm_ <= 1e-10 * max(1.0, matrix_free.grad_norm_)
+    assert matrix_free.converged_
+    assert matrix_free.grad_norm_ <= 1e-10 * max(1.0, matrix_free.grad_norm_)
     np.testing.assert_allclose(matrix_free.theta_, dense.theta_, rtol=1e-7, atol=1e-9)

@@ -86,7 +86,7 @@ def test_kernels_on_sparse(backend):
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("n, d, per_row, k", [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
+@pytest.mark.parametrize(("n", "d", "per_row", "k"), [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
                          ids=["two_panels", "one_column_panels_on_huge_pages", "two_panels_five_chunks"])
 def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     """The C++ product in column panels of V (4 + 3 columns; 1 + 1 columns of 2.4 MiB, the
@@ -108,7 +108,8 @@ def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     one_column = fi.kernels.regularised_gram_product(X, c, V[:, 3:4], l2=0.3, fit_intercept=fit_intercept)
     np.testing.assert_allclose(got[:, 3:4], one_column, rtol=1e-12, atol=1e-15)
-    assert np.all(np.isfinite(got)) and np.count_nonzero(got[:d]) > 0
+    assert np.all(np.isfinite(got))
+    assert np.count_nonzero(got[:d]) > 0
     # CG reuses these buffers from one iteration to the next: each product must start from zero
     solution, iterations, _ = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11,
                                                   n_jobs=2)
@@ -153,7 +154,7 @@ def test_unsorted_and_duplicate_indices_are_fixed_on_a_copy(fitted):
 
 
 def test_csr_is_not_copied(fitted):
-    model, X, y, *_ = fitted
+    _model, X, _y, *_ = fitted
     assert _validation.check_matrix(X) is X
     X32 = X.astype(np.float32)
     assert _validation.check_matrix(X32) is X32
@@ -320,7 +321,9 @@ def test_lying_canonical_flag_is_not_trusted(fitted):
         messy.indices[lo:hi] = messy.indices[lo:hi][::-1].copy()
         messy.data[lo:hi] = messy.data[lo:hi][::-1].copy()
     messy.has_canonical_format = True
-    assert messy.has_canonical_format and messy.has_sorted_indices  # the lie SciPy now believes
+    # the lie SciPy now believes
+    assert messy.has_canonical_format
+    assert messy.has_sorted_indices
     before = [a.copy() for a in (messy.data, messy.indices, messy.indptr)]
     checked = _validation.check_matrix(messy)
     assert checked is not messy

@@ -82,7 +82,7 @@ def test_empty_input_is_refused(empty):
 
 
 def test_wrong_types_are_type_errors(setup):
-    model, inf, X, y, s, X_test, y_test = setup
+    _model, _inf, X, y, _s, _X_test, _y_test = setup
     with pytest.raises(TypeError, match=r"^X must hold real numbers, got dtype complex128"):
         fi.LogisticRegression().fit(X.astype(complex), y)
     with pytest.raises(TypeError, match=r"^X must hold real numbers"):
@@ -128,7 +128,7 @@ def test_non_finite_values_are_refused(setup, bad):
 
 
 def test_sample_weights_must_be_nonnegative_and_not_all_zero(setup):
-    model, inf, X, y, s, X_test, y_test = setup
+    model, _inf, X, y, s, X_test, y_test = setup
     with pytest.raises(ValueError, match=r"^sample_weight must be non-negative"):
         fi.LogisticRegression().fit(X, y, sample_weight=with_value(s, 3, -0.5))
     with pytest.raises(ValueError, match=r"^sample_weight is zero everywhere"):
@@ -278,7 +278,8 @@ def test_singular_hessian_asks_for_damping():
     assert 0 < damping < 1e-4
     inf = fi.Influence(model, X, y, damping=damping)
     scores = inf.loss(X[:3], y[:3])
-    assert np.all(np.isfinite(scores)) and np.all(np.isfinite(inf.self_influence()))
+    assert np.all(np.isfinite(scores))
+    assert np.all(np.isfinite(inf.self_influence()))
     # damping regularises the direction of the duplicated column only: the two copies
     # get equal parameter influence (H + damping I is symmetric in them)
     params = inf.params()
@@ -346,7 +347,9 @@ def test_inputs_are_never_modified(name, dtype, order, read_only):
     exercise_everything(X, y, s, X_test, y_test, name)
     for key, a in arrays.items():
         copy, dt, c_order, f_order = before[key]
-        assert a.dtype == dt and a.flags.c_contiguous == c_order and a.flags.f_contiguous == f_order, key
+        assert a.dtype == dt, key
+        assert a.flags.c_contiguous == c_order, key
+        assert a.flags.f_contiguous == f_order, key
         np.testing.assert_array_equal(a, copy, err_msg=key)
         assert a.tobytes(order="A") == copy.tobytes(order="A"), key  # bitwise, -0.0 and NaN payloads too
 
@@ -533,7 +536,7 @@ def test_solver_options_that_are_not_a_mapping_are_refused(problem, options):
 
 def test_complex_labels_and_weights_are_refused(problem):
     # accepted before, with only NumPy's ComplexWarning (the imaginary part dropped)
-    model, inf, X, y, s, X_test, y_test = (
+    model, _inf, X, y, s, X_test, y_test = (
         problem[k] for k in ("model", "inf", "X", "y", "s", "X_test", "y_test")
     )
     with pytest.raises(TypeError, match=r"^y must hold real numbers, got dtype complex128"):
@@ -789,7 +792,8 @@ def test_label_and_test_gradient_errors_name_their_argument():
     X = np.random.default_rng(0).normal(size=(20, 2))
     with pytest.raises(fi.InvalidArgumentError) as info:
         fi.LogisticRegression().fit(X, np.arange(20))
-    assert info.value.argument == "y" and isinstance(info.value, ValueError)
+    assert info.value.argument == "y"
+    assert isinstance(info.value, ValueError)
     with pytest.raises(fi.InvalidArgumentError) as info:
         fi.PoissonRegression().fit(X, -np.ones(20))
     assert info.value.argument == "y"

@@ -258,6 +258,7 @@ def to_numpy_2d(obj, name: str = "X"):
             f"must be 2-D (n_samples, n_features): got a 1-D {type(obj).__name__}; "
             "for a single feature pass a one-column DataFrame"
         )
+    assert library is not None  # a frame or series comes from one of the libraries
     convert = {"pandas": _pandas_2d, "polars": _polars_2d, "pyarrow": _pyarrow_2d}[library]
     arr, rows, columns = convert(obj, name)
     if arr.size:
@@ -333,6 +334,7 @@ def to_numpy_1d(obj, name: str = "y"):
         return obj, None
     if kind == "frame":
         obj = _single_column(obj, library, name)
+    assert library is not None  # a frame or series comes from one of the libraries
     convert = {"pandas": _pandas_1d, "polars": _polars_1d, "pyarrow": _pyarrow_1d}[library]
     return convert(obj, name)
 
@@ -352,20 +354,21 @@ def check_feature_names(fitted, columns, name: str) -> None:
     ``feature_names_in_`` or None): arrays, and frames without string column
     labels, are matched by position.
     """
-    names = feature_names(columns)
-    if fitted is None or names is None:
+    given = feature_names(columns)
+    if fitted is None or given is None:
         return
-    fitted = [str(c) for c in fitted]
-    names = [str(c) for c in names]
-    if names == fitted:
+    fitted_names = [str(c) for c in fitted]
+    names = [str(c) for c in given]
+    if names == fitted_names:
         return
     detail = describe_column_mismatch(
-        fitted, names, lacking="the fitted columns", extra="columns the model was not fitted with:"
+        fitted_names, names, lacking="the fitted columns", extra="columns the model was not fitted with:"
     )
     if detail is None:
         detail = (
             f"has the fitted columns in another order ({describe_columns(names)} instead of "
-            f"{describe_columns(fitted)}); reorder them, e.g. {name}[model.feature_names_in_] for pandas"
+            f"{describe_columns(fitted_names)}); reorder them, "
+            f"e.g. {name}[model.feature_names_in_] for pandas"
         )
     raise InvalidArgumentValueError(
         name, f"{detail}. Its feature names must match those seen in fit, in the same order"

@@ -77,7 +77,8 @@ def check_not_masked(value, name: str) -> None:
         raise InvalidArgumentValueError(
             name,
             f"is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
-            f"would read the values under the mask. Fill them ({name}.filled(value)) or drop those rows first"
+            f"would read the values under the mask. Fill them ({name}.filled(value)) "
+            "or drop those rows first"
         )
 
 
@@ -345,7 +346,7 @@ def _real(value, name: str, expected: str) -> float:
     try:
         return float(value)
     except OverflowError:  # an integer beyond the float range
-        return math.inf if value > 0 else -math.inf
+        return -math.inf if value < 0 else math.inf
 
 
 def check_nonnegative(value, name: str) -> float:
@@ -371,22 +372,24 @@ def check_positive_int(value, name: str, maximum: int | None = INT_MAX) -> int:
     """An integer in [1, maximum] (default: the C ``int`` range the compiled core takes; None: no bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InvalidArgumentValueError(name, f"must be a positive integer, got {value!r}")
-    if maximum is not None and value > maximum:
+    count = int(value)  # exact for any Integral
+    if maximum is not None and count > maximum:
         raise InvalidArgumentValueError(
             name, f"must be a positive integer of at most {maximum}, got {value!r}"
         )
-    return int(value)
+    return count
 
 
 def check_nonnegative_int(value, name: str, maximum: int = UINT64_MAX) -> int:
     """An integer in [0, maximum] (default: the unsigned 64-bit range of the LiSSA seed)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise InvalidArgumentValueError(name, f"must be a non-negative integer, got {value!r}")
-    if value > maximum:
+    count = int(value)  # exact for any Integral
+    if count > maximum:
         raise InvalidArgumentValueError(
             name, f"must be a non-negative integer of at most {maximum}, got {value!r}"
         )
-    return int(value)
+    return count
 
 
 def available_cores() -> int:
@@ -415,7 +418,7 @@ def check_n_jobs(n_jobs) -> int:
         raise InvalidArgumentValueError("n_jobs", f"must be None, -1 or a positive integer, got {n_jobs!r}")
     if n_jobs == -1:
         return 0
-    return int(min(n_jobs, available_cores()))
+    return min(int(n_jobs), available_cores())
 
 
 def check_out_overlap(out: np.ndarray, inputs: dict) -> None:

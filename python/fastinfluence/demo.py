@@ -26,10 +26,14 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._optional import require
+
+if TYPE_CHECKING:
+    from .models import LogisticRegression
 
 __all__ = ["DemoResult", "load_breast_cancer_split", "run_demo", "compute_demo", "print_demo", "write_plots"]
 
@@ -54,7 +58,7 @@ class DemoResult:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    model: object
+    model: LogisticRegression
     train_accuracy: float
     test_accuracy: float
     test_loss: np.ndarray
@@ -183,7 +187,7 @@ def compute_demo(seed=0, *, n_loo=100):
         }
 
     # Mislabel detection: flip 10% of the training labels, refit, rank by |self-influence|.
-    n_flip = int(round(FLIP_FRACTION * n))
+    n_flip = round(FLIP_FRACTION * n)
     flipped = rng.choice(n, size=n_flip, replace=False)
     flipped_mask = np.zeros(n, dtype=bool)
     flipped_mask[flipped] = True
@@ -196,7 +200,7 @@ def compute_demo(seed=0, *, n_loo=100):
         "training_loss": np.argsort(-noisy_training_loss, kind="stable"),
     }
     detection = {
-        name: [float(flipped_mask[order[: int(round(f * n))]].sum() / n_flip) for f in CHECK_FRACTIONS]
+        name: [float(flipped_mask[order[: round(f * n)]].sum() / n_flip) for f in CHECK_FRACTIONS]
         for name, order in rankings.items()
     }
     detection["random (expected)"] = list(CHECK_FRACTIONS)
@@ -270,8 +274,7 @@ def print_demo(result: DemoResult, stream=None, *, n_misclassified=3, top=3, n_s
     say("respect to the weight of training point z_i. Negative = helpful: more weight on z_i lowers the test")
     say("loss. Positive = harmful: z_i pushes the model towards this mistake. Removing z_i changes the test")
     say(f"loss by about -score/n (n = {n}).")
-    for j in r.misclassified[:n_misclassified]:
-        j = int(j)
+    for j in map(int, r.misclassified[:n_misclassified]):
         predicted = names[int(p_benign_test[j] > 0.5)]
         say()
         say(
@@ -310,8 +313,7 @@ def print_demo(result: DemoResult, stream=None, *, n_misclassified=3, top=3, n_s
     say("self-influence = I_up,loss(z_i, z_i) <= 0. The most negative values are the points the model bends")
     say("most to fit: check their labels first.")
     p_benign_train = model.predict_proba(r.X_train)[:, 1]
-    for i in np.argsort(r.self_influence, kind="stable")[:n_self]:
-        i = int(i)
+    for i in map(int, np.argsort(r.self_influence, kind="stable")[:n_self]):
         say(
             f"  {describe_train(i)}  self-influence {r.self_influence[i]:+9.3f}   "
             f"p(benign) = {p_benign_train[i]:.3f}"

@@ -48,10 +48,18 @@ class Engine(Protocol):
     kernels: Any  # the backend module (fastinfluence.backends)
     n_samples: int
     n_jobs: int
+    fit_intercept: bool
     solvers: tuple[str, ...]  # the Hessian solvers it can run
     lazy: bool  # results are lazy (no size limit: the caller stores them)
     train_rows: Any  # row labels of a training frame (pandas Index), or None
     columns: Any  # its feature labels, or None
+
+    def __init__(self, model, X, y, sample_weight, backend: str, n_jobs) -> None:
+        """Validate the training data against the fitted ``model``; no pass over it yet."""
+
+    @staticmethod
+    def unavailable_solver_message(solver: str) -> str:
+        """Why ``solver`` (not in :attr:`solvers`) cannot run here."""
 
     def at_optimum(self, theta: np.ndarray, hessian: bool, value_at_zero: bool) -> Optimum:
         """One pass at theta; loss'_i and loss''_i of every row are kept (or made available)."""
@@ -65,9 +73,9 @@ class Engine(Protocol):
     def n_rows(self, rows) -> int: ...
 
     def map_rows(self, rows, func: RowFunction, ctx: rowwise.Context, trailing: tuple, out=None):
-        """``func(kernels, block, ctx)`` over the rows: a (k, *trailing) result (``out`` filled when given)."""
+        """``func(kernels, block, ctx)`` over the rows: a (k, *trailing) result (``out`` filled if given)."""
 
-    def sum_rows(self, rows, func: RowFunction, ctx: rowwise.Context) -> float:
+    def sum_rows(self, rows, func: Callable[..., float], ctx: rowwise.Context) -> float:
         """The sum of ``func(kernels, block, ctx)`` (a number per block) over the rows, computed now."""
 
     def top_k(self, ctx: rowwise.Context) -> TopK:
@@ -110,8 +118,10 @@ def fingerprint(X) -> bytes:
 class MemoryEngine:
     """Training rows in memory (dense or CSR, float32 or float64), passes by the backend's kernels."""
 
-    solvers = ("direct", "cg", "lissa")
+    solvers: tuple[str, ...] = ("direct", "cg", "lissa")
     lazy = False
+    _d1: np.ndarray  # loss'_i and loss''_i of every row at the fitted theta, set by at_optimum
+    _d2: np.ndarray
 
     @staticmethod
     def unavailable_solver_message(solver: str) -> str:
@@ -131,7 +141,7 @@ class MemoryEngine:
         self.fit_intercept = bool(model.fit_intercept)
         self.l2 = float(model.l2)
         self.problem = model.problem(self.X, self.y, self.weights)
-        self._d1 = self._d2 = self._theta = None
+        self._theta = None
 
     def at_optimum(self, theta, hessian, value_at_zero):
         self._theta = theta

@@ -191,6 +191,7 @@ class _Direction:
 
 
 def _newton_direction(cur: Evaluation) -> _Direction:
+    assert cur.hessian is not None  # the dense methods evaluate H at every iterate
     chol = _EquilibratedCholesky(cur.hessian)
     if not chol.ok:  # not even a shift helps (non-finite H): steepest descent
         return _Direction(-cur.gradient, float(cur.gradient @ cur.gradient), False, True)
@@ -289,7 +290,7 @@ def minimise(
             return result(
                 False, "the objective or its gradient is not finite at the current parameters", np.inf
             )
-        if dense and not np.all(np.isfinite(cur.hessian)):
+        if dense and (cur.hessian is None or not np.all(np.isfinite(cur.hessian))):
             return result(False, "the Hessian is not finite at the current parameters", np.inf)
         if not np.any(cur.gradient):  # a stationary point of a convex R: the optimum, exactly
             return result(True, "converged", 0.0)

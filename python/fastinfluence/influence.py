@@ -73,7 +73,7 @@ from . import _dataframes as D
 from . import _validation as V
 from . import rowwise
 from .backends import get_backend
-from .engine import MemoryEngine
+from .engine import Engine, MemoryEngine
 from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
@@ -109,8 +109,8 @@ def _check_result_size(shape, what: str) -> None:
         raise MemoryError(
             f"{what} would be an array of shape {tuple(shape)} ({n_bytes / 2**30:.1f} GiB), above "
             f"fastinfluence.influence.MAX_RESULT_BYTES ({MAX_RESULT_BYTES / 2**30:.1f} GiB). Use "
-            "Influence.top_k for the most helpful/harmful points only, pass out= (for example a numpy.memmap), "
-            "or select training rows with indices=."
+            "Influence.top_k for the most helpful/harmful points only, pass out= "
+            "(for example a numpy.memmap), or select training rows with indices=."
         )
 
 
@@ -204,7 +204,7 @@ class Influence:
     """
 
     #: The engine the constructor builds (the Dask module's Influence builds its own).
-    _engine_class = MemoryEngine
+    _engine_class: type[Engine] = MemoryEngine
 
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
                  n_jobs=None, solver_options=None):
@@ -237,6 +237,7 @@ class Influence:
         self._inverse_factor = None
         if scale is None:  # a model fitted elsewhere
             scale = optimum.value_at_zero
+            assert scale is not None  # at_optimum was asked for it
         self.newton_decrement_ = newton_decrement(optimum.gradient, self.solver_, self._operator.diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
@@ -276,7 +277,7 @@ class Influence:
 
     def _solved_test_gradients(self, X_test, y_test):
         """(V = H^{-1} G_test, (p, m) Fortran order, test row labels | None): all test gradients at once."""
-        X_test, y_test, eta, d1, test_rows = self._test_side(X_test, y_test)
+        X_test, y_test, _eta, d1, test_rows = self._test_side(X_test, y_test)
         G_test = V.augmented_transpose(X_test, d1, self._engine.fit_intercept)
         return np.asfortranarray(self.solver_.solve(G_test)), test_rows
 

@@ -27,6 +27,7 @@ arrays are matched by position. ``predict`` and friends return NumPy arrays.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -59,7 +60,13 @@ class LinearModelBase:
     """Shared fitting machinery; subclasses choose the loss and the label encoding."""
 
     _loss_name: str = ""
-    _param_names = ("l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver")
+    _param_names: tuple[str, ...] = (
+        "l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver"
+    )
+    # Fitted attributes that only some models have (``hasattr`` tells; declared, not set, here):
+    # the two classes of a classifier, and the weights that fastinfluence.sklearn.from_sklearn derived.
+    classes_: np.ndarray
+    sample_weight_: np.ndarray | None
 
     def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
                  n_jobs=None, solver=None):
@@ -194,8 +201,8 @@ class LinearModelBase:
         return method
 
     def set_fit_result(self, result, n_features):
-        """Set the fitted attributes (``theta_``, ``coef_``, ...) from a :func:`fastinfluence.fitting.minimise`
-        result; warns (ConvergenceWarning) when it did not converge."""
+        """Set the fitted attributes (``theta_``, ``coef_``, ...) from a
+        :func:`fastinfluence.fitting.minimise` result; warns (ConvergenceWarning) when it did not converge."""
         self.theta_ = np.asarray(result["theta"], dtype=np.float64)
         self.n_features_in_ = n_features
         self.coef_ = self.theta_[:n_features].copy()
@@ -328,7 +335,7 @@ def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
         labels = np.unique(raw)
     except TypeError:  # labels that cannot be sorted together: None, NaN or mixed types
         values = raw.tolist()
-        if any(v is None or (isinstance(v, float) and v != v) for v in values):
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
             raise InvalidArgumentValueError(name, "has missing values (None or NaN)") from None
         kinds = sorted({type(v).__name__ for v in values})
         raise InvalidArgumentTypeError(name, f"mixes label types {kinds}; class labels must all be of one type") from None
@@ -358,10 +365,10 @@ class SmoothHingeClassifier(BinaryClassifierBase):
     """
 
     _loss_name = "smooth_hinge"
-    _param_names = LinearModelBase._param_names + ("t",)
+    _param_names = (*LinearModelBase._param_names, "t")
     _negative_internal = -1.0
 
-    def __init__(self, *, t=0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
+    def __init__(self, *, t: float = 0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
                  backend="cpp", n_jobs=None, solver=None):
         super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
                          backend=backend, n_jobs=n_jobs, solver=solver)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class RowBlock:
     """Training rows at the fitted theta: X (k, d), loss' and loss'' (k,), weights s (k,), and the
     position of the first row in the training data. ``cache`` keeps the leverage once computed."""
 
-    X: object
+    X: Any  # a (k, d) ndarray or scipy.sparse matrix
     d1: np.ndarray
     d2: np.ndarray
     s: np.ndarray
@@ -117,6 +118,7 @@ def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
     """The block's k most helpful and most harmful rows per test point, (m, 4, k) packed as (rows,
     scores, rows, scores), rows numbered in the whole training data; a block with fewer than k
     rows pads with row -1 and score +inf (helpful) or -inf (harmful), which sort last."""
+    assert ctx.M is not None  # scoring contexts carry M
     m, k = ctx.M.shape[1], ctx.k
     out = np.empty((m, 4, k))
     out[:, 0], out[:, 1], out[:, 2], out[:, 3] = -1.0, np.inf, -1.0, -np.inf

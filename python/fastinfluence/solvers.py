@@ -35,6 +35,7 @@ import copy
 import math
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
@@ -55,7 +56,7 @@ CG_CONDITION_CHECK_MAX_PARAMS = 512
 #: refused: its solves would carry relative errors above ~1e-4.
 MIN_RECIPROCAL_CONDITION = 1e-12
 
-_SOLVER_OPTIONS = {
+_SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
     "direct": {},
     "cg": {"tol": 1e-10, "max_iter": 1000, "preconditioner": "jacobi"},
     "lissa": {"scale": None, "depth": 5000, "repeats": 1, "batch_size": 256, "seed": 0, "warn_residual": 1e-2},
@@ -96,7 +97,8 @@ def check_solver_options(solver: str, options) -> dict:
     unknown = sorted(set(options) - set(allowed), key=repr)
     if unknown:
         raise ValueError(
-            f"solver_options {unknown} are not options of solver={solver!r}; it takes {sorted(allowed) or 'none'}"
+            f"solver_options {unknown} are not options of solver={solver!r}; "
+            f"it takes {sorted(allowed) or 'none'}"
         )
     merged = {**allowed, **options}
     if solver == "cg":
@@ -191,9 +193,9 @@ class HessianOperator:
     n_params: int
     damping: float = 0.0
     fit_intercept: bool
-    backend = None
-    X = None
-    _data_diagonal = None
+    backend: Any = None
+    X: Any = None
+    _data_diagonal: np.ndarray | None = None
 
     def matmat(self, V: np.ndarray) -> np.ndarray:
         """(H + damping I) V: the engine's ``hessian_products(V)`` (H V) plus the damping."""
@@ -332,7 +334,7 @@ class DirectSolver:
                 f"below {MIN_RECIPROCAL_CONDITION:.0e}); influence values would be meaningless. "
                 f"{advice[0].upper()}{advice[1:]}."
             )
-        self._inverse = None
+        self._inverse: np.ndarray | None = None
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         B2, vec = _as_block(B)
@@ -354,9 +356,13 @@ class _IterativeSolver:
 
     def __init__(self, operator: HessianOperator):
         self.operator = operator
-        self._inverse = None
-        self.iterations_ = None
-        self.residual_ = None
+        self._inverse: np.ndarray | None = None
+        self.iterations_: np.ndarray | None = None
+        self.residual_: np.ndarray | None = None
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        """(H + damping I)^{-1} B for a (p,) vector or a (p, m) block."""
+        raise NotImplementedError
 
     def inverse(self) -> np.ndarray:
         if self._inverse is None:
@@ -425,6 +431,7 @@ class LissaSolver(_IterativeSolver):
     def solve(self, B: np.ndarray) -> np.ndarray:
         B2, vec = _as_block(B)
         op = self.operator
+        assert isinstance(op, RowHessianOperator)  # LiSSA samples mini-batches of rows in memory
         V, diverged = op.backend.lissa_solve(
             op.X, op.fit_intercept, op.c, op.l2, op.damping, B2, self.scale, self.depth, self.repeats,
             self.batch_size, self.seed,
@@ -432,8 +439,9 @@ class LissaSolver(_IterativeSolver):
         V, diverged = np.asarray(V), np.asarray(diverged, dtype=bool)
         if np.any(diverged):
             warnings.warn(
-                f"LiSSA diverged for {int(diverged.sum())} of {diverged.size} right-hand sides (scale={self.scale:g} "
-                "is too small for the mini-batch Hessians); their results are NaN. Increase scale or batch_size.",
+                f"LiSSA diverged for {int(diverged.sum())} of {diverged.size} right-hand sides "
+                f"(scale={self.scale:g} is too small for the mini-batch Hessians); their results are NaN. "
+                "Increase scale or batch_size.",
                 ConvergenceWarning,
                 stacklevel=3,
             )

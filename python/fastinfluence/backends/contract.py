@@ -106,7 +106,8 @@ class Backend(Protocol):
 
     def hessian_vector_product(self, problem: Problem, theta, V, n_jobs: int = 0) -> np.ndarray: ...
 
-    def curvature_weights(self, problem: Problem, theta, n_jobs: int = 0) -> np.ndarray: ...  # s_i loss''_i / n
+    # c_i = s_i loss''_i / n
+    def curvature_weights(self, problem: Problem, theta, n_jobs: int = 0) -> np.ndarray: ...
 
     # -- Gram products: H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0) --------------------------------
     def regularised_gram_product(self, X, fit_intercept: bool, c, l2: float, V, n_jobs: int = 0) -> np.ndarray: ...

@@ -135,10 +135,11 @@ def self_influence_table(inf, bar=None):
 
 
 def _size(n_bytes):
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB"):
+        if n_bytes < 1024:
             return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"
 
 
 def _check_options(args):

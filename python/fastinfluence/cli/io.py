@@ -59,7 +59,7 @@ def _csv_field_counts(path):
             reader = csv.reader(handle)
             records = (record for record in reader if record)
             header, first = next(records, None), next(records, None)
-            if first is None:
+            if header is None or first is None:
                 return None
             return len(header), len(first), reader.line_num
     except (OSError, EOFError, csv.Error, ValueError):

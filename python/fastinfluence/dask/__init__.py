@@ -99,6 +99,7 @@ class Influence(_influence.Influence):
     """
 
     _engine_class = DaskEngine
+    _engine: DaskEngine
 
     def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
                  n_jobs=1, solver_options=None):

@@ -91,7 +91,7 @@ def map_rows(data: Data, func, context, trailing: tuple, *, per_chunk: bool = Fa
         return map_rows(data, functools.partial(_as_column, func), context, (1,), per_chunk=per_chunk,
                          dtype=dtype)[:, 0]
     first = tuple(1 for _ in data.row_chunks) if per_chunk else data.row_chunks
-    chunks = (first,) + tuple((t,) for t in trailing)
+    chunks = (first, *((t,) for t in trailing))
     ndim = 1 + len(trailing)
     kwargs = {"new_axis": list(range(2, ndim))} if ndim > 2 else {}
     return da.map_blocks(
@@ -185,7 +185,7 @@ class Objective:
         self.n_params = data.d + (1 if spec.fit_intercept else 0)
         self.penalty = np.r_[np.ones(self.d), np.zeros(self.n_params - self.d)]  # l2 acts on w only
         self.passes = 0
-        self.total_weight = None
+        self.total_weight = np.nan  # the data's total weight: known after the first pass
 
     def evaluate(self, *requests: Request) -> list[Evaluation]:
         """One pass over the data for all ``requests``; the penalty is added here, once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import dask
 import dask.array as da
@@ -53,6 +54,14 @@ class _MemmapRows:
     as the file's path, offset, dtype, shape and order (so distributed workers reopen
     the file, which must be at the same path for them), never as the data.
     """
+
+    filename: str
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    ndim: int
+    order: Literal["C", "F"]
+    _map: np.memmap
 
     def __init__(self, array: np.memmap):
         if not isinstance(array.base, mmap.mmap):
@@ -103,7 +112,7 @@ def from_memmap(array: np.memmap, chunk_rows: int | None = None) -> da.Array:
     modified = os.stat(rows.filename).st_mtime_ns
     name = "memmap-" + dask.base.tokenize(rows.filename, rows.offset, str(rows.dtype), rows.shape, rows.order,
                                            modified)
-    chunks = (chunk_rows,) + tuple(-1 for _ in array.shape[1:])
+    chunks = (chunk_rows, *(-1 for _ in array.shape[1:]))
     return da.from_array(rows, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
 
@@ -141,9 +150,9 @@ def _column(values, n: int, row_chunks, name: str) -> da.Array:
         if arr.ndim == 0 or arr.shape[0] != n:
             raise ValueError(f"{name} has shape {arr.shape}, expected ({n},): one entry per row of X")
         if isinstance(arr, np.memmap):
-            values = from_memmap(arr).rechunk((row_chunks,) + tuple((s,) for s in arr.shape[1:]))
+            values = from_memmap(arr).rechunk((row_chunks, *((s,) for s in arr.shape[1:])))
         else:
-            values = da.from_array(arr, chunks=(row_chunks,) + tuple((s,) for s in arr.shape[1:]))
+            values = da.from_array(arr, chunks=(row_chunks, *((s,) for s in arr.shape[1:])))
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:

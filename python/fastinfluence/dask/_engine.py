@@ -89,7 +89,7 @@ def _loss_second_derivative(kernels, block, ctx):
 class DaskEngine:
     """Row-chunked Dask data (see :mod:`fastinfluence.dask`); every pass is one kernel call per chunk."""
 
-    solvers = ("direct", "cg")
+    solvers: tuple[str, ...] = ("direct", "cg")
     lazy = True
 
     @staticmethod
@@ -111,7 +111,8 @@ class DaskEngine:
         self.train_rows = self.columns = None  # results are lazy arrays, unlabelled
         self.spec = Spec(model.loss, self.fit_intercept, self.n_samples, label_encoder(model), backend, self.n_jobs)
         self.objective = Objective(self.data, self.spec, float(model.l2))
-        self._theta = self._diagonal = None
+        self._theta: np.ndarray | None = None
+        self._diagonal: np.ndarray | None = None
 
     def at_optimum(self, theta, hessian, value_at_zero):
         self._theta = theta
@@ -122,9 +123,11 @@ class DaskEngine:
         if not self.objective.total_weight > 0:
             raise ValueError("sample_weight is zero everywhere")
         self._diagonal = at_theta.diagonal
+        assert at_theta.gradient is not None  # requested
         return Optimum(at_theta.gradient, at_theta.hessian, at_zero.value)
 
     def hessian_operator(self, damping):
+        assert self._theta is not None  # set by at_optimum, which Influence calls first
         return DaskHessianOperator(self.objective, self._theta, damping, self._diagonal)
 
     def rows(self, indices):

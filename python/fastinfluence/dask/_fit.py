@@ -46,6 +46,7 @@ class _FitObjective:
 
     def evaluate(self, theta, hessian):
         (ev,) = self.objective.evaluate(Request(theta, True, hessian, False))
+        assert ev.gradient is not None  # requested
         return Evaluation(ev.value, ev.gradient, ev.hessian)
 
     def hessian_operator(self, theta):

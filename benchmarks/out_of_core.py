@@ -127,8 +127,9 @@ def blocks(n, block_rows):
 
 
 def generate_memmap(folder, n, d, block_rows, threads):
-    X = np.lib.format.open_memmap(os.path.join(folder, "X.npy.partial"), mode="w+", dtype=np.float32,
-                                  shape=(n, d))
+    X = np.lib.format.open_memmap(
+        os.path.join(folder, "X.npy.partial"), mode="w+", dtype=np.float32, shape=(n, d)
+    )
     y = np.lib.format.open_memmap(os.path.join(folder, "y.npy.partial"), mode="w+", dtype=np.int8, shape=(n,))
     spans = blocks(n, block_rows)
     seeds = np.random.SeedSequence(SEED).spawn(len(spans))
@@ -161,8 +162,12 @@ def generate_parquet(folder, n, d, block_rows, threads):
         start, stop = spans[i]
         X, y = make_block(seeds[i], stop - start, d)
         table = pa.table([pa.array(X[:, j]) for j in range(d)] + [pa.array(y)], names=[*names, "label"])
-        pq.write_table(table, os.path.join(partial, f"part-{i:05d}.parquet"), compression="none",
-                       row_group_size=stop - start)
+        pq.write_table(
+            table,
+            os.path.join(partial, f"part-{i:05d}.parquet"),
+            compression="none",
+            row_group_size=stop - start,
+        )
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(write, range(len(spans))))
@@ -189,10 +194,14 @@ def dataset(folder, fmt, size_gib, d, block_rows, threads):
         free = shutil.disk_usage(folder).free
         need = n * (4 * d + 1) + n * 8  # features, labels, the stored self-influence
         if need > free:
-            raise SystemExit(f"{need / GiB:.1f} GiB needed in {folder}, {free / GiB:.1f} GiB free: "
-                             "use a smaller --size-gib")
-        print(f"generating {n:,} rows x {d} float32 features ({n * 4 * d / GiB:.1f} GiB, {fmt}) in {folder}",
-              flush=True)
+            raise SystemExit(
+                f"{need / GiB:.1f} GiB needed in {folder}, {free / GiB:.1f} GiB free: "
+                "use a smaller --size-gib"
+            )
+        print(
+            f"generating {n:,} rows x {d} float32 features ({n * 4 * d / GiB:.1f} GiB, {fmt}) in {folder}",
+            flush=True,
+        )
         start = time.perf_counter()
         (generate_memmap if fmt == "memmap" else generate_parquet)(folder, n, d, block_rows, threads)
         with open(meta_path, "w") as stored:
@@ -220,18 +229,24 @@ def main(argv=None):
     ram = machine_ram_bytes()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", required=True, help="folder for the generated data (needs --size-gib free)")
-    parser.add_argument("--size-gib", type=float, default=round(2 * ram / GiB, 1),
-                        help="size of X in GiB (default: twice this machine's RAM)")
+    parser.add_argument(
+        "--size-gib",
+        type=float,
+        default=round(2 * ram / GiB, 1),
+        help="size of X in GiB (default: twice this machine's RAM)",
+    )
     parser.add_argument("--format", choices=("memmap", "parquet"), default="memmap")
     parser.add_argument("--features", type=int, default=100)
-    parser.add_argument("--chunk-rows", type=int, default=2**20,
-                        help="rows per chunk (and per generated block)")
+    parser.add_argument(
+        "--chunk-rows", type=int, default=2**20, help="rows per chunk (and per generated block)"
+    )
     parser.add_argument("--test-points", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the generated data (default: delete it at the end)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated data (default: delete it at the end)"
+    )
     args = parser.parse_args(argv)
 
     import dask
@@ -244,17 +259,28 @@ def main(argv=None):
     rng = np.random.default_rng(SEED + 1)
     X_test, y_test = make_block(np.random.SeedSequence(SEED + 2), args.test_points, d)
     results = {
-        "machine": {"cpus": os.cpu_count(), "ram_gib": round(ram / GiB, 1),
-                    "python": platform.python_version()},
-        "data": {"format": args.format, "rows": n, "features": d, "dtype": "float32",
-                 "size_gib": round(n * d * 4 / GiB, 2), "chunk_rows": args.chunk_rows,
-                 "size_over_ram": round(n * d * 4 / ram, 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "ram_gib": round(ram / GiB, 1),
+            "python": platform.python_version(),
+        },
+        "data": {
+            "format": args.format,
+            "rows": n,
+            "features": d,
+            "dtype": "float32",
+            "size_gib": round(n * d * 4 / GiB, 2),
+            "chunk_rows": args.chunk_rows,
+            "size_over_ram": round(n * d * 4 / ram, 2),
+        },
         "phases": [],
     }
     del rng
-    print(f"data: {n:,} rows x {d} float32 = {n * d * 4 / GiB:.1f} GiB ({n * d * 4 / ram:.2f} x RAM), "
-          f"{args.format}, chunks of {args.chunk_rows:,} rows; threaded scheduler, {args.threads} threads",
-          flush=True)
+    print(
+        f"data: {n:,} rows x {d} float32 = {n * d * 4 / GiB:.1f} GiB ({n * d * 4 / ram:.2f} x RAM), "
+        f"{args.format}, chunks of {args.chunk_rows:,} rows; threaded scheduler, {args.threads} threads",
+        flush=True,
+    )
 
     def phase(name, passes_of, run):
         with PeakMemory() as memory:
@@ -265,27 +291,38 @@ def main(argv=None):
             cpu_seconds = sum(os.times()[:2]) - sum(cpu[:2])
         passes = passes_of(value)
         row = {
-            "phase": name, "seconds": round(seconds, 1), "passes": passes,
-            "rows_per_second": round(n * passes / seconds), "cpu_seconds": round(cpu_seconds, 1),
+            "phase": name,
+            "seconds": round(seconds, 1),
+            "passes": passes,
+            "rows_per_second": round(n * passes / seconds),
+            "cpu_seconds": round(cpu_seconds, 1),
             "peak_rss_gib": round(memory.peak_rss_kib / 2**20, 2),
-            "peak_anon_gib": round(memory.peak_anon_kib / 2**20, 2), "load_average_after": os.getloadavg()[0],
+            "peak_anon_gib": round(memory.peak_anon_kib / 2**20, 2),
+            "load_average_after": os.getloadavg()[0],
         }
         results["phases"].append(row)
-        print(f"{name:<16} {seconds:8.1f} s  {passes:3d} passes  "
-              f"{row['rows_per_second'] / 1e6:7.2f} M rows/s  "
-              f"cpu {cpu_seconds / seconds:4.2f} cores  peak RSS {row['peak_rss_gib']:6.2f} GiB  "
-              f"peak anonymous {row['peak_anon_gib']:5.2f} GiB  (load average {os.getloadavg()[0]:.1f})",
-              flush=True)
+        print(
+            f"{name:<16} {seconds:8.1f} s  {passes:3d} passes  "
+            f"{row['rows_per_second'] / 1e6:7.2f} M rows/s  "
+            f"cpu {cpu_seconds / seconds:4.2f} cores  peak RSS {row['peak_rss_gib']:6.2f} GiB  "
+            f"peak anonymous {row['peak_anon_gib']:5.2f} GiB  (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         return value
 
     with dask.config.set(scheduler="threads", num_workers=args.threads):
-        model = phase("fit", lambda m: m.dask_passes_,
-                      lambda: fid.fit(fi.LogisticRegression(l2=L2), X, y))
-        print(f"  {model.n_iter_} Newton iterations, converged={model.converged_}, "
-              f"gradient norm {model.grad_norm_:.2e}", flush=True)
+        model = phase("fit", lambda m: m.dask_passes_, lambda: fid.fit(fi.LogisticRegression(l2=L2), X, y))
+        print(
+            f"  {model.n_iter_} Newton iterations, converged={model.converged_}, "
+            f"gradient norm {model.grad_norm_:.2e}",
+            flush=True,
+        )
         inf = phase("Influence", lambda i: i.passes_, lambda: fid.Influence(model, X, y))
-        top = phase(f"top_k (m={args.test_points})", lambda _: 1,
-                    lambda: inf.top_k(X_test, y_test.astype(np.float64), k=args.k))
+        top = phase(
+            f"top_k (m={args.test_points})",
+            lambda _: 1,
+            lambda: inf.top_k(X_test, y_test.astype(np.float64), k=args.k),
+        )
         out_path = os.path.join(args.dir, "self_influence.npy")
         out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float64, shape=(n,))
 
@@ -295,18 +332,29 @@ def main(argv=None):
 
         phase("self_influence", lambda _: 1, store_self_influence)
     worst = np.argpartition(out, 10)[:10]
-    results["fit"] = {"n_iter": model.n_iter_, "converged": model.converged_, "grad_norm": model.grad_norm_,
-                      "theta_error": float(np.linalg.norm(model.coef_ - true_parameters(d)[0]))}
-    results["check"] = {"most_helpful_row_for_test_0": int(top.helpful_indices[0, 0]),
-                        "largest_self_influence_rows": sorted(int(i) for i in worst)}
+    results["fit"] = {
+        "n_iter": model.n_iter_,
+        "converged": model.converged_,
+        "grad_norm": model.grad_norm_,
+        "theta_error": float(np.linalg.norm(model.coef_ - true_parameters(d)[0])),
+    }
+    results["check"] = {
+        "most_helpful_row_for_test_0": int(top.helpful_indices[0, 0]),
+        "largest_self_influence_rows": sorted(int(i) for i in worst),
+    }
     total = sum(p["seconds"] for p in results["phases"])
     passes = sum(p["passes"] for p in results["phases"])
-    results["total"] = {"seconds": round(total, 1), "passes": passes,
-                        "rows_per_second": round(n * passes / total),
-                        "peak_rss_gib": max(p["peak_rss_gib"] for p in results["phases"]),
-                        "peak_anon_gib": max(p["peak_anon_gib"] for p in results["phases"])}
-    print(f"total            {total:8.1f} s  {passes:3d} passes  {n * passes / total / 1e6:7.2f} M rows/s",
-          flush=True)
+    results["total"] = {
+        "seconds": round(total, 1),
+        "passes": passes,
+        "rows_per_second": round(n * passes / total),
+        "peak_rss_gib": max(p["peak_rss_gib"] for p in results["phases"]),
+        "peak_anon_gib": max(p["peak_anon_gib"] for p in results["phases"]),
+    }
+    print(
+        f"total            {total:8.1f} s  {passes:3d} passes  {n * passes / total / 1e6:7.2f} M rows/s",
+        flush=True,
+    )
     os.remove(out_path)
     if args.json:
         with open(args.json, "w") as f:

@@ -84,14 +84,39 @@ def workloads(quick: bool) -> dict[str, Workload]:
             "W4": dict(n=200_000, d=50_000, nnz_per_row=50, m=10, repeats=3),
         }
     return {
-        "W1": Workload("W1", "breast cancer 455x30, m=114: full I_up,loss matrix", "cancer", "matrix",
-                       m=114, repeats=21, methods=matrix_methods),
-        "W2": Workload("W2", "dense n={n:,} d={d} m={m}: full I_up,loss matrix", "dense", "matrix",
-                       methods=matrix_methods, **sizes["W2"]),
-        "W3": Workload("W3", "dense n={n:,} d={d} m={m}: top-{k} + self-influence", "dense", "top_k_self",
-                       methods=matrix_methods, **sizes["W3"]),
-        "W4": Workload("W4", "CSR n={n:,} d={d:,} nnz/row={nnz_per_row} m={m}: CG to rtol {tol:g}", "sparse",
-                       "cg", methods=cg_methods, **sizes["W4"]),
+        "W1": Workload(
+            "W1",
+            "breast cancer 455x30, m=114: full I_up,loss matrix",
+            "cancer",
+            "matrix",
+            m=114,
+            repeats=21,
+            methods=matrix_methods,
+        ),
+        "W2": Workload(
+            "W2",
+            "dense n={n:,} d={d} m={m}: full I_up,loss matrix",
+            "dense",
+            "matrix",
+            methods=matrix_methods,
+            **sizes["W2"],
+        ),
+        "W3": Workload(
+            "W3",
+            "dense n={n:,} d={d} m={m}: top-{k} + self-influence",
+            "dense",
+            "top_k_self",
+            methods=matrix_methods,
+            **sizes["W3"],
+        ),
+        "W4": Workload(
+            "W4",
+            "CSR n={n:,} d={d:,} nnz/row={nnz_per_row} m={m}: CG to rtol {tol:g}",
+            "sparse",
+            "cg",
+            methods=cg_methods,
+            **sizes["W4"],
+        ),
     }
 
 
@@ -122,7 +147,7 @@ def _expit(z):
 def _dense_design(rng, n, d):
     X = np.empty((n, d))
     for start in range(0, n, CHUNK_ROWS):
-        rng.standard_normal(out=X[start:start + CHUNK_ROWS])
+        rng.standard_normal(out=X[start : start + CHUNK_ROWS])
     return X
 
 
@@ -137,8 +162,8 @@ def _sparse_design(rng, n, d, nnz_per_row):
         rows = min(CHUNK_ROWS, n - start)
         # sorted draws from [0, d - k] plus 0..k-1: strictly increasing, distinct columns
         cols = np.sort(rng.integers(0, d - nnz_per_row + 1, size=(rows, nnz_per_row), dtype=np.int32), axis=1)
-        indices[start * nnz_per_row:(start + rows) * nnz_per_row] = (cols + offsets).ravel()
-        rng.standard_normal(out=data[start * nnz_per_row:(start + rows) * nnz_per_row])
+        indices[start * nnz_per_row : (start + rows) * nnz_per_row] = (cols + offsets).ravel()
+        rng.standard_normal(out=data[start * nnz_per_row : (start + rows) * nnz_per_row])
     indptr = np.arange(0, n * nnz_per_row + 1, nnz_per_row, dtype=np.int32)
     return sp.csr_matrix((data, indices, indptr), shape=(n, d), copy=False)
 
@@ -154,8 +179,9 @@ def make_data(w: Workload):
         from sklearn.model_selection import train_test_split
 
         X, y = load_breast_cancer(return_X_y=True)
-        X_train, X_test, y_train, y_test = train_test_split(X, y.astype(np.float64), test_size=0.2,
-                                                            random_state=0, stratify=y)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y.astype(np.float64), test_size=0.2, random_state=0, stratify=y
+        )
         mean, std = X_train.mean(axis=0), X_train.std(axis=0)
         return (X_train - mean) / std, y_train, (X_test - mean) / std, y_test
     rng = np.random.default_rng(SEED)
@@ -251,8 +277,9 @@ def numpy_top_k_self(ctx, timer, row_block=8):
 
     X, k = ctx["X"], ctx["k"]
     n, d = X.shape
-    d1, factor, V = numpy_hessian_and_gradients(X, ctx["y"], ctx["X_test"], ctx["y_test"], ctx["theta"],
-                                                timer)
+    d1, factor, V = numpy_hessian_and_gradients(
+        X, ctx["y"], ctx["X_test"], ctx["y_test"], ctx["theta"], timer
+    )
     with timer("scores"):
         ST = V[:-1].T @ X.T  # (m, n)
         ST += V[-1][:, None]
@@ -262,17 +289,17 @@ def numpy_top_k_self(ctx, timer, row_block=8):
         helpful_idx, harmful_idx = np.empty((m, k), np.int64), np.empty((m, k), np.int64)
         helpful, harmful = np.empty((m, k)), np.empty((m, k))
         for start in range(0, m, row_block):
-            rows = ST[start:start + row_block]
+            rows = ST[start : start + row_block]
             part = np.argpartition(rows, (k - 1, n - k), axis=1)
-            low, high = part[:, :k], part[:, n - k:]
+            low, high = part[:, :k], part[:, n - k :]
             low_s, high_s = np.take_along_axis(rows, low, 1), np.take_along_axis(rows, high, 1)
             # most negative first (ties: lower row first); most positive first
             order = np.lexsort((low, low_s), axis=1)
-            helpful_idx[start:start + row_block] = np.take_along_axis(low, order, 1)
-            helpful[start:start + row_block] = np.take_along_axis(low_s, order, 1)
+            helpful_idx[start : start + row_block] = np.take_along_axis(low, order, 1)
+            helpful[start : start + row_block] = np.take_along_axis(low_s, order, 1)
             order = np.lexsort((high, -high_s), axis=1)
-            harmful_idx[start:start + row_block] = np.take_along_axis(high, order, 1)
-            harmful[start:start + row_block] = np.take_along_axis(high_s, order, 1)
+            harmful_idx[start : start + row_block] = np.take_along_axis(high, order, 1)
+            harmful[start : start + row_block] = np.take_along_axis(high_s, order, 1)
         del ST
     with timer("self_influence"):
         H_inv = cho_solve(factor, np.eye(d + 1))
@@ -282,8 +309,13 @@ def numpy_top_k_self(ctx, timer, row_block=8):
         del XA
         q += 2.0 * (X @ H_inv[:d, d]) + H_inv[d, d]
         self_influence = -(d1 * d1) * q
-    return {"helpful_indices": helpful_idx, "helpful_scores": helpful, "harmful_indices": harmful_idx,
-            "harmful_scores": harmful, "self_influence": self_influence}
+    return {
+        "helpful_indices": helpful_idx,
+        "helpful_scores": helpful,
+        "harmful_indices": harmful_idx,
+        "harmful_scores": harmful,
+        "self_influence": self_influence,
+    }
 
 
 def _cg_tolerance_keyword():
@@ -318,6 +350,7 @@ def scipy_cg(ctx, timer):
     keyword = _cg_tolerance_keyword()
     with timer("solve"):
         for j in range(G.shape[1]):
+
             def count(_, j=j):
                 iterations[j] += 1
 
@@ -372,8 +405,9 @@ def fastinfluence_cg_kernel(ctx, timer):
         d1_test = fi.kernels.row_derivatives("logistic", X_test, y_test, theta, n_jobs=ctx["n_jobs"])[2]
         G = np.vstack([(X_test.T @ np.diag(d1_test)), d1_test])
     with timer("solve"):
-        V, iterations, residual = fi.kernels.cg_solve(X, c, G, l2=L2, tol=ctx["tol"], max_iter=1000,
-                                                      n_jobs=ctx["n_jobs"])
+        V, iterations, residual = fi.kernels.cg_solve(
+            X, c, G, l2=L2, tol=ctx["tol"], max_iter=1000, n_jobs=ctx["n_jobs"]
+        )
     return {"solution": np.asarray(V), "iterations": np.asarray(iterations), "residual": np.asarray(residual)}
 
 
@@ -381,8 +415,14 @@ def fastinfluence_cg_end_to_end(ctx, timer):
     import fastinfluence as fi
 
     with timer("construct"):
-        inf = fi.Influence(ctx["model"], ctx["X"], ctx["y"], solver="cg", solver_options={"tol": ctx["tol"]},
-                           n_jobs=ctx["n_jobs"])
+        inf = fi.Influence(
+            ctx["model"],
+            ctx["X"],
+            ctx["y"],
+            solver="cg",
+            solver_options={"tol": ctx["tol"]},
+            n_jobs=ctx["n_jobs"],
+        )
     with timer("loss"):
         S = inf.loss(ctx["X_test"], ctx["y_test"])
     return {"matrix": S, "iterations": np.asarray(inf.solver_.iterations_)}
@@ -477,8 +517,10 @@ def blas_threads_info() -> list[dict]:
     from threadpoolctl import threadpool_info
 
     keys = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
-    return [{**{key: pool.get(key) for key in keys}, "library": os.path.basename(pool.get("filepath", ""))}
-            for pool in threadpool_info()]
+    return [
+        {**{key: pool.get(key) for key in keys}, "library": os.path.basename(pool.get("filepath", ""))}
+        for pool in threadpool_info()
+    ]
 
 
 def worker(spec: dict) -> dict:
@@ -490,8 +532,17 @@ def worker(spec: dict) -> dict:
     start = time.perf_counter()
     model = fi.LogisticRegression(l2=L2, n_jobs=n_jobs).fit(X, y)
     fit_seconds = time.perf_counter() - start
-    ctx = dict(X=X, y=y, X_test=X_test, y_test=y_test, model=model, theta=model.theta_, n_jobs=n_jobs,
-               k=w.k, tol=w.tol)
+    ctx = dict(
+        X=X,
+        y=y,
+        X_test=X_test,
+        y_test=y_test,
+        model=model,
+        theta=model.theta_,
+        n_jobs=n_jobs,
+        k=w.k,
+        tol=w.tol,
+    )
     method = METHODS[(w.quantity, spec["method"])]
     repeats = spec["repeats"] or w.repeats
     times, extras, phases = [], [], []
@@ -518,13 +569,21 @@ def worker(spec: dict) -> dict:
         result["matrix"] = scipy_cg_scores(ctx, result["solution"])
     np.savez(spec["output"], **result)
     return {
-        "workload": w.name, "method": spec["method"], "times": times, "peak_extra_mib": extras,
-        "result_mib": result_mib, "foreign_load_cores": load.cores,
+        "workload": w.name,
+        "method": spec["method"],
+        "times": times,
+        "peak_extra_mib": extras,
+        "result_mib": result_mib,
+        "foreign_load_cores": load.cores,
         "phases": {name: statistics.median(p[name] for p in phases) for name in phases[0]},
-        "fit_seconds": fit_seconds, "fit_iterations": model.n_iter_, "fit_solver": model.fit_method(
-            model.theta_.size), "fit_grad_norm": model.grad_norm_,
-        "data_mib": data_bytes(X) / MiB, "rss_before_mib": rss_before,
-        "n_jobs": n_jobs, "threadpools": blas_threads_info(),
+        "fit_seconds": fit_seconds,
+        "fit_iterations": model.n_iter_,
+        "fit_solver": model.fit_method(model.theta_.size),
+        "fit_grad_norm": model.grad_norm_,
+        "data_mib": data_bytes(X) / MiB,
+        "rss_before_mib": rss_before,
+        "n_jobs": n_jobs,
+        "threadpools": blas_threads_info(),
     }
 
 
@@ -534,14 +593,21 @@ def run_worker(spec: dict, threads: int | None) -> dict:
     if threads is not None:
         for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[key] = str(threads)
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                          env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {spec['workload']}/{spec['method']} failed (exit {proc.returncode}):\n"
-                           f"{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(
+            f"worker {spec['workload']}/{spec['method']} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"worker printed no result:\n{proc.stdout}\n{proc.stderr}")
 
 
@@ -610,8 +676,12 @@ def measure_machine(quick: bool) -> dict:
         start = time.perf_counter()
         a @ b
         flops.append(2.0 * size**3 / (time.perf_counter() - start))
-    return {"read_bandwidth_gbs": bandwidth / 1e9, "array_gib": x.nbytes / 2**30,
-            "dgemm_gflops": statistics.median(flops) / 1e9, "dgemm_size": size}
+    return {
+        "read_bandwidth_gbs": bandwidth / 1e9,
+        "array_gib": x.nbytes / 2**30,
+        "dgemm_gflops": statistics.median(flops) / 1e9,
+        "dgemm_size": size,
+    }
 
 
 def physical_limit(w: Workload, data_mib: float, iterations: int | None, machine: dict) -> dict:
@@ -657,33 +727,46 @@ def environment() -> dict:
     except (ValueError, OSError):
         memory = float("nan")
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "platform": platform.platform(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
-        "numpy": np.__version__, "scipy": scipy.__version__, "fastinfluence_build": fi.build_info(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "fastinfluence_build": fi.build_info(),
         "threadpools": blas_threads_info(),
     }
 
 
 def print_environment(env: dict, machine: dict) -> None:
     print(f"CPU: {env['cpu']} ({env['cores']} cores), {env['memory_gib']:.1f} GiB, {env['platform']}")
-    print(f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}  OMP_NUM_THREADS={env['OMP_NUM_THREADS']}  "
-          f"numpy {env['numpy']}  scipy {env['scipy']}")
+    print(
+        f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}  OMP_NUM_THREADS={env['OMP_NUM_THREADS']}  "
+        f"numpy {env['numpy']}  scipy {env['scipy']}"
+    )
     build = env["fastinfluence_build"]
     print("fastinfluence.build_info(): " + ", ".join(f"{key}={value}" for key, value in build.items()))
     print("threadpoolctl:")
     for pool in env["threadpools"]:
-        print(f"  {pool['user_api']:<7} {pool['internal_api']:<9} {pool['version'] or '':<14} "
-              f"threads={pool['num_threads']}  arch={pool['architecture']}  {pool['library']}")
-    print(f"machine: read bandwidth {machine['read_bandwidth_gbs']:.1f} GB/s (sum of "
-          f"{machine['array_gib']:g} GiB, all cores), dgemm {machine['dgemm_gflops']:.1f} GFLOP/s "
-          f"({machine['dgemm_size']}^2, NumPy/BLAS)")
+        print(
+            f"  {pool['user_api']:<7} {pool['internal_api']:<9} {pool['version'] or '':<14} "
+            f"threads={pool['num_threads']}  arch={pool['architecture']}  {pool['library']}"
+        )
+    print(
+        f"machine: read bandwidth {machine['read_bandwidth_gbs']:.1f} GB/s (sum of "
+        f"{machine['array_gib']:g} GiB, all cores), dgemm {machine['dgemm_gflops']:.1f} GFLOP/s "
+        f"({machine['dgemm_size']}^2, NumPy/BLAS)"
+    )
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'workload':<8} {'method':<27} {'median s':>9} {'min s':>8} {'runs':>4} "
-              f"{'peak extra MiB':>14} {'of it result':>12} {'speedup':>8} {'memory':>7} {'bound s':>8} "
-              f"{'load':>5}  check")
+    header = (
+        f"{'workload':<8} {'method':<27} {'median s':>9} {'min s':>8} {'runs':>4} "
+        f"{'peak extra MiB':>14} {'of it result':>12} {'speedup':>8} {'memory':>7} {'bound s':>8} "
+        f"{'load':>5}  check"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -692,14 +775,18 @@ def print_table(rows: list[dict]) -> None:
         bound = f"{row['bound_s']:.3f}" if row.get("bound_s") is not None else ""
         check_text = "" if row["baseline"] else ("OK  " if row["check_ok"] else "FAIL ") + row["check"]
         load = row["foreign_load_cores"]
-        print(f"{row['workload']:<8} {METHOD_LABELS[row['method']]:<27} {row['median_s']:>9.3f} "
-              f"{min(row['times']):>8.3f} {len(row['times']):>4} {row['peak_extra_mib']:>14.1f} "
-              f"{row['result_mib']:>12.1f} {speedup:>8} {memory:>7} {bound:>8} "
-              f"{load:>4.2f}{'!' if load > LOAD_WARNING else ' '}  {check_text}")
-    print("speedup = baseline median / median; memory = peak extra / baseline's peak extra; 'of it result' = "
-          "the returned arrays;\nbound = the physical lower bound on time; load = cores other processes took "
-          f"during the timed runs (measured over at least {MIN_LOAD_WINDOW:g} s; '!' above {LOAD_WARNING}: "
-          "timings disturbed).")
+        print(
+            f"{row['workload']:<8} {METHOD_LABELS[row['method']]:<27} {row['median_s']:>9.3f} "
+            f"{min(row['times']):>8.3f} {len(row['times']):>4} {row['peak_extra_mib']:>14.1f} "
+            f"{row['result_mib']:>12.1f} {speedup:>8} {memory:>7} {bound:>8} "
+            f"{load:>4.2f}{'!' if load > LOAD_WARNING else ' '}  {check_text}"
+        )
+    print(
+        "speedup = baseline median / median; memory = peak extra / baseline's peak extra; 'of it result' = "
+        "the returned arrays;\nbound = the physical lower bound on time; load = cores other processes took "
+        f"during the timed runs (measured over at least {MIN_LOAD_WINDOW:g} s; '!' above {LOAD_WARNING}: "
+        "timings disturbed)."
+    )
 
 
 #: Other processes using more than this many cores during a timed run make its timing suspect.
@@ -726,8 +813,15 @@ def evaluate_targets(rows: list[dict]) -> list[dict]:
             continue
         measured = row[attribute]
         met = measured >= value if comparison == ">=" else measured <= value
-        results.append({"workload": workload, "method": method, "target": f"{what} {comparison} {value:g}",
-                        "measured": measured, "met": bool(met)})
+        results.append(
+            {
+                "workload": workload,
+                "method": method,
+                "target": f"{what} {comparison} {value:g}",
+                "measured": measured,
+                "met": bool(met),
+            }
+        )
     return results
 
 
@@ -741,8 +835,11 @@ def run_measured(args, spec: dict, threads: int | None) -> dict:
     if args.max_wait > 0:
         load = wait_for_quiet(args.max_wait)
         if load > LOAD_WARNING:
-            print(f"  (other processes still use {load:.2f} cores after waiting {args.max_wait:g} s; "
-                  "running anyway)", flush=True)
+            print(
+                f"  (other processes still use {load:.2f} cores after waiting {args.max_wait:g} s; "
+                "running anyway)",
+                flush=True,
+            )
     return run_worker(spec, threads)
 
 
@@ -752,7 +849,9 @@ def merge_rounds(results: list[dict]) -> dict:
     merged["times"] = [t for r in results for t in r["times"]]
     merged["peak_extra_mib"] = [m for r in results for m in r["peak_extra_mib"]]
     merged["foreign_load_cores"] = max(r["foreign_load_cores"] for r in results)
-    merged["phases"] = {key: statistics.median(r["phases"][key] for r in results) for key in results[0]["phases"]}
+    merged["phases"] = {
+        key: statistics.median(r["phases"][key] for r in results) for key in results[0]["phases"]
+    }
     return merged
 
 
@@ -767,22 +866,39 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
         for _ in range(args.rounds):
             for method in w.methods:
                 output = os.path.join(scratch, f"{name}_{method}.npz")
-                spec = dict(workload=name, method=method, quick=args.quick, n_jobs=args.n_jobs,
-                            repeats=args.repeats, output=output)
+                spec = dict(
+                    workload=name,
+                    method=method,
+                    quick=args.quick,
+                    n_jobs=args.n_jobs,
+                    repeats=args.repeats,
+                    output=output,
+                )
                 rounds[method].append(run_measured(args, spec, None))
                 outputs[method] = np.load(output)
         for method in w.methods:
             result = merge_rounds(rounds[method])
             phases = ", ".join(f"{k} {v:.3f}" for k, v in result["phases"].items())
-            print(f"  {METHOD_LABELS[method]:<27} times {', '.join(f'{t:.3f}' for t in result['times'])} s; "
-                  f"peak extra {max(result['peak_extra_mib']):.1f} MiB; phases (median): {phases}; "
-                  f"other load {result['foreign_load_cores']:.2f} cores", flush=True)
-            rows.append({**result, "median_s": statistics.median(result["times"]),
-                         "peak_extra_mib": max(result["peak_extra_mib"]), "baseline": method == w.methods[0]})
+            print(
+                f"  {METHOD_LABELS[method]:<27} times {', '.join(f'{t:.3f}' for t in result['times'])} s; "
+                f"peak extra {max(result['peak_extra_mib']):.1f} MiB; phases (median): {phases}; "
+                f"other load {result['foreign_load_cores']:.2f} cores",
+                flush=True,
+            )
+            rows.append(
+                {
+                    **result,
+                    "median_s": statistics.median(result["times"]),
+                    "peak_extra_mib": max(result["peak_extra_mib"]),
+                    "baseline": method == w.methods[0],
+                }
+            )
         fit = rows[-1]
-        print(f"  fit (untimed, fastinfluence {fit['fit_solver']}): {fit['fit_seconds']:.2f} s, "
-              f"{fit['fit_iterations']} iterations, gradient norm {fit['fit_grad_norm']:.1e}; "
-              f"X is {fit['data_mib']:.1f} MiB")
+        print(
+            f"  fit (untimed, fastinfluence {fit['fit_solver']}): {fit['fit_seconds']:.2f} s, "
+            f"{fit['fit_iterations']} iterations, gradient norm {fit['fit_grad_norm']:.1e}; "
+            f"X is {fit['data_mib']:.1f} MiB"
+        )
         base = next(row for row in rows if row["workload"] == name and row["baseline"])
         iterations = None
         if w.quantity == "cg":
@@ -795,19 +911,30 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
             row["memory_ratio"] = row["peak_extra_mib"] / max(base["peak_extra_mib"], 1e-9)
             row.update(limit)
             if not row["baseline"]:
-                row["check_ok"], row["check"] = check(w, row["method"], outputs[row["method"]],
-                                                      outputs[w.methods[0]])
-        print(f"  physical limit: {limit['bytes_gb']:.3f} GB to move, {limit['gflop']:.1f} GFLOP "
-              f"-> at least {limit['bound_s']:.3f} s")
+                row["check_ok"], row["check"] = check(
+                    w, row["method"], outputs[row["method"]], outputs[w.methods[0]]
+                )
+        print(
+            f"  physical limit: {limit['bytes_gb']:.3f} GB to move, {limit['gflop']:.1f} GFLOP "
+            f"-> at least {limit['bound_s']:.3f} s"
+        )
     print()
     print_table(rows)
     targets = evaluate_targets(rows)
     if targets:
-        print("\ntargets:" + (" (--quick: the targets are set for the full sizes; these are indicative only)"
-                              if args.quick else ""))
+        print(
+            "\ntargets:"
+            + (
+                " (--quick: the targets are set for the full sizes; these are indicative only)"
+                if args.quick
+                else ""
+            )
+        )
         for t in targets:
-            print(f"  {t['workload']} {METHOD_LABELS[t['method']]:<22} {t['target']:<52} measured "
-                  f"{t['measured']:8.3f}  {'MET' if t['met'] else 'MISSED'}")
+            print(
+                f"  {t['workload']} {METHOD_LABELS[t['method']]:<22} {t['target']:<52} measured "
+                f"{t['measured']:8.3f}  {'MET' if t['met'] else 'MISSED'}"
+            )
     failed = [row for row in rows if not row["baseline"] and not row["check_ok"]]
     return {"rows": rows, "targets": targets, "checks_failed": len(failed)}
 
@@ -832,8 +959,14 @@ def thread_scaling(args, names: list[str], thread_counts: list[int], scratch: st
             reference = None
             for threads in thread_counts:
                 output = os.path.join(scratch, f"{name}_{method}_{threads}.npz")
-                spec = dict(workload=name, method=method, quick=args.quick, n_jobs=threads,
-                            repeats=args.repeats, output=output)
+                spec = dict(
+                    workload=name,
+                    method=method,
+                    quick=args.quick,
+                    n_jobs=threads,
+                    repeats=args.repeats,
+                    output=output,
+                )
                 result = run_measured(args, spec, threads)
                 median = statistics.median(result["times"])
                 arrays = np.load(output)
@@ -843,38 +976,66 @@ def thread_scaling(args, names: list[str], thread_counts: list[int], scratch: st
                 diff = relative_difference(arrays[key], reference[1][key])
                 failed += int(diff > 1e-12)
                 load = result["foreign_load_cores"]
-                row = {"workload": name, "method": method, "threads": threads, "times": result["times"],
-                       "median_s": median, "speedup": reference[0] / median, "diff_vs_first": diff,
-                       "peak_extra_mib": max(result["peak_extra_mib"]), "phases": result["phases"],
-                       "foreign_load_cores": result["foreign_load_cores"]}
+                row = {
+                    "workload": name,
+                    "method": method,
+                    "threads": threads,
+                    "times": result["times"],
+                    "median_s": median,
+                    "speedup": reference[0] / median,
+                    "diff_vs_first": diff,
+                    "peak_extra_mib": max(result["peak_extra_mib"]),
+                    "phases": result["phases"],
+                    "foreign_load_cores": result["foreign_load_cores"],
+                }
                 rows.append(row)
                 phases = ", ".join(f"{k} {v:.3f}" for k, v in result["phases"].items())
-                print(f"  {METHOD_LABELS[method]:<20} threads {threads:>2}: median {median:8.3f} s  speedup "
-                      f"{row['speedup']:5.2f}x  (max rel diff vs {thread_counts[0]} thread(s) {diff:.0e}; "
-                      f"other load {load:.2f} cores; {phases})", flush=True)
+                print(
+                    f"  {METHOD_LABELS[method]:<20} threads {threads:>2}: median {median:8.3f} s  speedup "
+                    f"{row['speedup']:5.2f}x  (max rel diff vs {thread_counts[0]} thread(s) {diff:.0e}; "
+                    f"other load {load:.2f} cores; {phases})",
+                    flush=True,
+                )
     cores = os.cpu_count() or 1
     if max(thread_counts) > cores:
-        print(f"\nnote: this machine has {cores} cores; thread counts above that are oversubscribed and say "
-              "nothing about scaling.")
+        print(
+            f"\nnote: this machine has {cores} cores; thread counts above that are oversubscribed and say "
+            "nothing about scaling."
+        )
     return {"scaling": rows, "checks_failed": failed}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, under a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per method (0: per workload)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="fresh workers per method, the methods alternating (each runs --repeats times)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="fresh workers per method, the methods alternating (each runs --repeats times)",
+    )
     parser.add_argument("--n-jobs", type=int, default=None, help="fastinfluence threads (default: all cores)")
-    parser.add_argument("--threads", default=None,
-                        help="thread-scaling mode: comma-separated thread counts, e.g. 1,2,4,8,16 (W2, W3)")
-    parser.add_argument("--with-baseline", action="store_true",
-                        help="thread-scaling mode: also scale the NumPy closed form (BLAS threads)")
-    parser.add_argument("--max-wait", type=float, default=None,
-                        help="before each measurement wait up to this many seconds for other processes to "
-                             "go quiet (default 60, with --quick 0: never wait)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="thread-scaling mode: comma-separated thread counts, e.g. 1,2,4,8,16 (W2, W3)",
+    )
+    parser.add_argument(
+        "--with-baseline",
+        action="store_true",
+        help="thread-scaling mode: also scale the NumPy closed form (BLAS threads)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=None,
+        help="before each measurement wait up to this many seconds for other processes to "
+        "go quiet (default 60, with --quick 0: never wait)",
+    )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

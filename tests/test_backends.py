@@ -12,7 +12,9 @@ from fastinfluence.backends import get_backend
 from fastinfluence.backends.contract import Backend, Problem, RowDerivatives, RowEvaluation, TopKScores
 from fastinfluence.losses import Loss
 
-MEMBERS = [name for name, value in vars(Backend).items() if inspect.isfunction(value) and not name.startswith("_")]
+MEMBERS = [
+    name for name, value in vars(Backend).items() if inspect.isfunction(value) and not name.startswith("_")
+]
 
 
 def test_the_contract_lists_every_kernel():

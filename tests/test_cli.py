@@ -651,8 +651,10 @@ def test_unexpected_failure_exits_1_with_one_line(data, capsys, monkeypatch):
     status, _, err = run_main(capsys, *argv)
     assert status == 1
     assert err.strip().splitlines() == [
-        ("fastinfluence: error: unexpected failure: RuntimeError: simulated bug "
-        "(rerun with --verbose for the traceback)")
+        (
+            "fastinfluence: error: unexpected failure: RuntimeError: simulated bug "
+            "(rerun with --verbose for the traceback)"
+        )
     ]
     status, _, err = run_main(capsys, *argv, "--verbose")
     assert status == 1

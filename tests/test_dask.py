@@ -68,10 +68,17 @@ def client():
     ``dask.config.set(scheduler=client)``: the nanny ships the dask config to a
     restarted worker process, and a Client in it cannot be pickled.)
     """
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-        worker_dashboard_address=":0",
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            worker_dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+    ):
         yield c
 
 
@@ -136,8 +143,10 @@ def test_influence_quantities_match_in_memory(on_cluster, name):
         "leverage": (inf.leverage(), expected.leverage()),
         "pert_loss": (inf.pert_loss(X_test, y_test), expected.pert_loss(X_test, y_test)),
         "loo_influence": (inf.loo(X_test, y_test), expected.loo(X_test, y_test)),
-        "loo_newton": (inf.loo(X_test, y_test, method="newton"),
-                       expected.loo(X_test, y_test, method="newton")),
+        "loo_newton": (
+            inf.loo(X_test, y_test, method="newton"),
+            expected.loo(X_test, y_test, method="newton"),
+        ),
         "loo_params_influence": (inf.loo_params(), expected.loo_params()),
         "loo_params_newton": (inf.loo_params(method="newton"), expected.loo_params(method="newton")),
         "loss_derivative_": (inf.loss_derivative_, expected.loss_derivative_),
@@ -304,7 +313,11 @@ def test_dataframe_with_target_and_weight_columns():
     np.testing.assert_array_equal(model.classes_, ["ham", "spam"])
     assert_agree(model.theta_, expected_model.theta_)
     # no backtracking here: one pass per iteration and polishing step, the first, maybe the last attempt
-    assert model.n_iter_ + 1 + model.polish_steps_ <= model.dask_passes_ <= model.n_iter_ + 2 + model.polish_steps_
+    assert (
+        model.n_iter_ + 1 + model.polish_steps_
+        <= model.dask_passes_
+        <= model.n_iter_ + 2 + model.polish_steps_
+    )
 
 
 def test_float32_and_sparse_chunks():
@@ -313,8 +326,10 @@ def test_float32_and_sparse_chunks():
     X32 = X.astype(np.float32)
     model = fid.fit(make_model("logistic"), chunked(X32), y)
     assert_agree(model.theta_, make_model("logistic").fit(X32, y).theta_)
-    assert_agree(fid.Influence(model, chunked(X32), y).self_influence().compute(),
-                 fi.Influence(model, X32, y).self_influence())
+    assert_agree(
+        fid.Influence(model, chunked(X32), y).self_influence().compute(),
+        fi.Influence(model, X32, y).self_influence(),
+    )
 
     X_csr = sparse.random(N, 6, density=0.4, random_state=2, format="csr")
     X_test = X_test[:, :2] @ np.ones((2, 6))
@@ -322,8 +337,10 @@ def test_float32_and_sparse_chunks():
     model = fid.fit(make_model("logistic"), X_chunks, y)
     expected_model = make_model("logistic").fit(X_csr, y)
     assert_agree(model.theta_, expected_model.theta_)
-    assert_agree(fid.Influence(model, X_chunks, y).loss(X_test, y_test).compute(),
-                 fi.Influence(expected_model, X_csr, y).loss(X_test, y_test))
+    assert_agree(
+        fid.Influence(model, X_chunks, y).loss(X_test, y_test).compute(),
+        fi.Influence(expected_model, X_csr, y).loss(X_test, y_test),
+    )
 
 
 def test_empty_chunk():
@@ -332,11 +349,15 @@ def test_empty_chunk():
     model = fid.fit(make_model("poisson"), chunked(X, chunks), y, sample_weight=s)
     expected = fi.Influence(model, X, y, sample_weight=s)
     inf = fid.Influence(model, chunked(X, chunks), y, sample_weight=s)
-    assert_agree(inf.loo(X_test, y_test, method="newton").compute(),
-                 expected.loo(X_test, y_test, method="newton"))
-    assert_same_ranking(inf.top_k(X_test, y_test, k=4).harmful_indices,
-                        expected.top_k(X_test, y_test, k=4).harmful_indices,
-                        expected.loss(X_test, y_test), RTOL)
+    assert_agree(
+        inf.loo(X_test, y_test, method="newton").compute(), expected.loo(X_test, y_test, method="newton")
+    )
+    assert_same_ranking(
+        inf.top_k(X_test, y_test, k=4).harmful_indices,
+        expected.top_k(X_test, y_test, k=4).harmful_indices,
+        expected.loss(X_test, y_test),
+        RTOL,
+    )
 
 
 def test_separable_data_without_penalty_reports_no_minimiser():
@@ -397,7 +418,6 @@ def test_import_fastinfluence_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
 
 
-
 def test_single_class_with_penalty_reports_no_minimiser_on_dask():
     # Regression (issue: trust): the intercept is unpenalised, so one class only has no minimiser.
     rng = np.random.default_rng(8)
@@ -435,7 +455,9 @@ def test_newton_estimates_use_the_in_memory_leverage_floor():
     np.testing.assert_array_equal(np.isnan(estimate), np.isnan(reference))
     ok = ~np.isnan(reference[:, 0])
     # at condition ~1e10 the plain factorisation (Dask: centring needs the rows) carries ~1e-4
-    np.testing.assert_allclose(estimate[ok], reference[ok], rtol=1e-3, atol=1e-3 * np.abs(reference[ok]).max())
+    np.testing.assert_allclose(
+        estimate[ok], reference[ok], rtol=1e-3, atol=1e-3 * np.abs(reference[ok]).max()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", fi.LeverageWarning)  # row 0 is not among those selected
         inf.loo_params("newton", indices=[1, 2, 3]).compute()

@@ -149,7 +149,9 @@ def test_cg_refuses_a_singular_hessian_like_direct():
     assert model.converged_
     assert "not unique" in model.fit_message_
     for solver in ("direct", "cg"):
-        with pytest.raises(fi.IllConditionedHessianError, match=r"numerically singular|not positive definite"):
+        with pytest.raises(
+            fi.IllConditionedHessianError, match=r"numerically singular|not positive definite"
+        ):
             fi.Influence(model, X, y, solver=solver)
 
 
@@ -475,10 +477,14 @@ def test_longley_raw_newton_leave_one_out_is_exact():
     model = fi.LinearRegression(l2=0.0).fit(X, y)
     inf = fi.Influence(model, X, y)
     change, delta = fi.exact_loo(model, X, y, np.arange(X.shape[0]), X[:5], y[:5], return_params=True)
-    np.testing.assert_allclose(inf.loo(X[:5], y[:5], "newton"), change, rtol=1e-9, atol=1e-9 * np.abs(change).max())
+    np.testing.assert_allclose(
+        inf.loo(X[:5], y[:5], "newton"), change, rtol=1e-9, atol=1e-9 * np.abs(change).max()
+    )
     estimate = inf.loo_params("newton")
     for j in range(delta.shape[1]):  # per parameter: their sizes differ by 1e9
-        np.testing.assert_allclose(estimate[:, j], delta[:, j], rtol=1e-9, atol=1e-9 * np.abs(delta[:, j]).max())
+        np.testing.assert_allclose(
+            estimate[:, j], delta[:, j], rtol=1e-9, atol=1e-9 * np.abs(delta[:, j]).max()
+        )
 
 
 def test_centred_direct_solver_equals_the_plain_one_where_both_are_accurate():

@@ -519,7 +519,9 @@ def test_string_class_labels_match_numeric(data):
     assert model_names.classes_.tolist() == ["no", "yes"]
     np.testing.assert_allclose(model_names.theta_, model_numbers.theta_, rtol=1e-10, atol=1e-12)
     scores_names = fi.Influence(model_names, data["X"], names).loss(data["X"][:3], names[:3])
-    scores_numbers = fi.Influence(model_numbers, data["X"], data["labels"]).loss(data["X"][:3], data["labels"][:3])
+    scores_numbers = fi.Influence(model_numbers, data["X"], data["labels"]).loss(
+        data["X"][:3], data["labels"][:3]
+    )
     np.testing.assert_allclose(scores_names, scores_numbers, rtol=1e-10)
 
 

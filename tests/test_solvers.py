@@ -35,12 +35,19 @@ def test_cg_matches_direct(problem, backend, layout):
     direct = fi.Influence(model, X_in, y, backend=backend)
     cg = fi.Influence(model, X_in, y, solver="cg", backend=backend, solver_options={"tol": 1e-12})
     expected = direct.loss(X_test, y_test)
-    np.testing.assert_allclose(cg.loss(X_test, y_test), expected, rtol=1e-8, atol=1e-10 * np.abs(expected).max())
-    np.testing.assert_allclose(cg.params(indices=[0, 5, 7]), direct.params(indices=[0, 5, 7]), rtol=1e-8,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        cg.loss(X_test, y_test), expected, rtol=1e-8, atol=1e-10 * np.abs(expected).max()
+    )
+    np.testing.assert_allclose(
+        cg.params(indices=[0, 5, 7]), direct.params(indices=[0, 5, 7]), rtol=1e-8, atol=1e-12
+    )
     np.testing.assert_allclose(cg.self_influence(), direct.self_influence(), rtol=1e-7)
-    np.testing.assert_allclose(cg.loo(X_test, y_test, method="newton"), direct.loo(X_test, y_test, method="newton"),
-                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(
+        cg.loo(X_test, y_test, method="newton"),
+        direct.loo(X_test, y_test, method="newton"),
+        rtol=1e-6,
+        atol=1e-12,
+    )
     assert cg.hessian_ is None  # never formed
     assert np.all(cg.solver_.residual_ <= 1e-12)
     assert np.all(cg.solver_.iterations_ >= 1)
@@ -80,8 +87,14 @@ def test_lissa_converges_with_full_batches_and_is_seed_reproducible(problem, bac
     # error after depth j ~ (1 - 1/(1.1 kappa))^j: depth 30 * 1.1 kappa gives ~1e-13
     kappa = fi.Influence(model, X, y).hessian_spectrum()["condition_number"]
     depth = int(33 * kappa) + 1
-    inf = fi.Influence(model, X, y, solver="lissa", backend=backend,
-                       solver_options={"batch_size": n, "depth": depth, "seed": 1})
+    inf = fi.Influence(
+        model,
+        X,
+        y,
+        solver="lissa",
+        backend=backend,
+        solver_options={"batch_size": n, "depth": depth, "seed": 1},
+    )
     np.testing.assert_allclose(inf.loss(X_test, y_test), direct, rtol=1e-6, atol=1e-9 * np.abs(direct).max())
     assert inf.solver_.scale > 0  # chosen from the largest eigenvalue
 
@@ -90,8 +103,9 @@ def test_lissa_same_for_any_thread_count_and_backend(problem):
     model, X, y, X_test, y_test = problem
     options = {"batch_size": 100, "depth": 200, "seed": 7, "warn_residual": np.inf}
     results = [
-        fi.Influence(model, X, y, solver="lissa", backend=backend, n_jobs=n_jobs,
-                     solver_options=options).loss(X_test, y_test)
+        fi.Influence(
+            model, X, y, solver="lissa", backend=backend, n_jobs=n_jobs, solver_options=options
+        ).loss(X_test, y_test)
         for backend, n_jobs in [("cpp", 1), ("cpp", 2), ("numpy", None)]
     ]
     np.testing.assert_array_equal(results[0], results[1])
@@ -110,9 +124,13 @@ def test_lissa_noisy_estimate_warns(problem):
 def test_lissa_divergence_warns_and_gives_nan(problem):
     model, X, y, X_test, y_test = problem
     spectrum = fi.Influence(model, X, y).hessian_spectrum()
-    inf = fi.Influence(model, X, y, solver="lissa",
-                       solver_options={"scale": spectrum["largest_eigenvalue"] / 10, "depth": 500,
-                                       "batch_size": 1500})
+    inf = fi.Influence(
+        model,
+        X,
+        y,
+        solver="lissa",
+        solver_options={"scale": spectrum["largest_eigenvalue"] / 10, "depth": 500, "batch_size": 1500},
+    )
     with pytest.warns(fi.ConvergenceWarning, match="diverged"):
         result = inf.loss(X_test, y_test)
     assert np.isnan(result).all()
@@ -162,7 +180,9 @@ def test_spectrum_estimates(problem, p_small):
     smallest, largest = op.extreme_eigenvalues()
     np.testing.assert_allclose([smallest, largest], [eig[0], eig[-1]], rtol=1e-4)
     summary = inf.hessian_spectrum()
-    np.testing.assert_allclose(summary["condition_number"], eig[-1] / eig[0] if p_small else summary["condition_number"])
+    np.testing.assert_allclose(
+        summary["condition_number"], eig[-1] / eig[0] if p_small else summary["condition_number"]
+    )
 
 
 def test_near_singular_hessian_error_names_damping_with_suggestion():

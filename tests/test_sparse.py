@@ -51,8 +51,9 @@ def test_every_quantity_matches_dense(fitted, backend, dtype, index_dtype):
         ("loo_params", lambda inf: inf.loo_params(method="newton")),
     ]:
         expected = call(dense_inf)
-        np.testing.assert_allclose(call(sparse_inf), expected, rtol=1e-10, atol=1e-13 * np.abs(expected).max(),
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            call(sparse_inf), expected, rtol=1e-10, atol=1e-13 * np.abs(expected).max(), err_msg=name
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -63,8 +64,9 @@ def test_fit_on_sparse_matches_dense(backend, solver):
     dense_model = fi.LogisticRegression(l2=1e-3, backend=backend).fit(X.toarray(), y)
     np.testing.assert_allclose(sparse_model.theta_, dense_model.theta_, rtol=1e-8, atol=1e-10)
     # Newton-CG stops at the same gradient tolerance: theta within ~tol / lambda_min
-    np.testing.assert_allclose(sparse_model.decision_function(X), dense_model.decision_function(X.toarray()),
-                               rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(
+        sparse_model.decision_function(X), dense_model.decision_function(X.toarray()), rtol=1e-7, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -86,8 +88,11 @@ def test_kernels_on_sparse(backend):
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize(("n", "d", "per_row", "k"), [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
-                         ids=["two_panels", "one_column_panels_on_huge_pages", "two_panels_five_chunks"])
+@pytest.mark.parametrize(
+    ("n", "d", "per_row", "k"),
+    [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
+    ids=["two_panels", "one_column_panels_on_huge_pages", "two_panels_five_chunks"],
+)
 def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     """The C++ product in column panels of V (4 + 3 columns; 1 + 1 columns of 2.4 MiB, the
     2 MiB-aligned huge-page buffers, sizes not a multiple of 2 MiB; 32 + 32 columns over five
@@ -96,8 +101,10 @@ def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     NumPy's CG."""
     rng = np.random.default_rng(6)
     columns = rng.integers(0, d, size=(n, per_row))  # duplicates are summed by SciPy
-    X = sp.csr_matrix((rng.standard_normal(n * per_row), columns.ravel(), np.arange(0, n * per_row + 1, per_row)),
-                      shape=(n, d))
+    X = sp.csr_matrix(
+        (rng.standard_normal(n * per_row), columns.ravel(), np.arange(0, n * per_row + 1, per_row)),
+        shape=(n, d),
+    )
     X.sum_duplicates()
     c = rng.random(n) / n
     c[::17] = 0.0  # rows skipped by the kernel
@@ -111,10 +118,13 @@ def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     assert np.all(np.isfinite(got))
     assert np.count_nonzero(got[:d]) > 0
     # CG reuses these buffers from one iteration to the next: each product must start from zero
-    solution, iterations, _ = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11,
-                                                  n_jobs=2)
+    solution, iterations, _ = fi.kernels.cg_solve(
+        X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11, n_jobs=2
+    )
     assert np.min(iterations) >= 2
-    reference = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11, backend="numpy")[0]
+    reference = fi.kernels.cg_solve(X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11, backend="numpy")[
+        0
+    ]
     np.testing.assert_allclose(solution, reference, rtol=1e-8, atol=1e-10)
     applied = fi.kernels.regularised_gram_product(X, c, solution, l2=0.3, fit_intercept=fit_intercept)
     assert np.linalg.norm(applied - V) <= 1e-9 * np.linalg.norm(V)
@@ -213,7 +223,8 @@ def _malformed(X):
         "indptr_not_starting_at_0": (with_indptr(0, 2), r"\.indptr must start at 0, got 2"),
         # non-monotone: RuntimeError vector::_M_default_append from the C++ core
         "indptr_decreasing": (
-            with_indptr(5, X.indptr[7] + 3), r"\.indptr must be non-decreasing; .* at row 5"
+            with_indptr(5, X.indptr[7] + 3),
+            r"\.indptr must be non-decreasing; .* at row 5",
         ),
         # indptr[-1] beyond the stored entries: read past the end of .data / .indices
         "data_shorter_than_indptr": (
@@ -225,17 +236,25 @@ def _malformed(X):
             rf"\.indptr ends at {X.nnz} .* \.indices has {X.nnz - 5} and",
         ),
         "indptr_of_wrong_length": (
-            _assign(X, indptr=X.indptr[:-1].copy()), rf"\.indptr has {n} entries, expected {n + 1}"
+            _assign(X, indptr=X.indptr[:-1].copy()),
+            rf"\.indptr has {n} entries, expected {n + 1}",
         ),
         "float_indices": (
-            _assign(X, indices=X.indices.astype(np.float64)), r"\.indices must be a 1-D integer"
+            _assign(X, indices=X.indices.astype(np.float64)),
+            r"\.indices must be a 1-D integer",
         ),
     }
 
 
 MALFORMED = [
-    "column_far_out_of_range", "negative_column", "column_equal_to_d", "indptr_not_starting_at_0",
-    "indptr_decreasing", "data_shorter_than_indptr", "indices_shorter_than_indptr", "indptr_of_wrong_length",
+    "column_far_out_of_range",
+    "negative_column",
+    "column_equal_to_d",
+    "indptr_not_starting_at_0",
+    "indptr_decreasing",
+    "data_shorter_than_indptr",
+    "indices_shorter_than_indptr",
+    "indptr_of_wrong_length",
     "float_indices",
 ]
 

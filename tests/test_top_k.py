@@ -60,11 +60,14 @@ def test_top_k_ties_go_to_the_lower_row_for_any_thread_count():
     X_test_b, y_test_b = np.eye(4), np.array([0, 1, 0, 1])
     results = [fi.Influence(model_b, Xb, yb, n_jobs=j).top_k(X_test_b, y_test_b, k=30) for j in (1, 2)]
     for a, b in zip(
-        (results[0].helpful_indices, results[0].harmful_scores), (results[1].helpful_indices, results[1].harmful_scores)
+        (results[0].helpful_indices, results[0].harmful_scores),
+        (results[1].helpful_indices, results[1].harmful_scores),
     ):
         np.testing.assert_array_equal(a, b)
-    for indices, scores in ((results[0].helpful_indices, results[0].helpful_scores),
-                            (results[0].harmful_indices, results[0].harmful_scores)):
+    for indices, scores in (
+        (results[0].helpful_indices, results[0].helpful_scores),
+        (results[0].harmful_indices, results[0].harmful_scores),
+    ):
         tied = np.diff(scores, axis=1) == 0
         assert tied.any(), "the data were meant to produce ties"
         assert np.all(np.diff(indices, axis=1)[tied] > 0)  # equal scores: lower row first
@@ -92,7 +95,9 @@ def test_loss_into_memmap(setup, tmp_path):
     model, X, y, X_test, y_test = setup
     inf = fi.Influence(model, X, y)
     expected = inf.loss(X_test, y_test)
-    out = np.lib.format.open_memmap(tmp_path / "scores.npy", mode="w+", dtype=np.float64, shape=expected.shape)
+    out = np.lib.format.open_memmap(
+        tmp_path / "scores.npy", mode="w+", dtype=np.float64, shape=expected.shape
+    )
     returned = inf.loss(X_test, y_test, out=out)
     assert returned is out or np.shares_memory(returned, out)
     out.flush()
@@ -135,5 +140,6 @@ def test_self_influence_streams_on_many_rows():
     assert values.shape == (n,)
     assert np.all(values <= 0)
     subset = [0, 123, n - 1]
-    np.testing.assert_allclose(values[subset], fi.Influence(model, X, y, backend="numpy").self_influence(subset),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        values[subset], fi.Influence(model, X, y, backend="numpy").self_influence(subset), rtol=1e-10
+    )

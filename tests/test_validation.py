@@ -430,38 +430,59 @@ def test_nan_and_infinite_options_are_refused_naming_the_option(problem, case):
 def test_numpy_scalar_options_are_accepted(problem):
     X, y, s, X_test, y_test = (problem[k] for k in ("X", "y", "s", "X_test", "y_test"))
     # np.float32(2**-30) is exactly 2**-30: both fits are the same computation
-    numpy_model = fi.LogisticRegression(l2=np.float64(L2), tol=np.float32(2**-30), max_iter=np.int64(50),
-                                        n_jobs=np.int64(1)).fit(X, y, s)
+    numpy_model = fi.LogisticRegression(
+        l2=np.float64(L2), tol=np.float32(2**-30), max_iter=np.int64(50), n_jobs=np.int64(1)
+    ).fit(X, y, s)
     model = fi.LogisticRegression(l2=L2, tol=2**-30, max_iter=50, n_jobs=1).fit(X, y, s)
     np.testing.assert_array_equal(numpy_model.theta_, model.theta_)
     for solver, numpy_options, options in [
         ("cg", {"tol": np.float64(1e-12), "max_iter": np.int64(500)}, {"tol": 1e-12, "max_iter": 500}),
-        ("lissa",
-         {"depth": np.int64(50), "repeats": np.int32(2), "batch_size": np.int64(20), "seed": np.uint64(3),
-          "warn_residual": np.float64(np.inf)},
-         {"depth": 50, "repeats": 2, "batch_size": 20, "seed": 3, "warn_residual": np.inf}),
+        (
+            "lissa",
+            {
+                "depth": np.int64(50),
+                "repeats": np.int32(2),
+                "batch_size": np.int64(20),
+                "seed": np.uint64(3),
+                "warn_residual": np.float64(np.inf),
+            },
+            {"depth": 50, "repeats": 2, "batch_size": 20, "seed": 3, "warn_residual": np.inf},
+        ),
     ]:
-        got = fi.Influence(model, X, y, s, solver=solver, damping=np.float32(0.0), n_jobs=np.int64(1),
-                           solver_options=numpy_options).loss(X_test, y_test)
-        expected = fi.Influence(model, X, y, s, solver=solver, damping=0.0, n_jobs=1,
-                                solver_options=options).loss(X_test, y_test)
+        got = fi.Influence(
+            model,
+            X,
+            y,
+            s,
+            solver=solver,
+            damping=np.float32(0.0),
+            n_jobs=np.int64(1),
+            solver_options=numpy_options,
+        ).loss(X_test, y_test)
+        expected = fi.Influence(
+            model, X, y, s, solver=solver, damping=0.0, n_jobs=1, solver_options=options
+        ).loss(X_test, y_test)
         np.testing.assert_array_equal(got, expected, err_msg=solver)
 
 
 HUGE_INTEGERS = {
     "model_max_iter": (
-        _fit_options(max_iter=2**40), rf"^max_iter must be a positive integer of at most {C_INT_MAX}"
+        _fit_options(max_iter=2**40),
+        rf"^max_iter must be a positive integer of at most {C_INT_MAX}",
     ),
     "kernels_fit_newton_max_iter": (
-        _kernel("fit_newton", max_iter=2**40), r"^max_iter must be a positive integer of at most"
+        _kernel("fit_newton", max_iter=2**40),
+        r"^max_iter must be a positive integer of at most",
     ),
     "kernels_cg_max_iter": (
-        _kernel("cg_solve", max_iter=2**31), r"^max_iter must be a positive integer of at most"
+        _kernel("cg_solve", max_iter=2**31),
+        r"^max_iter must be a positive integer of at most",
     ),
     "kernels_lissa_depth": (_kernel("lissa_solve", depth=2**40), r"^depth must be a positive integer of"),
     "kernels_lissa_seed": (_kernel("lissa_solve", seed=2**64), r"^seed must be a non-negative integer of"),
     "kernels_lissa_batch_size": (
-        _kernel("lissa_solve", batch_size=2**63), r"^batch_size must be a positive integer of at most"
+        _kernel("lissa_solve", batch_size=2**63),
+        r"^batch_size must be a positive integer of at most",
     ),
     "cg_max_iter": (
         _influence(solver="cg", solver_options={"max_iter": 2**40}),
@@ -530,8 +551,9 @@ def test_n_jobs_beyond_the_cores_is_clamped(problem):
 def test_solver_options_that_are_not_a_mapping_are_refused(problem, options):
     # a string failed deep inside dict() ("dictionary update sequence element #0 ..."), pairs passed
     with pytest.raises(TypeError, match=r"^solver_options must be a dict \(or another mapping\)"):
-        fi.Influence(problem["model"], problem["X"], problem["y"], problem["s"], solver="cg",
-                     solver_options=options)
+        fi.Influence(
+            problem["model"], problem["X"], problem["y"], problem["s"], solver="cg", solver_options=options
+        )
 
 
 def test_complex_labels_and_weights_are_refused(problem):

@@ -135,7 +135,7 @@ def _non_numeric_error(name, bad) -> InvalidArgumentTypeError:
     return InvalidArgumentTypeError(
         name,
         f"must hold real numbers (numeric or boolean columns); non-numeric {noun}: {kinds}. "
-        "Encode them as numbers first (for example one-hot for categories)"
+        "Encode them as numbers first (for example one-hot for categories)",
     )
 
 
@@ -256,7 +256,7 @@ def to_numpy_2d(obj, name: str = "X"):
         raise InvalidArgumentValueError(
             name,
             f"must be 2-D (n_samples, n_features): got a 1-D {type(obj).__name__}; "
-            "for a single feature pass a one-column DataFrame"
+            "for a single feature pass a one-column DataFrame",
         )
     assert library is not None  # a frame or series comes from one of the libraries
     convert = {"pandas": _pandas_2d, "polars": _polars_2d, "pyarrow": _pyarrow_2d}[library]
@@ -392,8 +392,12 @@ def describe_column_mismatch(expected, given, *, lacking: str, extra: str) -> st
 # -- labelled results --------------------------------------------------------------------------
 def require_pandas(why: str = "labelled results"):
     """The pandas module, or an ImportError that says why it is needed."""
-    return require("pandas", extra="cli", purpose=f"{why} (pandas objects; pass NumPy arrays, for example "
-                   "X.to_numpy(), to get NumPy arrays back)")
+    return require(
+        "pandas",
+        extra="cli",
+        purpose=f"{why} (pandas objects; pass NumPy arrays, for example "
+        "X.to_numpy(), to get NumPy arrays back)",
+    )
 
 
 def _index(labels, name: str | None = None):

@@ -12,8 +12,10 @@ def require(module: str, *, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
-        raise ImportError(f'{purpose} needs {top}: pip install "fastinfluence[{extra}]" (or pip install {top})') from exc
+        top = module.split(".", maxsplit=1)[0]
+        raise ImportError(
+            f'{purpose} needs {top}: pip install "fastinfluence[{extra}]" (or pip install {top})'
+        ) from exc
 
 
 def available(module: str) -> bool:

@@ -67,7 +67,7 @@ def _check_values(a: np.ndarray, name: str, what: str = "the features") -> None:
             name,
             f"has values up to {largest:.1e} in magnitude, above {MAX_MAGNITUDE:.0e}: the products "
             f"the kernels form (two features times a weight, squared gradients) would overflow double "
-            f"precision and every influence value would be NaN. Rescale {what}"
+            f"precision and every influence value would be NaN. Rescale {what}",
         )
 
 
@@ -78,7 +78,7 @@ def check_not_masked(value, name: str) -> None:
             name,
             f"is a masked array with {int(np.ma.count_masked(value))} masked entries; fastinfluence "
             f"would read the values under the mask. Fill them ({name}.filled(value)) "
-            "or drop those rows first"
+            "or drop those rows first",
         )
 
 
@@ -137,8 +137,10 @@ def _check_sparse_matrix(X, name, allow_empty):
     if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
         raise InvalidArgumentValueError(name, f"is empty: shape {X.shape}")
     dtype = X.dtype
-    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype.kind == "b") or np.issubdtype(
-        dtype, np.complexfloating
+    if (
+        dtype.kind == "O"
+        or not (np.issubdtype(dtype, np.number) or dtype.kind == "b")
+        or np.issubdtype(dtype, np.complexfloating)
     ):
         raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {dtype}")
     _check_sparse_structure(X, name)  # before SciPy's conversions or the kernels read the index arrays
@@ -208,7 +210,7 @@ def _check_sparse_structure(X, name) -> None:
         raise InvalidArgumentValueError(
             name,
             f"{what}: .indptr has {indptr.shape[0]} entries, expected {n_major + 1} "
-            f"(one per {major}, plus one)"
+            f"(one per {major}, plus one)",
         )
     if indptr[0] != 0:
         raise InvalidArgumentValueError(name, f"{what}: .indptr must start at 0, got {indptr[0]}")
@@ -218,14 +220,14 @@ def _check_sparse_structure(X, name) -> None:
         raise InvalidArgumentValueError(
             name,
             f"{what}: .indptr must be non-decreasing; it falls from {indptr[i]} to {indptr[i + 1]} "
-            f"at {major} {i}"
+            f"at {major} {i}",
         )
     nnz = int(indptr[-1])
     if indices.shape[0] < nnz or data.shape[0] < nnz:
         raise InvalidArgumentValueError(
             name,
             f"{what}: .indptr ends at {nnz} stored entries, but .indices has {indices.shape[0]} and .data "
-            f"{data.shape[0]}"
+            f"{data.shape[0]}",
         )
     _check_index_range(indices[:nnz], n_minor, name, what, ".indices", minor)
 
@@ -244,8 +246,7 @@ def _check_index_range(index: np.ndarray, bound: int, name: str, what: str, attr
     lo, hi = int(index.min()), int(index.max())
     if lo < 0 or hi >= bound:
         raise InvalidArgumentValueError(
-            name,
-            f"{what}: {attr} must hold {unit} numbers in [0, {bound}); got values from {lo} to {hi}"
+            name, f"{what}: {attr} must hold {unit} numbers in [0, {bound}); got values from {lo} to {hi}"
         )
 
 
@@ -290,8 +291,10 @@ def check_1d(v, n: int | None, name: str) -> np.ndarray:
 def check_vector(v, n: int | None, name: str) -> np.ndarray:
     """A 1-D finite float64 vector of length n (a copy, so callers may encode in place)."""
     arr = check_1d(v, n, name)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(
-        arr.dtype, np.complexfloating
+    if (
+        arr.dtype == object
+        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
+        or np.issubdtype(arr.dtype, np.complexfloating)
     ):
         raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float64, copy=True)
@@ -430,7 +433,7 @@ def check_out_overlap(out: np.ndarray, inputs: dict) -> None:
                 raise InvalidArgumentValueError(
                     "out",
                     f"shares memory with {name}: writing the result would overwrite the input while "
-                    "it is read. Pass an array that does not overlap the inputs as out"
+                    "it is read. Pass an array that does not overlap the inputs as out",
                 )
 
 
@@ -441,8 +444,11 @@ def _buffers(value) -> list:
     if isinstance(value, np.ndarray):
         return [value]
     if is_sparse(value):
-        return [getattr(value, a) for a in ("data", "indices", "indptr", "row", "col")
-                if isinstance(getattr(value, a, None), np.ndarray)]
+        return [
+            getattr(value, a)
+            for a in ("data", "indices", "indptr", "row", "col")
+            if isinstance(getattr(value, a, None), np.ndarray)
+        ]
     if hasattr(value, "__array__"):  # frames: their block, where NumPy gets a view of it
         try:
             return [np.asarray(value)]

@@ -150,14 +150,17 @@ class MemoryEngine:
         self._d1, self._d2 = at.d1, at.d2
         zero = None
         if value_at_zero:
-            zero = float(self.kernels.evaluate(self.problem, np.zeros_like(theta), False, False, self.n_jobs).value)
+            zero = float(
+                self.kernels.evaluate(self.problem, np.zeros_like(theta), False, False, self.n_jobs).value
+            )
         return Optimum(np.asarray(at.gradient), None if at.hessian is None else np.asarray(at.hessian), zero)
 
     def hessian_operator(self, damping):
         # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
         curvature = self.s * self._d2 / self.n_samples
-        return RowHessianOperator(self.kernels, self.X, self.fit_intercept, curvature, self.l2, damping,
-                                  self.n_jobs)
+        return RowHessianOperator(
+            self.kernels, self.X, self.fit_intercept, curvature, self.l2, damping, self.n_jobs
+        )
 
     def rows(self, indices):
         idx = V.check_indices(indices, self.n_samples)

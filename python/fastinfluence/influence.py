@@ -206,8 +206,19 @@ class Influence:
     #: The engine the constructor builds (the Dask module's Influence builds its own).
     _engine_class: type[Engine] = MemoryEngine
 
-    def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
-                 n_jobs=None, solver_options=None):
+    def __init__(
+        self,
+        model,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        solver="direct",
+        damping=0.0,
+        backend="cpp",
+        n_jobs=None,
+        solver_options=None,
+    ):
         _check_model(model)
         # a snapshot: refitting or editing the model afterwards changes nothing here
         self.model = model = copy.deepcopy(model)
@@ -231,8 +242,12 @@ class Influence:
         _check_finite_fit(engine, optimum.gradient, self.hessian_)
         self._operator = engine.hessian_operator(self.damping)
         self.solver_ = make_solver(
-            self.solver, operator=self._operator, hessian=self.hessian_, damping=self.damping,
-            backend=engine.kernels, options=solver_options,
+            self.solver,
+            operator=self._operator,
+            hessian=self.hessian_,
+            damping=self.damping,
+            backend=engine.kernels,
+            options=solver_options,
         )
         self._inverse_factor = None
         if scale is None:  # a model fitted elsewhere
@@ -293,8 +308,9 @@ class Influence:
     def _as_params(self, values, indices):
         if self._engine.train_rows is None:
             return values
-        return D.label_params(values, self._train_labels(indices), self._engine.columns,
-                              self._engine.fit_intercept)
+        return D.label_params(
+            values, self._train_labels(indices), self._engine.columns, self._engine.fit_intercept
+        )
 
     def _as_vector(self, values, indices, name):
         if self._engine.train_rows is None:
@@ -329,8 +345,9 @@ class Influence:
         self._check_method(method)
         if method == "influence":
             return self._context(row_scale="influence", **fields)
-        ctx = self._context(row_scale="newton", A=self._quadratic_factor(), leverage_floor=self._leverage_floor(),
-                            **fields)
+        ctx = self._context(
+            row_scale="newton", A=self._quadratic_factor(), leverage_floor=self._leverage_floor(), **fields
+        )
         risky = int(self._engine.sum_rows(rows, rowwise.risky_count, ctx))
         if risky:
             warnings.warn(
@@ -395,11 +412,21 @@ class Influence:
         if out is None:
             self._check_result_size(shape, "the influence matrix")
         else:
-            _check_out(out, shape, {"X_test": X_test, "y_test": y_test, "indices": indices,
-                                    "the training X": getattr(self._engine, "X", None),
-                                    "loss_derivative_": self._engine.derivatives(0)})
+            _check_out(
+                out,
+                shape,
+                {
+                    "X_test": X_test,
+                    "y_test": y_test,
+                    "indices": indices,
+                    "the training X": getattr(self._engine, "X", None),
+                    "loss_derivative_": self._engine.derivatives(0),
+                },
+            )
             out.fill(np.nan)  # rows the kernel has not reached stay NaN if it is interrupted
-        scores = self._engine.map_rows(rows, rowwise.scaled_products, self._context(M=V_test), (shape[1],), out=out)
+        scores = self._engine.map_rows(
+            rows, rowwise.scaled_products, self._context(M=V_test), (shape[1],), out=out
+        )
         return scores if out is not None else self._as_matrix(scores, indices, test_rows)
 
     def top_k(self, X_test, y_test, k=10):
@@ -439,8 +466,9 @@ class Influence:
     def leverage(self, indices=None):
         """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage."""
         ctx = self._context(A=self._quadratic_factor())
-        return self._as_vector(self._engine.map_rows(self._rows(indices), rowwise.leverage, ctx, ()), indices,
-                               "leverage")
+        return self._as_vector(
+            self._engine.map_rows(self._rows(indices), rowwise.leverage, ctx, ()), indices, "leverage"
+        )
 
     def pert_loss(self, X_test, y_test, indices=None):
         """I_pert,loss(z_i, z_test_j) = -g_test_j^T H^{-1} grad_x grad_theta loss(z_i), shape (k, m, d).
@@ -495,9 +523,12 @@ class Influence:
         X_test, y_test, eta_test, _, test_rows = self._test_side(X_test, y_test)
         self._check_result_size((self._engine.n_rows(rows), X_test.shape[0]), "the leave-one-out matrix")
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = r_i xa_i . U_j
-        U = self.solver_.solve(V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._engine.fit_intercept))
-        ctx = self._removal_context(method, rows, M=np.asfortranarray(U), loss=self.model.loss, y_test=y_test,
-                                    eta_test=eta_test)
+        U = self.solver_.solve(
+            V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._engine.fit_intercept)
+        )
+        ctx = self._removal_context(
+            method, rows, M=np.asfortranarray(U), loss=self.model.loss, y_test=y_test, eta_test=eta_test
+        )
         change = self._engine.map_rows(rows, rowwise.loo_newton_loss, ctx, (X_test.shape[0],))
         return self._as_matrix(change, indices, test_rows)
 
@@ -542,10 +573,11 @@ def _check_finite_test_gradients(eta, d1, loss_name):
     if loss_name == "poisson":
         cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
     raise InvalidArgumentValueError(
-        "X_test", f"has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
+        "X_test",
+        f"has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
         f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
         f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
-        "against the training data)"
+        "against the training data)",
     )
 
 
@@ -592,12 +624,21 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
         weights = s.copy()
         weights[i] = 0.0
         # warm-started at theta, to the model's stopping rule and polished (R(0) barely moves)
-        result = minimise(model.row_objective(X, y, weights), theta, tol=float(model.tol),
-                          max_iter=int(model.max_iter), method=method, objective_scale=objective_scale)
+        result = minimise(
+            model.row_objective(X, y, weights),
+            theta,
+            tol=float(model.tol),
+            max_iter=int(model.max_iter),
+            method=method,
+            objective_scale=objective_scale,
+        )
         result = model.check_minimiser(result, X, y, weights)  # removing a row can lose it
         if not result["converged"]:
-            warnings.warn(f"leave-one-out refit without row {i} did not converge: {result['message']}",
-                          ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"leave-one-out refit without row {i} did not converge: {result['message']}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         delta = np.asarray(result["theta"]) - theta
         delta_params[row] = delta
         delta_eta = V.linear_predictor(X_test, delta, fit_intercept)

@@ -89,8 +89,21 @@ def _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs,
     return get_backend(backend).evaluate(problem, theta, want_gradient, want_hessian, V.check_n_jobs(n_jobs))
 
 
-def evaluate(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, want_gradient=True,
-             want_hessian=True, t=None, backend="cpp", n_jobs=None):
+def evaluate(
+    loss,
+    X,
+    y,
+    theta,
+    *,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    want_gradient=True,
+    want_hessian=True,
+    t=None,
+    backend="cpp",
+    n_jobs=None,
+):
     """``(R(theta), grad R | None, H | None)`` in one fused pass over X.
 
     Partial sums over row chunks add up: for chunks X_1..X_K of one data set,
@@ -98,30 +111,48 @@ def evaluate(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, wan
     is ``X.shape[0]``, so scale a chunk's results by ``n_chunk / n`` (the
     penalty terms are added once per call: subtract them from all but one).
     """
-    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, bool(want_gradient),
-                     bool(want_hessian))
+    return _evaluate(
+        loss,
+        X,
+        y,
+        theta,
+        fit_intercept,
+        weights,
+        l2,
+        t,
+        backend,
+        n_jobs,
+        bool(want_gradient),
+        bool(want_hessian),
+    )
 
 
-def objective(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
-              n_jobs=None) -> float:
+def objective(
+    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+) -> float:
     """``R(theta)``."""
-    return float(_evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, False)[0])
+    return float(
+        _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, False)[0]
+    )
 
 
-def gradient(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
-             n_jobs=None) -> np.ndarray:
+def gradient(
+    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+) -> np.ndarray:
     """``grad R(theta) = (1/n) sum_i s_i loss'_i xa_i + l2 [w; 0]``, shape (p,)."""
     return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, True, False)[1]
 
 
-def hessian(loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp",
-            n_jobs=None) -> np.ndarray:
+def hessian(
+    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+) -> np.ndarray:
     """``H = (1/n) sum_i s_i loss''_i xa_i xa_i^T + l2 diag(1, .., 1, 0)``, shape (p, p)."""
     return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, True)[2]
 
 
-def hessian_vector_product(loss, X, y, theta, v, *, weights=None, l2=0.0, fit_intercept=True, t=None,
-                           backend="cpp", n_jobs=None) -> np.ndarray:
+def hessian_vector_product(
+    loss, X, y, theta, v, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+) -> np.ndarray:
     """``H v`` without forming H; ``v`` of shape (p,) or a block (p, k)."""
     problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
     v = np.asarray(v, dtype=np.float64)
@@ -132,8 +163,22 @@ def hessian_vector_product(loss, X, y, theta, v, *, weights=None, l2=0.0, fit_in
     return get_backend(backend).hessian_vector_product(problem, theta, v, V.check_n_jobs(n_jobs))
 
 
-def fit_newton(loss, X, y, *, theta0=None, weights=None, l2=0.0, fit_intercept=True, t=None, tol=1e-10,
-               max_iter=100, method="newton", backend="cpp", n_jobs=None) -> dict:
+def fit_newton(
+    loss,
+    X,
+    y,
+    *,
+    theta0=None,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    t=None,
+    tol=1e-10,
+    max_iter=100,
+    method="newton",
+    backend="cpp",
+    n_jobs=None,
+) -> dict:
     """Minimise R by Newton's method with line search (warm-started at ``theta0``, default zeros).
 
     ``method="newton"`` solves with the dense Hessian each iteration (in
@@ -176,8 +221,10 @@ def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backen
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
-        if out.shape != (X.shape[0], M.shape[1]) or out.dtype != np.float64 or not (
-            out.flags.c_contiguous and out.flags.writeable
+        if (
+            out.shape != (X.shape[0], M.shape[1])
+            or out.dtype != np.float64
+            or not (out.flags.c_contiguous and out.flags.writeable)
         ):
             raise ValueError(
                 f"out must be a writable C-contiguous float64 array of shape {(X.shape[0], M.shape[1])}; "
@@ -203,8 +250,10 @@ def _check_block(B, p, name, *, vector=True):
     """A finite (p, m) float64 block in Fortran order (a (p,) vector becomes one column when ``vector``)."""
     V.check_not_masked(B, name)
     B = np.asarray(B)
-    if B.dtype == object or not (np.issubdtype(B.dtype, np.number) or B.dtype == bool) or np.issubdtype(
-        B.dtype, np.complexfloating
+    if (
+        B.dtype == object
+        or not (np.issubdtype(B.dtype, np.number) or B.dtype == bool)
+        or np.issubdtype(B.dtype, np.complexfloating)
     ):
         raise TypeError(f"{name} must hold real numbers, got dtype {B.dtype}")
     B = B.astype(np.float64, copy=False)
@@ -225,8 +274,9 @@ def _check_curvature(X, c):
     return c
 
 
-def curvature_weights(loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp",
-                      n_jobs=None) -> np.ndarray:
+def curvature_weights(
+    loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+) -> np.ndarray:
     """``c_i = s_i loss''_i / n`` at theta, shape (n,): ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)``."""
     problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, 0.0, t)
     return get_backend(backend).curvature_weights(problem, theta, V.check_n_jobs(n_jobs))
@@ -250,8 +300,21 @@ def gram_diagonal(X, c, *, fit_intercept=True, backend="cpp", n_jobs=None) -> np
     return get_backend(backend).gram_diagonal(X, bool(fit_intercept), c, V.check_n_jobs(n_jobs))
 
 
-def cg_solve(X, c, B, *, l2=0.0, damping=0.0, fit_intercept=True, tol=1e-10, max_iter=1000, x0=None,
-             precondition=True, backend="cpp", n_jobs=None):
+def cg_solve(
+    X,
+    c,
+    B,
+    *,
+    l2=0.0,
+    damping=0.0,
+    fit_intercept=True,
+    tol=1e-10,
+    max_iter=1000,
+    x0=None,
+    precondition=True,
+    backend="cpp",
+    n_jobs=None,
+):
     """Solve ``(H + damping I) V = B`` by Jacobi-preconditioned CG over Hessian-vector products.
 
     All columns of B share each pass over X. Returns ``(V, iterations, residual)``:
@@ -266,14 +329,35 @@ def cg_solve(X, c, B, *, l2=0.0, damping=0.0, fit_intercept=True, tol=1e-10, max
     if x0 is not None and x0.shape != B.shape:
         raise ValueError(f"x0 must have the shape of B, {B.shape}")
     return get_backend(backend).cg_solve(
-        X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
-        V.check_positive_finite(tol, "tol"), V.check_positive_int(max_iter, "max_iter"), x0,
-        bool(precondition), V.check_n_jobs(n_jobs),
+        X,
+        bool(fit_intercept),
+        c,
+        V.check_nonnegative(l2, "l2"),
+        V.check_nonnegative(damping, "damping"),
+        B,
+        V.check_positive_finite(tol, "tol"),
+        V.check_positive_int(max_iter, "max_iter"),
+        x0,
+        bool(precondition),
+        V.check_n_jobs(n_jobs),
     )
 
 
-def lissa_solve(X, c, B, *, scale, l2=0.0, damping=0.0, fit_intercept=True, depth=5000, repeats=1,
-                batch_size=256, seed=0, backend="cpp"):
+def lissa_solve(
+    X,
+    c,
+    B,
+    *,
+    scale,
+    l2=0.0,
+    damping=0.0,
+    fit_intercept=True,
+    depth=5000,
+    repeats=1,
+    batch_size=256,
+    seed=0,
+    backend="cpp",
+):
     """LiSSA estimate of ``(H + damping I)^{-1} B``: ``v_j = b + (I - (H_j + damping I)/scale) v_{j-1}``.
 
     ``H_j`` is the Hessian of a mini-batch of ``batch_size`` rows drawn with
@@ -287,9 +371,16 @@ def lissa_solve(X, c, B, *, scale, l2=0.0, damping=0.0, fit_intercept=True, dept
     p = X.shape[1] + (1 if fit_intercept else 0)
     B = _check_block(B, p, "B")
     return get_backend(backend).lissa_solve(
-        X, bool(fit_intercept), c, V.check_nonnegative(l2, "l2"), V.check_nonnegative(damping, "damping"), B,
-        V.check_positive_finite(scale, "scale"), V.check_positive_int(depth, "depth"),
-        V.check_positive_int(repeats, "repeats"), V.check_positive_int(batch_size, "batch_size"),
+        X,
+        bool(fit_intercept),
+        c,
+        V.check_nonnegative(l2, "l2"),
+        V.check_nonnegative(damping, "damping"),
+        B,
+        V.check_positive_finite(scale, "scale"),
+        V.check_positive_int(depth, "depth"),
+        V.check_positive_int(repeats, "repeats"),
+        V.check_positive_int(batch_size, "batch_size"),
         V.check_nonnegative_int(seed, "seed"),
     )
 

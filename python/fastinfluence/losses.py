@@ -64,7 +64,9 @@ class Loss:
             return
         if np.any(bad):
             first = y[np.flatnonzero(bad)[0]]
-            raise InvalidArgumentValueError(name, f"must hold {expected} for the {self.name} loss; found {float(first):g}")
+            raise InvalidArgumentValueError(
+                name, f"must hold {expected} for the {self.name} loss; found {float(first):g}"
+            )
 
 
 def loss_infimum(loss: Loss, y: np.ndarray) -> np.ndarray:

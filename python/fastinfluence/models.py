@@ -61,15 +61,32 @@ class LinearModelBase:
 
     _loss_name: str = ""
     _param_names: tuple[str, ...] = (
-        "l2", "fit_intercept", "tol", "max_iter", "method", "backend", "n_jobs", "solver"
+        "l2",
+        "fit_intercept",
+        "tol",
+        "max_iter",
+        "method",
+        "backend",
+        "n_jobs",
+        "solver",
     )
     # Fitted attributes that only some models have (``hasattr`` tells; declared, not set, here):
     # the two classes of a classifier, and the weights that fastinfluence.sklearn.from_sklearn derived.
     classes_: np.ndarray
     sample_weight_: np.ndarray | None
 
-    def __init__(self, *, l2=0.0, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
-                 n_jobs=None, solver=None):
+    def __init__(
+        self,
+        *,
+        l2=0.0,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        method="auto",
+        backend="cpp",
+        n_jobs=None,
+        solver=None,
+    ):
         self.l2 = l2
         self.method = method
         self.solver = solver  # deprecated: the name of ``method`` before 0.2
@@ -168,8 +185,13 @@ class LinearModelBase:
         y = self.encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
         theta0 = np.zeros(X.shape[1] + (1 if self.fit_intercept else 0))
-        result = minimise(self.row_objective(X, y, s), theta0, tol=float(self.tol), max_iter=int(self.max_iter),
-                          method=self.fit_method(theta0.size))
+        result = minimise(
+            self.row_objective(X, y, s),
+            theta0,
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            method=self.fit_method(theta0.size),
+        )
         self.set_fit_result(self.check_minimiser(result, X, y, s), X.shape[1])
         names = D.feature_names(columns)
         if names is not None:
@@ -188,13 +210,21 @@ class LinearModelBase:
 
     def check_minimiser(self, result, X, y, s):
         """The fit result, marked not converged when R has no minimiser (:mod:`fastinfluence.minimiser`)."""
-        reason = no_minimiser_reason(self.loss, X, y, s, np.asarray(result["theta"], dtype=np.float64),
-                                     bool(self.fit_intercept), float(self.l2), bool(result["converged"]),
-                                     float(self.tol))
+        reason = no_minimiser_reason(
+            self.loss,
+            X,
+            y,
+            s,
+            np.asarray(result["theta"], dtype=np.float64),
+            bool(self.fit_intercept),
+            float(self.l2),
+            bool(result["converged"]),
+            float(self.tol),
+        )
         return result if reason is None else dict(result, converged=False, message=reason)
 
     def fit_method(self, n_params: int) -> str:
-        """"newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``method`` rule."""
+        """ "newton" (dense Hessian) or "newton_cg" (matrix-free), by the ``method`` rule."""
         method = self._method()
         if method == "auto":
             return "newton" if n_params <= AUTO_NEWTON_MAX_PARAMS else "newton_cg"
@@ -261,10 +291,28 @@ class BinaryClassifierBase(LinearModelBase):
     _positive_internal = 1.0
     _negative_internal = 0.0
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
-                 n_jobs=None, solver=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
-                         backend=backend, n_jobs=n_jobs, solver=solver)
+    def __init__(
+        self,
+        *,
+        l2=1e-3,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        method="auto",
+        backend="cpp",
+        n_jobs=None,
+        solver=None,
+    ):
+        super().__init__(
+            l2=l2,
+            fit_intercept=fit_intercept,
+            tol=tol,
+            max_iter=max_iter,
+            method=method,
+            backend=backend,
+            n_jobs=n_jobs,
+            solver=solver,
+        )
 
     def encode_targets(self, y, n, name="y", *, fitting=False):
         raw = V.check_1d(y, n, name)
@@ -282,14 +330,16 @@ class BinaryClassifierBase(LinearModelBase):
             else:
                 shown = sorted(values)[:5]
                 raise InvalidArgumentValueError(
-                    name, f"must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
-                    f"such as strings) for {type(self).__name__}; found values {shown}"
+                    name,
+                    f"must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
+                    f"such as strings) for {type(self).__name__}; found values {shown}",
                 )
             self.classes_ = np.array(classes)
         if _class_names(self.classes_, "classes_") is not None:  # fitted on class names, given numbers
             raise InvalidArgumentValueError(
-                name, f"holds labels {sorted(values)[:5]} that are not among the model's classes "
-                f"{self.classes_.tolist()}"
+                name,
+                f"holds labels {sorted(values)[:5]} that are not among the model's classes "
+                f"{self.classes_.tolist()}",
             )
         allowed = {float(c) for c in self.classes_}
         if not values <= allowed:
@@ -314,8 +364,8 @@ class BinaryClassifierBase(LinearModelBase):
         bad = [label for label in names.tolist() if label not in known]
         if bad:
             raise InvalidArgumentValueError(
-                name, f"holds labels {bad[:5]} that are not among the model's classes "
-                f"{self.classes_.tolist()}"
+                name,
+                f"holds labels {bad[:5]} that are not among the model's classes {self.classes_.tolist()}",
             )
         positive = raw == self.classes_[1]
         return np.where(positive, self._positive_internal, self._negative_internal).astype(np.float64)
@@ -338,7 +388,9 @@ def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
             raise InvalidArgumentValueError(name, "has missing values (None or NaN)") from None
         kinds = sorted({type(v).__name__ for v in values})
-        raise InvalidArgumentTypeError(name, f"mixes label types {kinds}; class labels must all be of one type") from None
+        raise InvalidArgumentTypeError(
+            name, f"mixes label types {kinds}; class labels must all be of one type"
+        ) from None
     return labels if all(isinstance(v, str) for v in labels.tolist()) else None
 
 
@@ -368,10 +420,29 @@ class SmoothHingeClassifier(BinaryClassifierBase):
     _param_names = (*LinearModelBase._param_names, "t")
     _negative_internal = -1.0
 
-    def __init__(self, *, t: float = 0.1, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto",
-                 backend="cpp", n_jobs=None, solver=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
-                         backend=backend, n_jobs=n_jobs, solver=solver)
+    def __init__(
+        self,
+        *,
+        t: float = 0.1,
+        l2=1e-3,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        method="auto",
+        backend="cpp",
+        n_jobs=None,
+        solver=None,
+    ):
+        super().__init__(
+            l2=l2,
+            fit_intercept=fit_intercept,
+            tol=tol,
+            max_iter=max_iter,
+            method=method,
+            backend=backend,
+            n_jobs=n_jobs,
+            solver=solver,
+        )
         self.t = t
 
     @property
@@ -386,10 +457,28 @@ class PoissonRegression(LinearModelBase):
 
     _loss_name = "poisson"
 
-    def __init__(self, *, l2=1e-3, fit_intercept=True, tol=1e-10, max_iter=100, method="auto", backend="cpp",
-                 n_jobs=None, solver=None):
-        super().__init__(l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, method=method,
-                         backend=backend, n_jobs=n_jobs, solver=solver)
+    def __init__(
+        self,
+        *,
+        l2=1e-3,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        method="auto",
+        backend="cpp",
+        n_jobs=None,
+        solver=None,
+    ):
+        super().__init__(
+            l2=l2,
+            fit_intercept=fit_intercept,
+            tol=tol,
+            max_iter=max_iter,
+            method=method,
+            backend=backend,
+            n_jobs=n_jobs,
+            solver=solver,
+        )
 
     def predict(self, X):
         """The predicted mean, exp(eta)."""

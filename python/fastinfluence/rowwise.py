@@ -93,8 +93,9 @@ def row_scale(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
 
 def scaled_products(kernels, block: RowBlock, ctx: Context, out=None) -> np.ndarray:
     """r_i xa_i^T M, (k, m): params and loo_params (M = H^{-1}), loss and loo (M = H^{-1} G_test)."""
-    return kernels.scaled_row_products(block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M, out,
-                                       ctx.n_jobs)
+    return kernels.scaled_row_products(
+        block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M, out, ctx.n_jobs
+    )
 
 
 def self_influence(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
@@ -110,8 +111,17 @@ def pert_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
 def loo_newton_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
     """loss(z_j, theta + delta_i) - loss(z_j, theta), (k, m), delta_i = r_i H^{-1} xa_i: with
     U = H^{-1} Xa_test^T (``ctx.M``), xa_test_j . delta_i = r_i xa_i . U_j."""
-    return kernels.loo_loss_change(ctx.loss, block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M,
-                                   ctx.y_test, ctx.eta_test, None, ctx.n_jobs)
+    return kernels.loo_loss_change(
+        ctx.loss,
+        block.X,
+        ctx.fit_intercept,
+        row_scale(kernels, block, ctx),
+        ctx.M,
+        ctx.y_test,
+        ctx.eta_test,
+        None,
+        ctx.n_jobs,
+    )
 
 
 def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:

@@ -59,7 +59,14 @@ MIN_RECIPROCAL_CONDITION = 1e-12
 _SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
     "direct": {},
     "cg": {"tol": 1e-10, "max_iter": 1000, "preconditioner": "jacobi"},
-    "lissa": {"scale": None, "depth": 5000, "repeats": 1, "batch_size": 256, "seed": 0, "warn_residual": 1e-2},
+    "lissa": {
+        "scale": None,
+        "depth": 5000,
+        "repeats": 1,
+        "batch_size": 256,
+        "seed": 0,
+        "warn_residual": 1e-2,
+    },
 }
 
 
@@ -261,18 +268,31 @@ class RowHessianOperator(HessianOperator):
         self.n_params = X.shape[1] + (1 if fit_intercept else 0)
 
     def hessian_products(self, V: np.ndarray) -> np.ndarray:
-        return self.backend.regularised_gram_product(self.X, self.fit_intercept, self.c, self.l2, V, self.n_jobs)
+        return self.backend.regularised_gram_product(
+            self.X, self.fit_intercept, self.c, self.l2, V, self.n_jobs
+        )
 
     def undamped_diagonal(self) -> np.ndarray:
-        top = np.array(self.backend.gram_diagonal(self.X, self.fit_intercept, self.c, self.n_jobs), dtype=np.float64)
+        top = np.array(
+            self.backend.gram_diagonal(self.X, self.fit_intercept, self.c, self.n_jobs), dtype=np.float64
+        )
         top[: self.X.shape[1]] += self.l2
         return top
 
     def conjugate_gradient(self, B, tol, max_iter, x0=None, precondition=True):
         """The backend's fused CG kernel (the compiled one streams X once per iteration)."""
         return self.backend.cg_solve(
-            self.X, self.fit_intercept, self.c, self.l2, self.damping, np.asfortranarray(B, dtype=np.float64),
-            tol, max_iter, None if x0 is None else np.asfortranarray(x0), precondition, self.n_jobs,
+            self.X,
+            self.fit_intercept,
+            self.c,
+            self.l2,
+            self.damping,
+            np.asfortranarray(B, dtype=np.float64),
+            tol,
+            max_iter,
+            None if x0 is None else np.asfortranarray(x0),
+            precondition,
+            self.n_jobs,
         )
 
 
@@ -297,11 +317,15 @@ def conditioning_advice(diagonal: np.ndarray, damping: float) -> str:
     spread = float(positive.max() / positive.min()) if positive.size else 1.0
     advice = "fit with l2 > 0 (features are nearly collinear)"
     if spread > 1e4:
-        return (f"{advice}, and standardise the features: the diagonal of H spans a factor {spread:.1e}, and "
-                "damping shifts every coordinate alike, so it would bias the small ones most")
+        return (
+            f"{advice}, and standardise the features: the diagonal of H spans a factor {spread:.1e}, and "
+            "damping shifts every coordinate alike, so it would bias the small ones most"
+        )
     typical = float(np.median(positive)) if positive.size else 1.0
-    return (f"{advice}, or increase damping (currently {damping:g}; for example "
-            f"damping={suggest_damping(typical):g}, 1e-8 of the typical diagonal entry of H)")
+    return (
+        f"{advice}, or increase damping (currently {damping:g}; for example "
+        f"damping={suggest_damping(typical):g}, 1e-8 of the typical diagonal entry of H)"
+    )
 
 
 class DirectSolver:
@@ -394,7 +418,10 @@ class CGSolver(_IterativeSolver):
         B2, vec = _as_block(B)
         op = self.operator
         V, iterations, residual = op.conjugate_gradient(
-            B2, self.tol, self.max_iter, None if x0 is None else np.reshape(x0, B2.shape),
+            B2,
+            self.tol,
+            self.max_iter,
+            None if x0 is None else np.reshape(x0, B2.shape),
             self.preconditioner == "jacobi",
         )
         self.iterations_, self.residual_ = np.asarray(iterations), np.asarray(residual)
@@ -419,8 +446,16 @@ class LissaSolver(_IterativeSolver):
 
     name = "lissa"
 
-    def __init__(self, operator: HessianOperator, scale=None, depth=5000, repeats=1, batch_size=256, seed=0,
-                 warn_residual=1e-2):
+    def __init__(
+        self,
+        operator: HessianOperator,
+        scale=None,
+        depth=5000,
+        repeats=1,
+        batch_size=256,
+        seed=0,
+        warn_residual=1e-2,
+    ):
         super().__init__(operator)
         if scale is None:
             _, largest = operator.extreme_eigenvalues(tol=1e-3)
@@ -433,8 +468,17 @@ class LissaSolver(_IterativeSolver):
         op = self.operator
         assert isinstance(op, RowHessianOperator)  # LiSSA samples mini-batches of rows in memory
         V, diverged = op.backend.lissa_solve(
-            op.X, op.fit_intercept, op.c, op.l2, op.damping, B2, self.scale, self.depth, self.repeats,
-            self.batch_size, self.seed,
+            op.X,
+            op.fit_intercept,
+            op.c,
+            op.l2,
+            op.damping,
+            B2,
+            self.scale,
+            self.depth,
+            self.repeats,
+            self.batch_size,
+            self.seed,
         )
         V, diverged = np.asarray(V), np.asarray(diverged, dtype=bool)
         if np.any(diverged):
@@ -482,7 +526,9 @@ def centred_hessian(X: np.ndarray, c: np.ndarray, l2: float) -> tuple[np.ndarray
     total = float(np.sum(c))
     mu = np.zeros(d)
     for start in range(0, n, _CENTRING_ROWS):
-        mu += c[start : start + _CENTRING_ROWS] @ np.asarray(X[start : start + _CENTRING_ROWS], dtype=np.float64)
+        mu += c[start : start + _CENTRING_ROWS] @ np.asarray(
+            X[start : start + _CENTRING_ROWS], dtype=np.float64
+        )
     mu /= total
     gram = np.zeros((d, d))
     cross = np.zeros(d)
@@ -532,8 +578,12 @@ class CentredDirectSolver(DirectSolver):
 def _direct_solver(hessian, damping, backend, operator):
     """The direct solver; on centred columns when plain equilibration leaves H ill-conditioned."""
     # centring needs the rows (an in-memory, dense X)
-    centrable = (damping == 0 and operator.fit_intercept and operator.X is not None
-                 and not _validation.is_sparse(operator.X))
+    centrable = (
+        damping == 0
+        and operator.fit_intercept
+        and operator.X is not None
+        and not _validation.is_sparse(operator.X)
+    )
     try:
         solver = DirectSolver(hessian, damping, backend)
     except IllConditionedHessianError:

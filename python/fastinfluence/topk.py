@@ -83,5 +83,6 @@ def merge_candidates(candidates: np.ndarray, k: int) -> np.ndarray:
 
 def unpack(packed: np.ndarray) -> TopK:
     """The :class:`TopK` of packed (m, 4, k) candidates."""
-    return TopK(packed[:, 0].astype(np.int64), packed[:, 1].copy(), packed[:, 2].astype(np.int64),
-                packed[:, 3].copy())
+    return TopK(
+        packed[:, 0].astype(np.int64), packed[:, 1].copy(), packed[:, 2].astype(np.int64), packed[:, 3].copy()
+    )

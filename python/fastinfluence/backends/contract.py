@@ -98,11 +98,13 @@ class Backend(Protocol):
     # -- the objective -----------------------------------------------------------------------------
     def row_derivatives(self, problem: Problem, theta, n_jobs: int = 0) -> RowDerivatives: ...
 
-    def evaluate(self, problem: Problem, theta, want_gradient: bool, want_hessian: bool,
-                 n_jobs: int = 0) -> Evaluation: ...
+    def evaluate(
+        self, problem: Problem, theta, want_gradient: bool, want_hessian: bool, n_jobs: int = 0
+    ) -> Evaluation: ...
 
-    def evaluate_with_row_derivatives(self, problem: Problem, theta, want_hessian: bool,
-                                      n_jobs: int = 0) -> RowEvaluation: ...
+    def evaluate_with_row_derivatives(
+        self, problem: Problem, theta, want_hessian: bool, n_jobs: int = 0
+    ) -> RowEvaluation: ...
 
     def hessian_vector_product(self, problem: Problem, theta, V, n_jobs: int = 0) -> np.ndarray: ...
 
@@ -110,23 +112,52 @@ class Backend(Protocol):
     def curvature_weights(self, problem: Problem, theta, n_jobs: int = 0) -> np.ndarray: ...
 
     # -- Gram products: H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0) --------------------------------
-    def regularised_gram_product(self, X, fit_intercept: bool, c, l2: float, V, n_jobs: int = 0) -> np.ndarray: ...
+    def regularised_gram_product(
+        self, X, fit_intercept: bool, c, l2: float, V, n_jobs: int = 0
+    ) -> np.ndarray: ...
 
     def gram_diagonal(self, X, fit_intercept: bool, c, n_jobs: int = 0) -> np.ndarray: ...
 
-    def cg_solve(self, X, fit_intercept: bool, c, l2: float, damping: float, B, tol: float, max_iter: int,
-                 x0=None, precondition: bool = True, n_jobs: int = 0) -> CGResult: ...
+    def cg_solve(
+        self,
+        X,
+        fit_intercept: bool,
+        c,
+        l2: float,
+        damping: float,
+        B,
+        tol: float,
+        max_iter: int,
+        x0=None,
+        precondition: bool = True,
+        n_jobs: int = 0,
+    ) -> CGResult: ...
 
-    def lissa_solve(self, X, fit_intercept: bool, c, l2: float, damping: float, B, scale: float, depth: int,
-                    repeats: int, batch_size: int, seed: int) -> LissaResult: ...
+    def lissa_solve(
+        self,
+        X,
+        fit_intercept: bool,
+        c,
+        l2: float,
+        damping: float,
+        B,
+        scale: float,
+        depth: int,
+        repeats: int,
+        batch_size: int,
+        seed: int,
+    ) -> LissaResult: ...
 
     # -- scoring -----------------------------------------------------------------------------------
-    def scaled_row_products(self, X, fit_intercept: bool, row_scale, M, out=None, n_jobs: int = 0) -> np.ndarray: ...
+    def scaled_row_products(
+        self, X, fit_intercept: bool, row_scale, M, out=None, n_jobs: int = 0
+    ) -> np.ndarray: ...
 
     def row_quadratic_forms(self, X, fit_intercept: bool, A, n_jobs: int = 0) -> np.ndarray: ...
 
-    def loo_loss_change(self, loss: Loss, X, fit_intercept: bool, row_scale, U, y_test, eta_test, out=None,
-                        n_jobs: int = 0) -> np.ndarray: ...
+    def loo_loss_change(
+        self, loss: Loss, X, fit_intercept: bool, row_scale, U, y_test, eta_test, out=None, n_jobs: int = 0
+    ) -> np.ndarray: ...
 
     def perturbation_loss(self, X, fit_intercept: bool, d1, d2, V, w, n_jobs: int = 0) -> np.ndarray: ...
 

@@ -31,13 +31,27 @@ def loss_difference(loss, y, eta, delta):
 
 def row_derivatives(problem, theta, n_jobs=0):
     p = problem
-    return RowDerivatives(*_core.row_derivatives(p.loss.kind, p.loss.t, p.X, p.y, theta, p.fit_intercept, n_jobs))
+    return RowDerivatives(
+        *_core.row_derivatives(p.loss.kind, p.loss.t, p.X, p.y, theta, p.fit_intercept, n_jobs)
+    )
 
 
 def _evaluate(problem, theta, want_gradient, want_hessian, n_jobs, row_derivatives):
     p = problem
-    return _core.evaluate(p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, p.l2,
-                          want_gradient, want_hessian, n_jobs, row_derivatives)
+    return _core.evaluate(
+        p.loss.kind,
+        p.loss.t,
+        p.X,
+        p.y,
+        _weights(p.weights),
+        theta,
+        p.fit_intercept,
+        p.l2,
+        want_gradient,
+        want_hessian,
+        n_jobs,
+        row_derivatives,
+    )
 
 
 def evaluate(problem, theta, want_gradient, want_hessian, n_jobs=0):
@@ -53,16 +67,25 @@ def hessian_vector_product(problem, theta, V, n_jobs=0):
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
     HV = _core.hessian_vector_product(
-        p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, p.l2,
-        V[:, None] if vec else V, n_jobs,
+        p.loss.kind,
+        p.loss.t,
+        p.X,
+        p.y,
+        _weights(p.weights),
+        theta,
+        p.fit_intercept,
+        p.l2,
+        V[:, None] if vec else V,
+        n_jobs,
     )
     return HV[:, 0] if vec else HV
 
 
 def curvature_weights(problem, theta, n_jobs=0):
     p = problem
-    return _core.curvature_weights(p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept,
-                                   n_jobs)
+    return _core.curvature_weights(
+        p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, n_jobs
+    )
 
 
 def regularised_gram_product(X, fit_intercept, c, l2, V, n_jobs=0):
@@ -74,12 +97,15 @@ def gram_diagonal(X, fit_intercept, c, n_jobs=0):
 
 
 def cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0=None, precondition=True, n_jobs=0):
-    return CGResult(*_core.cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0, precondition, n_jobs))
+    return CGResult(
+        *_core.cg_solve(X, fit_intercept, c, l2, damping, B, tol, max_iter, x0, precondition, n_jobs)
+    )
 
 
 def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed):
-    return LissaResult(*_core.lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size,
-                                          seed))
+    return LissaResult(
+        *_core.lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batch_size, seed)
+    )
 
 
 def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0):
@@ -95,7 +121,9 @@ def row_quadratic_forms(X, fit_intercept, A, n_jobs=0):
 
 
 def loo_loss_change(loss, X, fit_intercept, row_scale, U, y_test, eta_test, out=None, n_jobs=0):
-    return _core.loo_loss_change(loss.kind, loss.t, X, fit_intercept, row_scale, U, y_test, eta_test, out, n_jobs)
+    return _core.loo_loss_change(
+        loss.kind, loss.t, X, fit_intercept, row_scale, U, y_test, eta_test, out, n_jobs
+    )
 
 
 def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):

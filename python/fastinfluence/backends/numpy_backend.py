@@ -322,8 +322,12 @@ def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, block_rows=65536):
     m = M.shape[1]
     best = {largest: (np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0))) for largest in (False, True)}
     for start in range(0, n, block_rows):
-        S = row_scale[start : start + block_rows, None] * _row_products(X[start : start + block_rows], fit_intercept, M)
+        S = row_scale[start : start + block_rows, None] * _row_products(
+            X[start : start + block_rows], fit_intercept, M
+        )
         rows = np.broadcast_to(np.arange(start, start + S.shape[0]), (m, S.shape[0]))
         for largest, (kept_rows, kept_scores) in best.items():
-            best[largest] = best_k(np.hstack([kept_rows, rows]), np.hstack([kept_scores, S.T]), k, largest=largest)
+            best[largest] = best_k(
+                np.hstack([kept_rows, rows]), np.hstack([kept_scores, S.T]), k, largest=largest
+            )
     return TopKScores(*best[False], *best[True])

@@ -26,7 +26,6 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30, width=100)
 
 
-
 MAIN_DESCRIPTION = """\
 Which training rows made my model say this? fastinfluence computes exact influence
 functions (Koh & Liang, 2017) of convex linear models: for every training row i and
@@ -110,7 +109,6 @@ examples:
 
 exit status: 0 success, 2 bad input or usage (no output written), 1 unexpected failure,
 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); neither leaves a partial output."""
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,10 +101,30 @@ class Influence(_influence.Influence):
     _engine_class = DaskEngine
     _engine: DaskEngine
 
-    def __init__(self, model, X, y, sample_weight=None, *, solver="direct", damping=0.0, backend="cpp",
-                 n_jobs=1, solver_options=None):
-        super().__init__(model, X, y, sample_weight, solver=solver, damping=damping, backend=backend,
-                         n_jobs=n_jobs, solver_options=solver_options)
+    def __init__(
+        self,
+        model,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        solver="direct",
+        damping=0.0,
+        backend="cpp",
+        n_jobs=1,
+        solver_options=None,
+    ):
+        super().__init__(
+            model,
+            X,
+            y,
+            sample_weight,
+            solver=solver,
+            damping=damping,
+            backend=backend,
+            n_jobs=n_jobs,
+            solver_options=solver_options,
+        )
 
     @property
     def passes_(self) -> int:

@@ -26,6 +26,7 @@ from ._data import Data
 #: Partial results combined per node of the tree reductions.
 SPLIT_EVERY = 8
 
+
 def label_encoder(model: LinearModelBase) -> LinearModelBase:
     """An unfitted copy of ``model`` (with ``classes_``): small to ship, encodes labels per chunk."""
     encoder = type(model)(**model.get_params())
@@ -77,8 +78,9 @@ def shared(value):
     return dask.delayed(value, pure=True)
 
 
-def map_rows(data: Data, func, context, trailing: tuple, *, per_chunk: bool = False,
-              dtype=np.float64) -> da.Array:
+def map_rows(
+    data: Data, func, context, trailing: tuple, *, per_chunk: bool = False, dtype=np.float64
+) -> da.Array:
     """``func(X_chunk, y_chunk, s_chunk, context, block_info=...)`` for every row chunk.
 
     Output chunks: one block per row chunk, with the chunk's rows as the first
@@ -88,15 +90,23 @@ def map_rows(data: Data, func, context, trailing: tuple, *, per_chunk: bool = Fa
     if not trailing:
         # One value per row: computed as an (n_c, 1) column and viewed as (n,). (map_blocks'
         # drop_axis would concatenate X's single column block, copying every chunk.)
-        return map_rows(data, functools.partial(_as_column, func), context, (1,), per_chunk=per_chunk,
-                         dtype=dtype)[:, 0]
+        return map_rows(
+            data, functools.partial(_as_column, func), context, (1,), per_chunk=per_chunk, dtype=dtype
+        )[:, 0]
     first = tuple(1 for _ in data.row_chunks) if per_chunk else data.row_chunks
     chunks = (first, *((t,) for t in trailing))
     ndim = 1 + len(trailing)
     kwargs = {"new_axis": list(range(2, ndim))} if ndim > 2 else {}
     return da.map_blocks(
-        func, data.X, data.y, data.s, context, chunks=chunks, dtype=dtype,
-        meta=np.empty((0,) * ndim, dtype=dtype), **kwargs,
+        func,
+        data.X,
+        data.y,
+        data.s,
+        context,
+        chunks=chunks,
+        dtype=dtype,
+        meta=np.empty((0,) * ndim, dtype=dtype),
+        **kwargs,
     )
 
 
@@ -107,8 +117,6 @@ def _as_column(func, X, y, s, context, block_info=None):
 def compute(*collections):
     """Compute on the active scheduler (a distributed Client if one is set, else threads)."""
     return dask.compute(*collections)
-
-
 
 
 @dataclass(frozen=True)
@@ -190,8 +198,13 @@ class Objective:
     def evaluate(self, *requests: Request) -> list[Evaluation]:
         """One pass over the data for all ``requests``; the penalty is added here, once."""
         p = self.n_params
-        parts = map_rows(self.data, _chunk_moments, shared({"spec": self.spec, "requests": requests}),
-                          (sum(r.size(p) for r in requests) + 1,), per_chunk=True)
+        parts = map_rows(
+            self.data,
+            _chunk_moments,
+            shared({"spec": self.spec, "requests": requests}),
+            (sum(r.size(p) for r in requests) + 1,),
+            per_chunk=True,
+        )
         (total,) = compute(parts.sum(axis=0, split_every=SPLIT_EVERY))
         self.passes += 1
         self.total_weight = float(total[-1])
@@ -221,7 +234,6 @@ class Objective:
         (total,) = compute(parts.sum(axis=0, split_every=SPLIT_EVERY))
         self.passes += 1
         return total.reshape(block.shape) + self.l2 * self.penalty[:, None] * block
-
 
 
 class DaskHessianOperator(HessianOperator):

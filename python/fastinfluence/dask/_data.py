@@ -83,8 +83,9 @@ class _MemmapRows:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._map = np.memmap(self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape,
-                              order=self.order)
+        self._map = np.memmap(
+            self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape, order=self.order
+        )
 
 
 #: Default size of the chunks :func:`from_memmap` cuts.
@@ -106,12 +107,15 @@ def from_memmap(array: np.memmap, chunk_rows: int | None = None) -> da.Array:
         raise ValueError(f"the memory map must be 1-D or 2-D with at least one row, got shape {array.shape}")
     rows = _MemmapRows(array)
     row_bytes = max(1, array.itemsize * (array.shape[1] if array.ndim == 2 else 1))
-    chunk_rows = max(1, MEMMAP_CHUNK_BYTES // row_bytes) if chunk_rows is None else V.check_positive_int(
-        chunk_rows, "chunk_rows"
+    chunk_rows = (
+        max(1, MEMMAP_CHUNK_BYTES // row_bytes)
+        if chunk_rows is None
+        else V.check_positive_int(chunk_rows, "chunk_rows")
     )
     modified = os.stat(rows.filename).st_mtime_ns
-    name = "memmap-" + dask.base.tokenize(rows.filename, rows.offset, str(rows.dtype), rows.shape, rows.order,
-                                           modified)
+    name = "memmap-" + dask.base.tokenize(
+        rows.filename, rows.offset, str(rows.dtype), rows.shape, rows.order, modified
+    )
     chunks = (chunk_rows, *(-1 for _ in array.shape[1:]))
     return da.from_array(rows, chunks=chunks, name=name, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
@@ -126,14 +130,18 @@ def _dataframe_type(name: str):
 
 
 def _is_dataframe(obj) -> bool:
-    return dask.is_dask_collection(obj) and not isinstance(obj, da.Array) and (
-        (cls := _dataframe_type("DataFrame")) is not None and isinstance(obj, cls)
+    return (
+        dask.is_dask_collection(obj)
+        and not isinstance(obj, da.Array)
+        and ((cls := _dataframe_type("DataFrame")) is not None and isinstance(obj, cls))
     )
 
 
 def _is_series(obj) -> bool:
-    return dask.is_dask_collection(obj) and not isinstance(obj, da.Array) and (
-        (cls := _dataframe_type("Series")) is not None and isinstance(obj, cls)
+    return (
+        dask.is_dask_collection(obj)
+        and not isinstance(obj, da.Array)
+        and ((cls := _dataframe_type("Series")) is not None and isinstance(obj, cls))
     )
 
 
@@ -143,8 +151,10 @@ def _column(values, n: int, row_chunks, name: str) -> da.Array:
         values = values.to_dask_array(lengths=True)
     elif dask.is_dask_collection(values):
         if not isinstance(values, da.Array):
-            raise TypeError(f"{name} must be a dask array or Series, a NumPy array, or a column name; "
-                            f"got {type(values).__name__}")
+            raise TypeError(
+                f"{name} must be a dask array or Series, a NumPy array, or a column name; "
+                f"got {type(values).__name__}"
+            )
     else:
         arr = values if isinstance(values, np.memmap) else np.asarray(values)
         if arr.ndim == 0 or arr.shape[0] != n:
@@ -215,13 +225,16 @@ def _from_dataframe(frame, y, sample_weight, distinct_labels=False):
     lengths = [int(v) for v in found[0]]
     labels = np.unique(np.concatenate(found[1])) if learn_labels else None
     columns = [(c, "y" if c == y else "sample_weight") for c in named]
-    split = [dask.delayed(_frame_arrays, pure=True, nout=1 + len(named))(part, features, columns)
-             for part in parts]
+    split = [
+        dask.delayed(_frame_arrays, pure=True, nout=1 + len(named))(part, features, columns) for part in parts
+    ]
 
     def stack(position, dtype, shape_tail):
         # dtype is the blocks' declared dtype (metadata); per-chunk validation checks the values
-        blocks = [da.from_delayed(arrays[position], shape=(rows, *shape_tail), dtype=dtype)
-                  for arrays, rows in zip(split, lengths)]
+        blocks = [
+            da.from_delayed(arrays[position], shape=(rows, *shape_tail), dtype=dtype)
+            for arrays, rows in zip(split, lengths)
+        ]
         return da.concatenate(blocks, axis=0)
 
     X = stack(0, dtype, (len(features),))

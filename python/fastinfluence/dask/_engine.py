@@ -109,7 +109,9 @@ class DaskEngine:
         self.n_samples = self.data.n
         self.fit_intercept = bool(model.fit_intercept)
         self.train_rows = self.columns = None  # results are lazy arrays, unlabelled
-        self.spec = Spec(model.loss, self.fit_intercept, self.n_samples, label_encoder(model), backend, self.n_jobs)
+        self.spec = Spec(
+            model.loss, self.fit_intercept, self.n_samples, label_encoder(model), backend, self.n_jobs
+        )
         self.objective = Objective(self.data, self.spec, float(model.l2))
         self._theta: np.ndarray | None = None
         self._diagonal: np.ndarray | None = None
@@ -139,7 +141,9 @@ class DaskEngine:
 
     def _shared(self, func, ctx, trailing=()):
         """The spec, theta, the formula and its context as one graph key."""
-        return shared({"spec": self.spec, "theta": self._theta, "func": func, "ctx": ctx, "trailing": trailing})
+        return shared(
+            {"spec": self.spec, "theta": self._theta, "func": func, "ctx": ctx, "trailing": trailing}
+        )
 
     def map_rows(self, rows, func, ctx, trailing, out=None):
         result = map_rows(rows, _chunk_apply, self._shared(func, ctx, trailing), trailing)
@@ -158,8 +162,15 @@ class DaskEngine:
         parts = map_rows(self.data, _chunk_top_k, self._shared(None, ctx), (m, 4, k), per_chunk=True)
         merge = functools.partial(_merge, k=k)
         merged = da.reduction(
-            parts, _keep, merge, combine=merge, axis=0, dtype=np.float64, split_every=SPLIT_EVERY,
-            concatenate=True, meta=np.empty((0, 0, 0)),
+            parts,
+            _keep,
+            merge,
+            combine=merge,
+            axis=0,
+            dtype=np.float64,
+            split_every=SPLIT_EVERY,
+            concatenate=True,
+            meta=np.empty((0, 0, 0)),
         )
         (packed,) = compute(merged)
         return unpack(packed)

@@ -106,13 +106,24 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     if classifier:
         labels = data.labels if data.labels is not None else da.unique(data.y[:, 0]).compute()
         model.encode_targets(labels, labels.shape[0], "y", fitting=True)  # sets classes_, checks the labels
-    spec = Spec(model.loss, bool(model.fit_intercept), data.n, label_encoder(model), model.backend,
-                 V.check_n_jobs(n_jobs))
+    spec = Spec(
+        model.loss,
+        bool(model.fit_intercept),
+        data.n,
+        label_encoder(model),
+        model.backend,
+        V.check_n_jobs(n_jobs),
+    )
     objective = Objective(data, spec, float(model.l2))
     p = objective.n_params
     lower_bound, largest_count = _poisson_summary(data) if model.loss.name == "poisson" else (0.0, None)
-    result = minimise(_FitObjective(objective, lower_bound), np.zeros(p), tol=float(model.tol),
-                      max_iter=int(model.max_iter), method=model.fit_method(p))
+    result = minimise(
+        _FitObjective(objective, lower_bound),
+        np.zeros(p),
+        tol=float(model.tol),
+        max_iter=int(model.max_iter),
+        method=model.fit_method(p),
+    )
     if not objective.total_weight > 0:
         raise ValueError("sample_weight is zero everywhere")
     if float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":

@@ -82,8 +82,8 @@ class Influence(_influence.Influence):
         Added to the diagonal of H (Koh & Liang, section 4.2).
     backend : {"cpp", "numpy"}
         Kernels run per chunk.
-    n_jobs : int
-        Threads of the compiled kernel inside each Dask task (default 1).
+    n_jobs : int or None
+        Threads of the compiled kernel inside each Dask task (None: 1).
     solver_options : dict or None
         CG options ``tol``, ``max_iter``, ``preconditioner``.
 
@@ -100,31 +100,6 @@ class Influence(_influence.Influence):
 
     _engine_class = DaskEngine
     _engine: DaskEngine
-
-    def __init__(
-        self,
-        model,
-        X,
-        y,
-        sample_weight=None,
-        *,
-        solver="direct",
-        damping=0.0,
-        backend="cpp",
-        n_jobs=1,
-        solver_options=None,
-    ):
-        super().__init__(
-            model,
-            X,
-            y,
-            sample_weight,
-            solver=solver,
-            damping=damping,
-            backend=backend,
-            n_jobs=n_jobs,
-            solver_options=solver_options,
-        )
 
     @property
     def passes_(self) -> int:

@@ -102,7 +102,8 @@ class DaskEngine:
 
     def __init__(self, model, X, y, sample_weight, backend: str, n_jobs):
         self.kernels = get_backend(backend)
-        self.n_jobs = V.check_n_jobs(n_jobs)
+        # None: one thread per task (Dask runs a task per core)
+        self.n_jobs = V.check_n_jobs(1 if n_jobs is None else n_jobs)
         self.data = as_data(X, y, sample_weight)
         V.check_same_features(self.data.X, model.n_features_in_, "X")
         D.check_feature_names(getattr(model, "feature_names_in_", None), self.data.columns, "X")

@@ -1,0 +1,166 @@
+"""The benchmark workloads W1-W4 and their seeded data, generated in place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+L2 = 1e-3  # the penalty of every workload's model
+SEED = 20240611
+MiB = 2.0**20
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    data: str  # "cancer", "dense" or "sparse"
+    quantity: str  # "matrix", "top_k_self" or "cg"
+    n: int = 0
+    d: int = 0
+    m: int = 0
+    nnz_per_row: int = 0
+    k: int = 10
+    tol: float = 1e-8
+    repeats: int = 3
+    methods: tuple = ()  # baseline first
+
+
+def workloads(quick: bool) -> dict[str, Workload]:
+    """The four workloads of the issue; ``quick`` shrinks W2-W4 so the whole run takes seconds."""
+    matrix_methods = ("numpy", "fastinfluence")
+    cg_methods = ("scipy_cg", "fastinfluence_cg", "fastinfluence")
+    if quick:
+        sizes = {
+            "W2": dict(n=20_000, d=100, m=50),
+            "W3": dict(n=100_000, d=100, m=200, repeats=1),
+            "W4": dict(n=20_000, d=5_000, nnz_per_row=50, m=10, repeats=1),
+        }
+    else:
+        sizes = {
+            "W2": dict(n=100_000, d=100, m=100, repeats=5),
+            "W3": dict(n=1_000_000, d=100, m=1_000, repeats=2),
+            "W4": dict(n=200_000, d=50_000, nnz_per_row=50, m=10, repeats=3),
+        }
+    return {
+        "W1": Workload(
+            "W1",
+            "breast cancer 455x30, m=114: full I_up,loss matrix",
+            "cancer",
+            "matrix",
+            m=114,
+            repeats=21,
+            methods=matrix_methods,
+        ),
+        "W2": Workload(
+            "W2",
+            "dense n={n:,} d={d} m={m}: full I_up,loss matrix",
+            "dense",
+            "matrix",
+            methods=matrix_methods,
+            **sizes["W2"],
+        ),
+        "W3": Workload(
+            "W3",
+            "dense n={n:,} d={d} m={m}: top-{k} + self-influence",
+            "dense",
+            "top_k_self",
+            methods=matrix_methods,
+            **sizes["W3"],
+        ),
+        "W4": Workload(
+            "W4",
+            "CSR n={n:,} d={d:,} nnz/row={nnz_per_row} m={m}: CG to rtol {tol:g}",
+            "sparse",
+            "cg",
+            methods=cg_methods,
+            **sizes["W4"],
+        ),
+    }
+
+
+def describe(w: Workload) -> str:
+    return w.description.format(**dataclasses.asdict(w))
+
+
+METHOD_LABELS = {
+    "numpy": "NumPy closed form",
+    "fastinfluence": "fastinfluence",
+    "scipy_cg": "SciPy cg + LinearOperator",
+    "fastinfluence_cg": "fi.kernels.cg_solve",
+}
+
+# --------------------------------------------------------------------------------------------
+# Data (generated in place, so that setup never peaks above its final size)
+# --------------------------------------------------------------------------------------------
+
+CHUNK_ROWS = 65_536
+
+
+def expit(z):
+    from scipy.special import expit
+
+    return expit(z)
+
+
+def _dense_design(rng, n, d):
+    X = np.empty((n, d))
+    for start in range(0, n, CHUNK_ROWS):
+        rng.standard_normal(out=X[start : start + CHUNK_ROWS])
+    return X
+
+
+def _sparse_design(rng, n, d, nnz_per_row):
+    """CSR with exactly ``nnz_per_row`` distinct sorted columns per row and N(0, 1) values."""
+    import scipy.sparse as sp
+
+    indices = np.empty(n * nnz_per_row, dtype=np.int32)
+    data = np.empty(n * nnz_per_row)
+    offsets = np.arange(nnz_per_row, dtype=np.int32)
+    for start in range(0, n, CHUNK_ROWS):
+        rows = min(CHUNK_ROWS, n - start)
+        # sorted draws from [0, d - k] plus 0..k-1: strictly increasing, distinct columns
+        cols = np.sort(rng.integers(0, d - nnz_per_row + 1, size=(rows, nnz_per_row), dtype=np.int32), axis=1)
+        indices[start * nnz_per_row : (start + rows) * nnz_per_row] = (cols + offsets).ravel()
+        rng.standard_normal(out=data[start * nnz_per_row : (start + rows) * nnz_per_row])
+    indptr = np.arange(0, n * nnz_per_row + 1, nnz_per_row, dtype=np.int32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, d), copy=False)
+
+
+def _logistic_labels(rng, X, w_true, b_true):
+    return (rng.random(X.shape[0]) < expit(X @ w_true + b_true)).astype(np.float64)
+
+
+def make_data(w: Workload):
+    """(X, y, X_test, y_test), seeded; labels in {0, 1}."""
+    if w.data == "cancer":
+        from sklearn.datasets import load_breast_cancer
+        from sklearn.model_selection import train_test_split
+
+        X, y = load_breast_cancer(return_X_y=True)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y.astype(np.float64), test_size=0.2, random_state=0, stratify=y
+        )
+        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+        return (X_train - mean) / std, y_train, (X_test - mean) / std, y_test
+    rng = np.random.default_rng(SEED)
+    if w.data == "dense":
+        w_true = rng.standard_normal(w.d) * (2.0 / np.sqrt(w.d))
+        X, X_test = _dense_design(rng, w.n, w.d), _dense_design(rng, w.m, w.d)
+    else:
+        w_true = rng.standard_normal(w.d) * (2.0 / np.sqrt(w.nnz_per_row))
+        X = _sparse_design(rng, w.n, w.d, w.nnz_per_row)
+        X_test = _sparse_design(rng, w.m, w.d, w.nnz_per_row)
+    return X, _logistic_labels(rng, X, w_true, 0.3), X_test, _logistic_labels(rng, X_test, w_true, 0.3)
+
+
+def data_bytes(X) -> int:
+    if hasattr(X, "indptr"):
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(X.nbytes)

@@ -62,26 +62,32 @@ void sparse_gram_panel(const XType& X, bool fit_intercept, VectorCRef c, MatrixC
     // Plain loops over contiguous k-vectors: the compiler vectorises them
     // without Eigen's per-expression overhead, which dominates at small k.
     std::vector<double> u(ku);
-    for (Index i = plan.begin(chunk); i < plan.begin(chunk) + plan.size(chunk); ++i) {
-      if (c[i] == 0.0) continue;
-      // u = c_i xa_i^T V ;  acc += xa_i u
-      for (size_t q = 0; q < ku; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * ku + q] : 0.0;
-      for (typename XType::InnerIterator it(X, i); it; ++it) {
-        const double x = static_cast<double>(it.value());
-        const double* vj = v + static_cast<size_t>(it.index()) * ku;
-        for (size_t q = 0; q < ku; ++q) u[q] += x * vj[q];
+    for_each_block(X, plan.begin(chunk), plan.size(chunk), [&](const auto& Xb, Index b, Index nb) {
+      using Block = std::decay_t<decltype(Xb)>;
+      if constexpr (is_sparse_v<Block>) {
+        for (Index r = 0; r < nb; ++r) {
+          const double ci = c[b + r];
+          if (ci == 0.0) continue;
+          // u = c_i xa_i^T V ;  acc += xa_i u
+          for (size_t q = 0; q < ku; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * ku + q] : 0.0;
+          for (typename Block::InnerIterator it(Xb, r); it; ++it) {
+            const double x = it.value();
+            const double* vj = v + static_cast<size_t>(it.index()) * ku;
+            for (size_t q = 0; q < ku; ++q) u[q] += x * vj[q];
+          }
+          for (size_t q = 0; q < ku; ++q) u[q] *= ci;
+          for (typename Block::InnerIterator it(Xb, r); it; ++it) {
+            const double x = it.value();
+            double* aj = a + static_cast<size_t>(it.index()) * ku;
+            for (size_t q = 0; q < ku; ++q) aj[q] += x * u[q];
+          }
+          if (fit_intercept) {
+            double* ad = a + static_cast<size_t>(d) * ku;
+            for (size_t q = 0; q < ku; ++q) ad[q] += u[q];
+          }
+        }
       }
-      for (size_t q = 0; q < ku; ++q) u[q] *= c[i];
-      for (typename XType::InnerIterator it(X, i); it; ++it) {
-        const double x = static_cast<double>(it.value());
-        double* aj = a + static_cast<size_t>(it.index()) * ku;
-        for (size_t q = 0; q < ku; ++q) aj[q] += x * u[q];
-      }
-      if (fit_intercept) {
-        double* ad = a + static_cast<size_t>(d) * ku;
-        for (size_t q = 0; q < ku; ++q) ad[q] += u[q];
-      }
-    }
+    });
   });
   tree_reduce(plan.n_chunks, n_threads, /*parallel_levels=*/true, [&](Index into, Index from) {
     double* a = ws.data(into + 1);
@@ -122,24 +128,32 @@ MatrixXd sparse_gram_product(const XType& X, bool fit_intercept, VectorCRef c, M
   return out;
 }
 
+// acc += Xa_b^T diag(c_b) Xa_b V for one block of rows.
+template <class Block, class CVector>
+void accumulate_gram_product(const Block& Xb, const CVector& c_b, bool fit_intercept, MatrixCRef V, MatrixXd& acc) {
+  const Index d = Xb.cols();
+  // U = diag(c) Xa_b V ;  acc += Xa_b^T U
+  MatrixXd U = Xb * V.topRows(d);
+  if (fit_intercept) U.rowwise() += V.row(d);
+  U = c_b.asDiagonal() * U;
+  acc.topRows(d).noalias() += Xb.transpose() * U;
+  if (fit_intercept) acc.row(d) += U.colwise().sum();
+}
+
 // Xa^T diag(c) Xa V for V (p x k), one pass over X for all k vectors (the
 // workspace serves sparse X only).
 template <class XType>
 MatrixXd gram_product(const XType& X, bool fit_intercept, VectorCRef c, MatrixCRef V, int n_threads,
                       GramWorkspace* workspace = nullptr) {
-  if constexpr (is_sparse_v<XType>) return sparse_gram_product(X, fit_intercept, c, V, n_threads, workspace);
-  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0), k = V.cols();
+  if (X.is_sparse()) return sparse_gram_product(X, fit_intercept, c, V, n_threads, workspace);
+  const Index p = X.cols() + (fit_intercept ? 1 : 0), k = V.cols();
   MatrixAcc total = parallel_reduce_rows<MatrixAcc>(
       plan_reduction(X.rows(), p * k, 2.0 * row_size(X) * static_cast<double>(k)), n_threads,
       [&] { return MatrixAcc{MatrixXd::Zero(p, k)}; },
       [&](MatrixAcc& acc, Index begin, Index size) {
         for_each_block(X, begin, size, [&](const auto& Xb, Index b, Index nb) {
-          // U = diag(c) Xa_b V ;  acc += Xa_b^T U
-          MatrixXd U = Xb * V.topRows(d);
-          if (fit_intercept) U.rowwise() += V.row(d);
-          U = c.segment(b, nb).asDiagonal() * U;
-          acc.m.topRows(d).noalias() += Xb.transpose() * U;
-          if (fit_intercept) acc.m.row(d) += U.colwise().sum();
+          if constexpr (!is_sparse_v<std::decay_t<decltype(Xb)>>)
+            accumulate_gram_product(Xb, c.segment(b, nb), fit_intercept, V, acc.m);
         });
       });
   return total.m;
@@ -150,25 +164,19 @@ MatrixXd gram_product(const XType& X, bool fit_intercept, VectorCRef c, MatrixCR
 template <class XType>
 MatrixXd gram_product_rows(const XType& X, bool fit_intercept, VectorCRef c, const std::vector<Index>& rows,
                            MatrixCRef V) {
-  const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0);
+  const Index p = X.cols() + (fit_intercept ? 1 : 0);
   MatrixXd out = MatrixXd::Zero(p, V.cols());
-  for (const Index i : rows) {
-    const auto xi = X.row(i).template cast<double>();
-    // u = c_i xa_i^T V ;  out += xa_i u
-    Eigen::RowVectorXd u = xi * V.topRows(d);
-    if (fit_intercept) u += V.row(d);
-    u *= c[i];
-    if constexpr (is_sparse_v<XType>) {
-      for (typename XType::InnerIterator it(X, i); it; ++it) out.row(it.index()) += static_cast<double>(it.value()) * u;
-    } else {
-      out.topRows(d).noalias() += xi.transpose() * u;
-    }
-    if (fit_intercept) out.row(d) += u;
-  }
+  VectorXd c_b;
+  for_each_gathered_block(X, rows, [&](const auto& Xb, Index first, Index count) {
+    c_b.resize(count);
+    for (Index i = 0; i < count; ++i) c_b[i] = c[rows[static_cast<size_t>(first + i)]];
+    accumulate_gram_product(Xb, c_b, fit_intercept, V, out);
+  });
   return out;
 }
 
-// diag(Xa^T diag(c) Xa): the Jacobi preconditioner of CG.
+// diag(Xa^T diag(c) Xa): with the l2 and damping terms added, the diagonal
+// behind CG's Jacobi preconditioner.
 template <class XType>
 VectorXd gram_diagonal(const XType& X, bool fit_intercept, VectorCRef c, int n_threads) {
   const Index d = X.cols(), p = d + (fit_intercept ? 1 : 0);
@@ -192,11 +200,26 @@ MatrixXd regularised_gram_product(const XType& X, bool fit_intercept, VectorCRef
   return HV;
 }
 
+// H V at theta: the curvature weights, then the regularised Gram product.
 template <class XType>
 MatrixXd hessian_vector_product(const LossSpec& spec, const Problem<XType>& prob, VectorCRef theta, MatrixCRef V,
                                 int n_threads) {
   const VectorXd c = curvature_weights(spec, prob, theta, n_threads);
   return regularised_gram_product(prob.X, prob.fit_intercept, c, prob.l2, V, n_threads);
 }
+
+// Compiled once, in cpp/src/gram.cpp (see objective.hpp).
+#define FASTINFLUENCE_GRAM_INSTANCES(EXTERN, XType)                                                                    \
+  EXTERN template MatrixXd gram_product_rows<XType>(const XType&, bool, VectorCRef, const std::vector<Index>&,         \
+                                                    MatrixCRef);                                                       \
+  EXTERN template VectorXd gram_diagonal<XType>(const XType&, bool, VectorCRef, int);                                  \
+  EXTERN template MatrixXd regularised_gram_product<XType>(const XType&, bool, VectorCRef, double, MatrixCRef, int,    \
+                                                           GramWorkspace*);                                            \
+  EXTERN template MatrixXd hessian_vector_product<XType>(const LossSpec&, const Problem<XType>&, VectorCRef,           \
+                                                         MatrixCRef, int);
+
+#ifdef FASTINFLUENCE_EXTERN_TEMPLATES
+FASTINFLUENCE_GRAM_INSTANCES(extern, DesignMatrix)
+#endif
 
 }  // namespace fastinfluence

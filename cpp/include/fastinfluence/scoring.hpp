@@ -55,18 +55,19 @@ void row_quadratic_forms(const XType& X, bool fit_intercept, MatrixCRef A, Eigen
 template <class XType>
 void loo_loss_change(const LossSpec& spec, const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef U,
                      VectorCRef y_test, VectorCRef eta_test, Eigen::Ref<RowMatrixXd> out, int n_threads) {
+  check_loss(spec);
   const Index d = X.cols(), m = U.cols();
-  visit_loss(spec, [&](const auto& loss) {
-    const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
-    parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
-      for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
-        auto block = out.middleRows(b, nb);
-        block.noalias() = Xb * U.topRows(d);
-        if (fit_intercept) block.rowwise() += U.row(d);
-        for (Index i = 0; i < nb; ++i)
-          for (Index j = 0; j < m; ++j)
-            block(i, j) = loss.difference(y_test[j], eta_test[j], row_scale[b + i] * block(i, j));
-      });
+  const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
+  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
+    for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
+      auto block = out.middleRows(b, nb);
+      block.noalias() = Xb * U.topRows(d);
+      if (fit_intercept) block.rowwise() += U.row(d);
+      for (Index i = 0; i < nb; ++i) {
+        double* row = block.row(i).data();
+        for (Index j = 0; j < m; ++j) row[j] *= row_scale[b + i];  // delta eta_ij
+        loss_differences(spec, y_test.data(), eta_test.data(), row, m, row);
+      }
     });
   });
 }
@@ -93,5 +94,19 @@ void perturbation_loss(const XType& X, bool fit_intercept, VectorCRef d1, Vector
     });
   });
 }
+
+// Compiled once, in cpp/src/scoring.cpp (see objective.hpp).
+#define FASTINFLUENCE_SCORING_INSTANCES(EXTERN, XType)                                                                 \
+  EXTERN template void scaled_row_products<XType>(const XType&, bool, VectorCRef, MatrixCRef, Eigen::Ref<RowMatrixXd>, \
+                                                  int);                                                                \
+  EXTERN template void row_quadratic_forms<XType>(const XType&, bool, MatrixCRef, Eigen::Ref<VectorXd>, int);          \
+  EXTERN template void loo_loss_change<XType>(const LossSpec&, const XType&, bool, VectorCRef, MatrixCRef, VectorCRef, \
+                                              VectorCRef, Eigen::Ref<RowMatrixXd>, int);                               \
+  EXTERN template void perturbation_loss<XType>(const XType&, bool, VectorCRef, VectorCRef, MatrixCRef, VectorCRef,    \
+                                                double*, int);
+
+#ifdef FASTINFLUENCE_EXTERN_TEMPLATES
+FASTINFLUENCE_SCORING_INSTANCES(extern, DesignMatrix)
+#endif
 
 }  // namespace fastinfluence

@@ -135,4 +135,12 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
   return res;
 }
 
+// Compiled once, in cpp/src/top_k.cpp (see objective.hpp).
+#define FASTINFLUENCE_TOP_K_INSTANCES(EXTERN, XType) \
+  EXTERN template TopKResult top_k_scores<XType>(const XType&, bool, VectorCRef, MatrixCRef, Index, int);
+
+#ifdef FASTINFLUENCE_EXTERN_TEMPLATES
+FASTINFLUENCE_TOP_K_INSTANCES(extern, DesignMatrix)
+#endif
+
 }  // namespace fastinfluence

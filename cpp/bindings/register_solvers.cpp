@@ -1,6 +1,6 @@
 // The solvers: the dense Cholesky factorisation, and the matrix-free CG and
-// LiSSA over the Hessian-vector product with the pieces they are built from
-// (curvature weights, Gram products, diagonal).
+// LiSSA over the Hessian-vector product (assembled in the core, solvers.hpp)
+// with the pieces they are built from (curvature weights, Gram products, diagonal).
 #include "bindings.hpp"
 
 namespace fastinfluence::bindings {
@@ -54,22 +54,8 @@ void register_solvers(py::module_& m) {
         CGResult res;
         {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          const auto cv = vector_view(c);
-          VectorXd inv_diag;
-          if (precondition) {
-            VectorXd diag = gram_diagonal(Xm, fit_intercept, cv, n_threads);
-            diag.head(Xm.cols()).array() += l2;
-            diag.array() += damping;
-            inv_diag = diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
-          }
-          // (H + damping I) V
-          GramWorkspace workspace;
-          auto apply = [&](const MatrixXd& V) {
-            MatrixXd HV = regularised_gram_product(Xm, fit_intercept, cv, l2, V, n_threads, &workspace);
-            if (damping != 0.0) HV += damping * V;
-            return HV;
-          };
-          res = conjugate_gradient(apply, B, inv_diag, x0 ? *x0 : MatrixXd(), CGOptions{tol, max_iter});
+          res = cg_solve(Xm, fit_intercept, vector_view(c), l2, damping, B, x0 ? *x0 : MatrixXd(), precondition,
+                         CGOptions{tol, max_iter}, n_threads);
         }
         return py::make_tuple(res.solution, res.iterations, res.residual);
       },
@@ -89,17 +75,8 @@ void register_solvers(py::module_& m) {
         LissaResult res;
         {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          const auto cv = vector_view(c);
-          const Index n = Xm.rows();
-          const Index d = Xm.cols();
-          // Mini-batch Hessian: (n / |B|) sum_{i in B} c_i xa_i xa_i^T + l2 P (unbiased for H).
-          auto apply_batch = [&](const std::vector<Index>& rows, const MatrixXd& V) {
-            MatrixXd HV = gram_product_rows(Xm, fit_intercept, cv, rows, V);
-            HV *= static_cast<double>(n) / static_cast<double>(rows.size());
-            HV.topRows(d) += l2 * V.topRows(d);
-            return HV;
-          };
-          res = lissa(apply_batch, n, B, LissaOptions{scale, damping, depth, repeats, batch_size, seed});
+          res = lissa_solve(Xm, fit_intercept, vector_view(c), l2, B,
+                            LissaOptions{scale, damping, depth, repeats, batch_size, seed});
         }
         return py::make_tuple(res.solution, res.diverged);
       },

@@ -72,7 +72,8 @@ inline DesignMatrix design_matrix(const MatrixArg& X, const char* name) {
     const bool i32 = py::isinstance<py::array_t<std::int32_t>>(X.indices);
     if (!(f64 || f32) || !(i64 || i32))
       throw std::invalid_argument(std::string(name) + ": sparse data must be float32/float64 with int32/int64 indices");
-    if (!(i64 ? py::isinstance<py::array_t<std::int64_t>>(X.indptr) : py::isinstance<py::array_t<std::int32_t>>(X.indptr)))
+    if (!(i64 ? py::isinstance<py::array_t<std::int64_t>>(X.indptr)
+              : py::isinstance<py::array_t<std::int32_t>>(X.indptr)))
       throw std::invalid_argument(std::string(name) + ".indices and .indptr must share one integer dtype");
     auto csr = [&](auto scalar_tag, auto index_tag) {
       using T = decltype(scalar_tag);
@@ -131,8 +132,8 @@ inline LossSpec make_loss(int kind, double t) {
 inline py::array_t<double> output_matrix(const py::object& out, Index rows, Index cols) {
   if (out.is_none()) return py::array_t<double>({rows, cols});
   auto arr = py::reinterpret_borrow<py::array>(out);
-  if (!py::isinstance<py::array_t<double>>(arr) || arr.ndim() != 2 || arr.shape(0) != rows ||
-      arr.shape(1) != cols || !(arr.flags() & py::array::c_style) || !arr.writeable())
+  if (!py::isinstance<py::array_t<double>>(arr) || arr.ndim() != 2 || arr.shape(0) != rows || arr.shape(1) != cols ||
+      !(arr.flags() & py::array::c_style) || !arr.writeable())
     throw std::invalid_argument("out must be a writable C-contiguous float64 array of shape (" + std::to_string(rows) +
                                 ", " + std::to_string(cols) + ")");
   return py::reinterpret_borrow<py::array_t<double>>(arr);

@@ -31,8 +31,8 @@ void register_kernels(py::module_& m) {
   m.def(
       "evaluate",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
-         const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
-         int n_threads, bool want_rows) {
+         const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian, int n_threads,
+         bool want_rows) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
         py::object d1 = py::none(), d2 = py::none();
@@ -56,14 +56,13 @@ void register_kernels(py::module_& m) {
         return py::make_tuple(ev.value, gradient, hessian, d1, d2);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
-      py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"),
-      py::arg("n_threads"), py::arg("want_rows") = false);
+      py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"), py::arg("n_threads"),
+      py::arg("want_rows") = false);
 
   m.def(
       "hessian_vector_product",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
-         const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V,
-         int n_threads) {
+         const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
         require_params(X, fit_intercept, V.rows(), "V");

@@ -209,13 +209,13 @@ MatrixXd hessian_vector_product(const LossSpec& spec, const Problem<XType>& prob
 }
 
 // Compiled once, in cpp/src/gram.cpp (see objective.hpp).
-#define FASTINFLUENCE_GRAM_INSTANCES(EXTERN, XType)                                                                    \
-  EXTERN template MatrixXd gram_product_rows<XType>(const XType&, bool, VectorCRef, const std::vector<Index>&,         \
-                                                    MatrixCRef);                                                       \
-  EXTERN template VectorXd gram_diagonal<XType>(const XType&, bool, VectorCRef, int);                                  \
-  EXTERN template MatrixXd regularised_gram_product<XType>(const XType&, bool, VectorCRef, double, MatrixCRef, int,    \
-                                                           GramWorkspace*);                                            \
-  EXTERN template MatrixXd hessian_vector_product<XType>(const LossSpec&, const Problem<XType>&, VectorCRef,           \
+#define FASTINFLUENCE_GRAM_INSTANCES(EXTERN, XType)                                                                 \
+  EXTERN template MatrixXd gram_product_rows<XType>(const XType&, bool, VectorCRef, const std::vector<Index>&,      \
+                                                    MatrixCRef);                                                    \
+  EXTERN template VectorXd gram_diagonal<XType>(const XType&, bool, VectorCRef, int);                               \
+  EXTERN template MatrixXd regularised_gram_product<XType>(const XType&, bool, VectorCRef, double, MatrixCRef, int, \
+                                                           GramWorkspace*);                                         \
+  EXTERN template MatrixXd hessian_vector_product<XType>(const LossSpec&, const Problem<XType>&, VectorCRef,        \
                                                          MatrixCRef, int);
 
 #ifdef FASTINFLUENCE_EXTERN_TEMPLATES

@@ -48,9 +48,7 @@ struct LogisticLoss {
   double value(double y, double eta) const { return (1.0 - y) * softplus(eta) + y * softplus(-eta); }
   double d1(double y, double eta) const { return sigmoid(eta) - y; }
   double d2(double, double eta) const { return sigmoid(eta) * sigmoid(-eta); }
-  double difference(double y, double eta, double delta) const {
-    return softplus_difference(eta, delta) - y * delta;
-  }
+  double difference(double y, double eta, double delta) const { return softplus_difference(eta, delta) - y * delta; }
 };
 
 // Smooth hinge of Koh & Liang (2017, section 4.2) with temperature t and labels
@@ -81,9 +79,7 @@ struct PoissonLoss {
   double d1(double y, double eta) const { return std::exp(eta) - y; }
   double d2(double, double eta) const { return std::exp(eta); }
   // e^(eta + delta) - e^eta - y delta = e^eta expm1(delta) - y delta
-  double difference(double y, double eta, double delta) const {
-    return std::exp(eta) * std::expm1(delta) - y * delta;
-  }
+  double difference(double y, double eta, double delta) const { return std::exp(eta) * std::expm1(delta) - y * delta; }
 };
 
 enum class LossKind : int { squared = 0, logistic = 1, smooth_hinge = 2, poisson = 3 };

@@ -50,7 +50,8 @@ void accumulate_gram(const Block& Xb, const VectorXd& c, bool fit_intercept, Mat
     // = Z^T Z with Z = diag(sqrt c) Xb: a symmetric rank-k update. Z keeps the
     // block's storage order (a row-major Z for C-ordered X is ~1.5x faster
     // than a transposing copy at d = 100).
-    using Z_t = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>;
+    using Z_t =
+        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>;
     const Z_t Z = c.array().sqrt().matrix().asDiagonal() * Xb;
     G.topLeftCorner(d, d).template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose());
     if (fit_intercept) G.row(d).head(d).noalias() += c.transpose() * Xb;
@@ -160,12 +161,12 @@ VectorXd curvature_weights(const LossSpec& spec, const Problem<XType>& prob, Vec
 // compiled once, in cpp/src/objective.cpp. A translation unit that defines
 // FASTINFLUENCE_EXTERN_TEMPLATES links to those instead of compiling its own
 // (header-only users need neither).
-#define FASTINFLUENCE_OBJECTIVE_INSTANCES(EXTERN, XType)                                                               \
-  EXTERN template void row_derivatives<XType>(const LossSpec&, const XType&, VectorCRef, VectorCRef, bool,             \
-                                              Eigen::Ref<VectorXd>, Eigen::Ref<VectorXd>, Eigen::Ref<VectorXd>,        \
-                                              Eigen::Ref<VectorXd>, int);                                              \
-  EXTERN template Evaluation evaluate<XType>(const LossSpec&, const Problem<XType>&, VectorCRef, Want, int,            \
-                                             RowDerivativesOut);                                                       \
+#define FASTINFLUENCE_OBJECTIVE_INSTANCES(EXTERN, XType)                                                        \
+  EXTERN template void row_derivatives<XType>(const LossSpec&, const XType&, VectorCRef, VectorCRef, bool,      \
+                                              Eigen::Ref<VectorXd>, Eigen::Ref<VectorXd>, Eigen::Ref<VectorXd>, \
+                                              Eigen::Ref<VectorXd>, int);                                       \
+  EXTERN template Evaluation evaluate<XType>(const LossSpec&, const Problem<XType>&, VectorCRef, Want, int,     \
+                                             RowDerivativesOut);                                                \
   EXTERN template VectorXd curvature_weights<XType>(const LossSpec&, const Problem<XType>&, VectorCRef, int);
 
 #ifdef FASTINFLUENCE_EXTERN_TEMPLATES

@@ -153,13 +153,17 @@ struct BlockBuffers {
   }
   template <class I>
   std::vector<I>& outer() {
-    if constexpr (std::is_same_v<I, std::int32_t>) return outer32;
-    else return outer64;
+    if constexpr (std::is_same_v<I, std::int32_t>)
+      return outer32;
+    else
+      return outer64;
   }
   template <class I>
   std::vector<I>& inner() {
-    if constexpr (std::is_same_v<I, std::int32_t>) return inner32;
-    else return inner64;
+    if constexpr (std::is_same_v<I, std::int32_t>)
+      return inner32;
+    else
+      return inner64;
   }
 };
 
@@ -215,15 +219,21 @@ template <class F>
 void any_block(const DesignMatrix& X, Index b, Index nb, BlockBuffers& buf, F& f) {
   if (X.is_sparse()) {
     if (X.is_float32()) {
-      if (X.has_int64_indices()) csr_block<float, std::int64_t>(X, b, nb, buf, f);
-      else csr_block<float, std::int32_t>(X, b, nb, buf, f);
+      if (X.has_int64_indices())
+        csr_block<float, std::int64_t>(X, b, nb, buf, f);
+      else
+        csr_block<float, std::int32_t>(X, b, nb, buf, f);
     } else {
-      if (X.has_int64_indices()) csr_block<double, std::int64_t>(X, b, nb, buf, f);
-      else csr_block<double, std::int32_t>(X, b, nb, buf, f);
+      if (X.has_int64_indices())
+        csr_block<double, std::int64_t>(X, b, nb, buf, f);
+      else
+        csr_block<double, std::int32_t>(X, b, nb, buf, f);
     }
   } else {
-    if (X.is_float32()) dense_block<float>(X, b, nb, buf, f);
-    else dense_block<double>(X, b, nb, buf, f);
+    if (X.is_float32())
+      dense_block<float>(X, b, nb, buf, f);
+    else
+      dense_block<double>(X, b, nb, buf, f);
   }
 }
 
@@ -266,8 +276,10 @@ void for_each_gathered_block(const DesignMatrix& X, const std::vector<Index>& ro
       dense.resize(count, X.cols());
       for (Index i = 0; i < count; ++i) {
         auto copy_row = [&](const auto& row) { dense.row(i) = row; };  // converted like any block
-        if (X.is_float32()) detail::dense_block<float>(X, sel[i], 1, buf, copy_row);
-        else detail::dense_block<double>(X, sel[i], 1, buf, copy_row);
+        if (X.is_float32())
+          detail::dense_block<float>(X, sel[i], 1, buf, copy_row);
+        else
+          detail::dense_block<double>(X, sel[i], 1, buf, copy_row);
       }
       f(DenseBlock(dense.data(), count, X.cols()), first, count);
       continue;
@@ -297,11 +309,15 @@ void for_each_gathered_block(const DesignMatrix& X, const std::vector<Index>& ro
       f(CsrBlock<I>(count, X.cols(), nnz, outer.data(), inner.data(), values), first, count);
     };
     if (X.is_float32()) {
-      if (X.has_int64_indices()) gather(float{}, std::int64_t{});
-      else gather(float{}, std::int32_t{});
+      if (X.has_int64_indices())
+        gather(float{}, std::int64_t{});
+      else
+        gather(float{}, std::int32_t{});
     } else {
-      if (X.has_int64_indices()) gather(double{}, std::int64_t{});
-      else gather(double{}, std::int32_t{});
+      if (X.has_int64_indices())
+        gather(double{}, std::int64_t{});
+      else
+        gather(double{}, std::int32_t{});
     }
   }
 }

@@ -69,10 +69,10 @@ struct CGOptions {
 };
 
 struct CGResult {
-  Eigen::MatrixXd solution;     // (p, m)
-  Eigen::VectorXi iterations;   // (m,)
-  Eigen::VectorXd residual;     // (m,) final relative residual
-  bool converged = false;       // every column within tol
+  Eigen::MatrixXd solution;    // (p, m)
+  Eigen::VectorXi iterations;  // (m,)
+  Eigen::VectorXd residual;    // (m,) final relative residual
+  bool converged = false;      // every column within tol
 };
 
 // apply(V) returns (H + damping I) V for a (p, k) block. inv_diag is the
@@ -100,8 +100,10 @@ CGResult conjugate_gradient(Apply&& apply, const Eigen::MatrixXd& B, const Eigen
   std::vector<Eigen::Index> active;
   for (Eigen::Index j = 0; j < m; ++j) {
     res.residual[j] = b_norm[j] > 0 ? R.col(j).norm() / b_norm[j] : 0.0;
-    if (b_norm[j] == 0.0) res.solution.col(j).setZero();
-    else if (res.residual[j] > opt.tol) active.push_back(j);
+    if (b_norm[j] == 0.0)
+      res.solution.col(j).setZero();
+    else if (res.residual[j] > opt.tol)
+      active.push_back(j);
   }
   for (int it = 1; it <= opt.max_iter && !active.empty(); ++it) {
     const auto k = static_cast<Eigen::Index>(active.size());
@@ -153,7 +155,7 @@ struct LissaOptions {
 };
 
 struct LissaResult {
-  Eigen::MatrixXd solution;                 // (p, m); NaN columns where the recursion diverged
+  Eigen::MatrixXd solution;                         // (p, m); NaN columns where the recursion diverged
   Eigen::Matrix<bool, Eigen::Dynamic, 1> diverged;  // (m,)
 };
 
@@ -231,11 +233,11 @@ inline Eigen::VectorXd jacobi_preconditioner(const Eigen::VectorXd& gram_diag, E
 // Preconditioned (Jacobi, when `precondition`) conjugate gradient from X0
 // (empty: zeros), every column of B at once: one pass over X per iteration.
 template <class XType>
-CGResult cg_solve(const XType& X, bool fit_intercept, VectorCRef c, double l2, double damping,
-                  const Eigen::MatrixXd& B, const Eigen::MatrixXd& X0, bool precondition, const CGOptions& opt,
-                  int n_threads) {
+CGResult cg_solve(const XType& X, bool fit_intercept, VectorCRef c, double l2, double damping, const Eigen::MatrixXd& B,
+                  const Eigen::MatrixXd& X0, bool precondition, const CGOptions& opt, int n_threads) {
   Eigen::VectorXd inv_diag;
-  if (precondition) inv_diag = jacobi_preconditioner(gram_diagonal(X, fit_intercept, c, n_threads), X.cols(), l2, damping);
+  if (precondition)
+    inv_diag = jacobi_preconditioner(gram_diagonal(X, fit_intercept, c, n_threads), X.cols(), l2, damping);
   GramWorkspace workspace;  // one for the whole solve: sparse X's buffers are mapped once
   // (H + damping I) V
   auto apply = [&](const Eigen::MatrixXd& V) {
@@ -263,10 +265,10 @@ LissaResult lissa_solve(const XType& X, bool fit_intercept, VectorCRef c, double
 }
 
 // Compiled once, in cpp/src/solvers.cpp (see objective.hpp).
-#define FASTINFLUENCE_SOLVER_INSTANCES(EXTERN, XType)                                                                  \
-  EXTERN template CGResult cg_solve<XType>(const XType&, bool, VectorCRef, double, double, const Eigen::MatrixXd&,     \
-                                           const Eigen::MatrixXd&, bool, const CGOptions&, int);                       \
-  EXTERN template LissaResult lissa_solve<XType>(const XType&, bool, VectorCRef, double, const Eigen::MatrixXd&,       \
+#define FASTINFLUENCE_SOLVER_INSTANCES(EXTERN, XType)                                                              \
+  EXTERN template CGResult cg_solve<XType>(const XType&, bool, VectorCRef, double, double, const Eigen::MatrixXd&, \
+                                           const Eigen::MatrixXd&, bool, const CGOptions&, int);                   \
+  EXTERN template LissaResult lissa_solve<XType>(const XType&, bool, VectorCRef, double, const Eigen::MatrixXd&,   \
                                                  const LissaOptions&);
 
 #ifdef FASTINFLUENCE_EXTERN_TEMPLATES

@@ -62,7 +62,7 @@ class BoundedTopK {
 
 struct TopKResult {
   Eigen::Matrix<Index, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> helpful_rows, harmful_rows;  // (m, k)
-  RowMatrixXd helpful_scores, harmful_scores;                                                       // (m, k)
+  RowMatrixXd helpful_scores, harmful_scores;                                                        // (m, k)
 };
 
 inline constexpr Index kTopKPanel = 128;  // test points scored per GEMM in top_k_scores
@@ -74,7 +74,8 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
   k = std::min(k, X.rows());
   const int threads = resolve_threads(n_threads);
   // [thread][column]: helpful keeps -score (most negative scores), harmful keeps +score.
-  std::vector<std::vector<BoundedTopK>> helpful(static_cast<size_t>(threads), std::vector<BoundedTopK>(static_cast<size_t>(m), BoundedTopK(k)));
+  std::vector<std::vector<BoundedTopK>> helpful(static_cast<size_t>(threads),
+                                                std::vector<BoundedTopK>(static_cast<size_t>(m), BoundedTopK(k)));
   std::vector<std::vector<BoundedTopK>> harmful = helpful;
   const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
   parallel_for_chunks(plan.n_chunks, threads, [&](Index c) {

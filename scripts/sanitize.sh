@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The compiled core under AddressSanitizer and UBSan: a build with both (at -O1,
-# one dense and one sparse layout: FASTINFLUENCE_FEW_LAYOUTS), then the tests
+# The compiled core under AddressSanitizer and UBSan: a build with both (at -O1;
+# every layout, as in the release build: problem.hpp), then the tests
 # of the kernels, influence, sparse input, top-k and solvers against it.
 # Usage: bash scripts/sanitize.sh [extra pytest arguments]
 # Its last result is recorded in the README ("Sanitizers").

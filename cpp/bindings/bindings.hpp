@@ -1,4 +1,7 @@
 // Shared by every register_*.cpp: NumPy <-> Eigen views and the GIL policy.
+// The kernels themselves are compiled once, in cpp/src/ (the build defines
+// FASTINFLUENCE_EXTERN_TEMPLATES): a binding only checks and converts its
+// arguments, releases the GIL and calls.
 //
 // Validation of shapes, dtypes, finiteness and label domains happens in
 // Python (fastinfluence._validation) before these are called; here we only
@@ -11,20 +14,17 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <optional>
 #include <fastinfluence/fastinfluence.hpp>
-#include <utility>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace fastinfluence::bindings {
 
 namespace py = pybind11;
 
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-template <class T, int Order>
-using MatrixMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>>;
 
 // The design matrix as passed from Python: a 2-D float32/float64 NumPy array
 // in C or Fortran order, or a SciPy CSR matrix (canonical: sorted indices, no
@@ -61,72 +61,37 @@ inline MatrixArg parse_matrix(const py::handle& obj) {
   return X;
 }
 
-// Calls f(Map) with an Eigen view of X (no copy): dense row- or column-major,
-// or row-major sparse, over float or double.
-template <class F>
-decltype(auto) with_matrix(const MatrixArg& X, const char* name, F&& f);
-
-#ifdef FASTINFLUENCE_FEW_LAYOUTS
-// Sanitizer builds compile every kernel for one dense and one sparse layout
-// (float64 row-major, CSR float64/int64) and convert other inputs to those,
-// a copy: four times fewer instantiations, the same results to rounding.
-template <class F>
-decltype(auto) with_one_layout(const MatrixArg& X, const char* name, F&& f) {
-  return with_matrix(X, name, [&](const auto& Xm) {
-    using XType = std::decay_t<decltype(Xm)>;
-    if constexpr (is_sparse_v<XType>) {
-      using Csr = Eigen::SparseMatrix<double, Eigen::RowMajor, std::int64_t>;
-      const Csr copy = Xm.template cast<double>();
-      return f(Eigen::Map<const Csr>(copy.rows(), copy.cols(), copy.nonZeros(), copy.outerIndexPtr(),
-                                     copy.innerIndexPtr(), copy.valuePtr()));
-    } else {
-      const RowMatrixXd copy = Xm.template cast<double>();
-      return f(MatrixMap<double, Eigen::RowMajor>(copy.data(), copy.rows(), copy.cols()));
-    }
-  });
-}
-#define FASTINFLUENCE_WITH_MATRIX with_one_layout
-#else
-#define FASTINFLUENCE_WITH_MATRIX with_matrix
-#endif
-
-template <class F>
-decltype(auto) with_matrix(const MatrixArg& X, const char* name, F&& f) {
+// The core's view of X (no copy): dense float32/float64 in C or F order, or
+// CSR with float32/float64 data and int32/int64 indices. `name` names X in
+// the messages.
+inline DesignMatrix design_matrix(const MatrixArg& X, const char* name) {
   if (X.sparse) {
-    const Index nnz = X.data.shape(0);
-    auto sparse_view = [&](auto scalar_tag, auto index_tag) {
-      using T = decltype(scalar_tag);
-      using I = decltype(index_tag);
-      if (!py::isinstance<py::array_t<I>>(X.indptr))
-        throw std::invalid_argument(std::string(name) + ".indices and .indptr must share one integer dtype");
-      return Eigen::Map<const Eigen::SparseMatrix<T, Eigen::RowMajor, I>>(
-          X.rows, X.cols, nnz, static_cast<const I*>(X.indptr.data()), static_cast<const I*>(X.indices.data()),
-          static_cast<const T*>(X.data.data()));
-    };
     const bool f64 = py::isinstance<py::array_t<double>>(X.data);
     const bool f32 = py::isinstance<py::array_t<float>>(X.data);
     const bool i64 = py::isinstance<py::array_t<std::int64_t>>(X.indices);
     const bool i32 = py::isinstance<py::array_t<std::int32_t>>(X.indices);
-    if (f64 && i32) return f(sparse_view(double{}, std::int32_t{}));
-    if (f64 && i64) return f(sparse_view(double{}, std::int64_t{}));
-    if (f32 && i32) return f(sparse_view(float{}, std::int32_t{}));
-    if (f32 && i64) return f(sparse_view(float{}, std::int64_t{}));
-    throw std::invalid_argument(std::string(name) + ": sparse data must be float32/float64 with int32/int64 indices");
+    if (!(f64 || f32) || !(i64 || i32))
+      throw std::invalid_argument(std::string(name) + ": sparse data must be float32/float64 with int32/int64 indices");
+    if (!(i64 ? py::isinstance<py::array_t<std::int64_t>>(X.indptr)
+              : py::isinstance<py::array_t<std::int32_t>>(X.indptr)))
+      throw std::invalid_argument(std::string(name) + ".indices and .indptr must share one integer dtype");
+    auto csr = [&](auto scalar_tag, auto index_tag) {
+      using T = decltype(scalar_tag);
+      using I = decltype(index_tag);
+      return DesignMatrix::csr(X.rows, X.cols, static_cast<const I*>(X.indptr.data()),
+                               static_cast<const I*>(X.indices.data()), static_cast<const T*>(X.data.data()));
+    };
+    if (f64) return i64 ? csr(double{}, std::int64_t{}) : csr(double{}, std::int32_t{});
+    return i64 ? csr(float{}, std::int64_t{}) : csr(float{}, std::int32_t{});
   }
   const py::array& A = X.dense;
   const bool c_order = (A.flags() & py::array::c_style) != 0;
   const bool f_order = (A.flags() & py::array::f_style) != 0;
   if (!c_order && !f_order) throw std::invalid_argument(std::string(name) + " must be C- or F-contiguous");
-  if (py::isinstance<py::array_t<double>>(A)) {
-    const auto* data = static_cast<const double*>(A.data());
-    if (c_order) return f(MatrixMap<double, Eigen::RowMajor>(data, X.rows, X.cols));
-    return f(MatrixMap<double, Eigen::ColMajor>(data, X.rows, X.cols));
-  }
-  if (py::isinstance<py::array_t<float>>(A)) {
-    const auto* data = static_cast<const float*>(A.data());
-    if (c_order) return f(MatrixMap<float, Eigen::RowMajor>(data, X.rows, X.cols));
-    return f(MatrixMap<float, Eigen::ColMajor>(data, X.rows, X.cols));
-  }
+  if (py::isinstance<py::array_t<double>>(A))
+    return DesignMatrix::dense(static_cast<const double*>(A.data()), X.rows, X.cols, c_order);
+  if (py::isinstance<py::array_t<float>>(A))
+    return DesignMatrix::dense(static_cast<const float*>(A.data()), X.rows, X.cols, c_order);
   throw std::invalid_argument(std::string(name) + " must have dtype float32 or float64, got " +
                               std::string(py::str(A.dtype())));
 }
@@ -167,8 +132,8 @@ inline LossSpec make_loss(int kind, double t) {
 inline py::array_t<double> output_matrix(const py::object& out, Index rows, Index cols) {
   if (out.is_none()) return py::array_t<double>({rows, cols});
   auto arr = py::reinterpret_borrow<py::array>(out);
-  if (!py::isinstance<py::array_t<double>>(arr) || arr.ndim() != 2 || arr.shape(0) != rows ||
-      arr.shape(1) != cols || !(arr.flags() & py::array::c_style) || !arr.writeable())
+  if (!py::isinstance<py::array_t<double>>(arr) || arr.ndim() != 2 || arr.shape(0) != rows || arr.shape(1) != cols ||
+      !(arr.flags() & py::array::c_style) || !arr.writeable())
     throw std::invalid_argument("out must be a writable C-contiguous float64 array of shape (" + std::to_string(rows) +
                                 ", " + std::to_string(cols) + ")");
   return py::reinterpret_borrow<py::array_t<double>>(arr);

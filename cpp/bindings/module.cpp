@@ -53,11 +53,8 @@ PYBIND11_MODULE(_core, m) {
 #else
     info["sanitizers"] = "";
 #endif
-#ifdef FASTINFLUENCE_FEW_LAYOUTS
-    info["layouts"] = "few";  // float64 row-major dense and CSR float64/int64; others converted
-#else
+    // Every layout is read directly: the kernels convert blocks as they go (problem.hpp).
     info["layouts"] = "all";
-#endif
     return info;
   });
 

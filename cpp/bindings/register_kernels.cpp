@@ -15,11 +15,12 @@ void register_kernels(py::module_& m) {
         py::array_t<double> eta(n), value(n), d1(n), d2(n);
         Eigen::Map<VectorXd> e(eta.mutable_data(), n), v(value.mutable_data(), n), g(d1.mutable_data(), n),
             h(d2.mutable_data(), n);
-        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          // Safe: only Eigen views of buffers kept alive by this frame are used.
+        const DesignMatrix Xm = design_matrix(X, "X");
+        {
+          // Safe: only views of buffers kept alive by this frame are used.
           py::gil_scoped_release release;
           row_derivatives(spec, Xm, vector_view(y), vector_view(theta), fit_intercept, e, v, g, h, n_threads);
-        });
+        }
         return py::make_tuple(eta, value, d1, d2);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("fit_intercept"),
@@ -30,8 +31,8 @@ void register_kernels(py::module_& m) {
   m.def(
       "evaluate",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
-         const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian,
-         int n_threads, bool want_rows) {
+         const DoubleArray& theta, bool fit_intercept, double l2, bool want_gradient, bool want_hessian, int n_threads,
+         bool want_rows) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
         py::object d1 = py::none(), d2 = py::none();
@@ -42,36 +43,33 @@ void register_kernels(py::module_& m) {
           d1 = std::move(d1_array);
           d2 = std::move(d2_array);
         }
-        Evaluation ev = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          using XType = std::decay_t<decltype(Xm)>;
-          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
+        const DesignMatrix Xm = design_matrix(X, "X");
+        const Problem<DesignMatrix> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
+        Evaluation ev;
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return evaluate(spec, prob, vector_view(theta), Want{want_gradient, want_hessian}, n_threads, rows);
-        });
+          ev = evaluate(spec, prob, vector_view(theta), Want{want_gradient, want_hessian}, n_threads, rows);
+        }
         py::object gradient = py::none(), hessian = py::none();
         if (want_gradient) gradient = py::cast(std::move(ev.gradient));
         if (want_hessian) hessian = py::cast(std::move(ev.hessian));
         return py::make_tuple(ev.value, gradient, hessian, d1, d2);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
-      py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"),
-      py::arg("n_threads"), py::arg("want_rows") = false);
+      py::arg("fit_intercept"), py::arg("l2"), py::arg("want_gradient"), py::arg("want_hessian"), py::arg("n_threads"),
+      py::arg("want_rows") = false);
 
   m.def(
       "hessian_vector_product",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& weights,
-         const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V,
-         int n_threads) {
+         const DoubleArray& theta, bool fit_intercept, double l2, const Eigen::Ref<const MatrixXd>& V, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
         require_params(X, fit_intercept, V.rows(), "V");
-        MatrixXd HV = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          using XType = std::decay_t<decltype(Xm)>;
-          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
-          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return hessian_vector_product(spec, prob, vector_view(theta), V, n_threads);
-        });
-        return HV;
+        const DesignMatrix Xm = design_matrix(X, "X");
+        const Problem<DesignMatrix> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, l2};
+        py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+        return hessian_vector_product(spec, prob, vector_view(theta), V, n_threads);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
       py::arg("fit_intercept"), py::arg("l2"), py::arg("V"), py::arg("n_threads"));

@@ -11,15 +11,7 @@ void register_losses(py::module_& m) {
         require_length(eta, y.size(), "eta");
         const LossSpec spec = make_loss(kind, t);
         py::array_t<double> value(y.size()), d1(y.size()), d2(y.size());
-        auto yv = vector_view(y), ev = vector_view(eta);
-        double *pv = value.mutable_data(), *p1 = d1.mutable_data(), *p2 = d2.mutable_data();
-        visit_loss(spec, [&](const auto& loss) {
-          for (Index i = 0; i < yv.size(); ++i) {
-            pv[i] = loss.value(yv[i], ev[i]);
-            p1[i] = loss.d1(yv[i], ev[i]);
-            p2[i] = loss.d2(yv[i], ev[i]);
-          }
-        });
+        loss_terms(spec, y.data(), eta.data(), y.size(), value.mutable_data(), d1.mutable_data(), d2.mutable_data());
         return py::make_tuple(value, d1, d2);
       },
       py::arg("kind"), py::arg("t"), py::arg("y"), py::arg("eta"));
@@ -31,11 +23,7 @@ void register_losses(py::module_& m) {
         require_length(delta, y.size(), "delta");
         const LossSpec spec = make_loss(kind, t);
         py::array_t<double> out(y.size());
-        auto yv = vector_view(y), ev = vector_view(eta), dv = vector_view(delta);
-        double* po = out.mutable_data();
-        visit_loss(spec, [&](const auto& loss) {
-          for (Index i = 0; i < yv.size(); ++i) po[i] = loss.difference(yv[i], ev[i], dv[i]);
-        });
+        loss_differences(spec, y.data(), eta.data(), delta.data(), y.size(), out.mutable_data());
         return out;
       },
       py::arg("kind"), py::arg("t"), py::arg("y"), py::arg("eta"), py::arg("delta"));

@@ -14,10 +14,11 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, M.rows(), "M");
         py::array_t<double> result = output_matrix(out, n, M.cols());
         auto dst = mutable_matrix_view(result);
-        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           scaled_row_products(Xm, fit_intercept, vector_view(row_scale), M, dst, n_threads);
-        });
+        }
         return result;
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("M"), py::arg("out") = py::none(),
@@ -30,10 +31,11 @@ void register_scoring(py::module_& m) {
         if (A.rows() != p || A.cols() != p) throw std::invalid_argument("A must be p x p");
         py::array_t<double> q(X.rows);
         Eigen::Map<VectorXd> qv(q.mutable_data(), X.rows);
-        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           row_quadratic_forms(Xm, fit_intercept, A, qv, n_threads);
-        });
+        }
         return q;
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("A"), py::arg("n_threads") = 0);
@@ -51,11 +53,12 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, U.rows(), "U");
         py::array_t<double> result = output_matrix(out, n, m_test);
         auto dst = mutable_matrix_view(result);
-        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           loo_loss_change(spec, Xm, fit_intercept, vector_view(row_scale), U, vector_view(y_test),
                           vector_view(eta_test), dst, n_threads);
-        });
+        }
         return result;
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("U"),
@@ -72,10 +75,11 @@ void register_scoring(py::module_& m) {
         require_params(X, fit_intercept, V.rows(), "V");
         py::array_t<double> result({n, m_test, d});
         double* dst = result.mutable_data();
-        FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
           perturbation_loss(Xm, fit_intercept, vector_view(d1), vector_view(d2), V, vector_view(w), dst, n_threads);
-        });
+        }
         return result;
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("d1"), py::arg("d2"), py::arg("V"), py::arg("w"),
@@ -88,10 +92,12 @@ void register_scoring(py::module_& m) {
         require_length(row_scale, X.rows, "row_scale");
         require_params(X, fit_intercept, M.rows(), "M");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
-        TopKResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        TopKResult res;
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
-          return top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads);
-        });
+          res = top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads);
+        }
         return py::make_tuple(res.helpful_rows, res.helpful_scores, res.harmful_rows, res.harmful_scores);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("M"), py::arg("k"),

@@ -1,6 +1,6 @@
 // The solvers: the dense Cholesky factorisation, and the matrix-free CG and
-// LiSSA over the Hessian-vector product with the pieces they are built from
-// (curvature weights, Gram products, diagonal).
+// LiSSA over the Hessian-vector product (assembled in the core, solvers.hpp)
+// with the pieces they are built from (curvature weights, Gram products, diagonal).
 #include "bindings.hpp"
 
 namespace fastinfluence::bindings {
@@ -12,13 +12,10 @@ void register_solvers(py::module_& m) {
          const DoubleArray& theta, bool fit_intercept, int n_threads) {
         const LossSpec spec = make_loss(kind, t);
         require_problem(X, y, weights, theta, fit_intercept);
-        VectorXd c = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          using XType = std::decay_t<decltype(Xm)>;
-          Problem<XType> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, 0.0};
-          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return curvature_weights(spec, prob, vector_view(theta), n_threads);
-        });
-        return c;
+        const DesignMatrix Xm = design_matrix(X, "X");
+        const Problem<DesignMatrix> prob{Xm, vector_view(y), vector_view(weights), fit_intercept, 0.0};
+        py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+        return curvature_weights(spec, prob, vector_view(theta), n_threads);
       },
       py::arg("kind"), py::arg("t"), py::arg("X"), py::arg("y"), py::arg("weights"), py::arg("theta"),
       py::arg("fit_intercept"), py::arg("n_threads") = 0);
@@ -29,11 +26,9 @@ void register_solvers(py::module_& m) {
          int n_threads) {
         require_length(c, X.rows, "c");
         require_params(X, fit_intercept, V.rows(), "V");
-        MatrixXd HV = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return regularised_gram_product(Xm, fit_intercept, vector_view(c), l2, V, n_threads);
-        });
-        return HV;
+        const DesignMatrix Xm = design_matrix(X, "X");
+        py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+        return regularised_gram_product(Xm, fit_intercept, vector_view(c), l2, V, n_threads);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("V"), py::arg("n_threads") = 0);
 
@@ -41,11 +36,9 @@ void register_solvers(py::module_& m) {
       "gram_diagonal",
       [](const MatrixArg& X, bool fit_intercept, const DoubleArray& c, int n_threads) {
         require_length(c, X.rows, "c");
-        VectorXd diag = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
-          py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          return gram_diagonal(Xm, fit_intercept, vector_view(c), n_threads);
-        });
-        return diag;
+        const DesignMatrix Xm = design_matrix(X, "X");
+        py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
+        return gram_diagonal(Xm, fit_intercept, vector_view(c), n_threads);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("n_threads") = 0);
 
@@ -57,25 +50,13 @@ void register_solvers(py::module_& m) {
         require_params(X, fit_intercept, B.rows(), "B");
         if (x0 && (x0->rows() != B.rows() || x0->cols() != B.cols()))
           throw std::invalid_argument("x0 must have the shape of B");
-        CGResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        CGResult res;
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          const auto cv = vector_view(c);
-          VectorXd inv_diag;
-          if (precondition) {
-            VectorXd diag = gram_diagonal(Xm, fit_intercept, cv, n_threads);
-            diag.head(Xm.cols()).array() += l2;
-            diag.array() += damping;
-            inv_diag = diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
-          }
-          // (H + damping I) V
-          GramWorkspace workspace;
-          auto apply = [&](const MatrixXd& V) {
-            MatrixXd HV = regularised_gram_product(Xm, fit_intercept, cv, l2, V, n_threads, &workspace);
-            if (damping != 0.0) HV += damping * V;
-            return HV;
-          };
-          return conjugate_gradient(apply, B, inv_diag, x0 ? *x0 : MatrixXd(), CGOptions{tol, max_iter});
-        });
+          res = cg_solve(Xm, fit_intercept, vector_view(c), l2, damping, B, x0 ? *x0 : MatrixXd(), precondition,
+                         CGOptions{tol, max_iter}, n_threads);
+        }
         return py::make_tuple(res.solution, res.iterations, res.residual);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("damping"), py::arg("B"),
@@ -90,20 +71,13 @@ void register_solvers(py::module_& m) {
         require_params(X, fit_intercept, B.rows(), "B");
         if (!(scale > 0.0) || depth < 1 || repeats < 1 || batch_size < 1)
           throw std::invalid_argument("scale must be > 0 and depth, repeats, batch_size >= 1");
-        LissaResult res = FASTINFLUENCE_WITH_MATRIX(X, "X", [&](const auto& Xm) {
+        const DesignMatrix Xm = design_matrix(X, "X");
+        LissaResult res;
+        {
           py::gil_scoped_release release;  // safe: views of arrays owned by the caller's frame
-          const auto cv = vector_view(c);
-          const Index n = Xm.rows();
-          const Index d = Xm.cols();
-          // Mini-batch Hessian: (n / |B|) sum_{i in B} c_i xa_i xa_i^T + l2 P (unbiased for H).
-          auto apply_batch = [&](const std::vector<Index>& rows, const MatrixXd& V) {
-            MatrixXd HV = gram_product_rows(Xm, fit_intercept, cv, rows, V);
-            HV *= static_cast<double>(n) / static_cast<double>(rows.size());
-            HV.topRows(d) += l2 * V.topRows(d);
-            return HV;
-          };
-          return lissa(apply_batch, n, B, LissaOptions{scale, damping, depth, repeats, batch_size, seed});
-        });
+          res = lissa_solve(Xm, fit_intercept, vector_view(c), l2, B,
+                            LissaOptions{scale, damping, depth, repeats, batch_size, seed});
+        }
         return py::make_tuple(res.solution, res.diverged);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("c"), py::arg("l2"), py::arg("damping"), py::arg("B"),

@@ -1,9 +1,22 @@
-// The whole header-only core: include this one file.
+// The whole header-only core (Eigen and the standard library only): include
+// this one file. One header per concept:
+//   losses     the four losses and their derivatives
+//   problem    the objective's data (X, y, weights, intercept, l2) and row blocks
+//   objective  value, gradient, Hessian and per-row derivatives in fused passes
+//   gram       Gram products: Hessian-vector products, regularised Gram, diagonal
+//   scoring    scaled row products, quadratic forms, loo loss change, perturbation loss
+//   top_k      streaming top-k of the score matrix
+//   solvers    Cholesky, conjugate gradient, LiSSA
+//   parallel, buffers, config: row-chunk parallelism, huge-page buffers, build info
 #pragma once
 
 #include "buffers.hpp"
 #include "config.hpp"
-#include "kernels.hpp"
+#include "gram.hpp"
 #include "losses.hpp"
+#include "objective.hpp"
 #include "parallel.hpp"
+#include "problem.hpp"
+#include "scoring.hpp"
 #include "solvers.hpp"
+#include "top_k.hpp"

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -47,9 +48,7 @@ struct LogisticLoss {
   double value(double y, double eta) const { return (1.0 - y) * softplus(eta) + y * softplus(-eta); }
   double d1(double y, double eta) const { return sigmoid(eta) - y; }
   double d2(double, double eta) const { return sigmoid(eta) * sigmoid(-eta); }
-  double difference(double y, double eta, double delta) const {
-    return softplus_difference(eta, delta) - y * delta;
-  }
+  double difference(double y, double eta, double delta) const { return softplus_difference(eta, delta) - y * delta; }
 };
 
 // Smooth hinge of Koh & Liang (2017, section 4.2) with temperature t and labels
@@ -80,9 +79,7 @@ struct PoissonLoss {
   double d1(double y, double eta) const { return std::exp(eta) - y; }
   double d2(double, double eta) const { return std::exp(eta); }
   // e^(eta + delta) - e^eta - y delta = e^eta expm1(delta) - y delta
-  double difference(double y, double eta, double delta) const {
-    return std::exp(eta) * std::expm1(delta) - y * delta;
-  }
+  double difference(double y, double eta, double delta) const { return std::exp(eta) * std::expm1(delta) - y * delta; }
 };
 
 enum class LossKind : int { squared = 0, logistic = 1, smooth_hinge = 2, poisson = 3 };
@@ -108,6 +105,43 @@ decltype(auto) visit_loss(const LossSpec& spec, Visitor&& visitor) {
       return visitor(PoissonLoss{});
   }
   throw std::invalid_argument("unknown loss kind " + std::to_string(static_cast<int>(spec.kind)));
+}
+
+// Throws std::invalid_argument for an unknown kind or a smooth hinge with t <= 0:
+// kernels call it before their parallel region.
+inline void check_loss(const LossSpec& spec) {
+  visit_loss(spec, [](const auto&) {});
+}
+
+// The same for n rows at a time: the kind is dispatched once, and each loop is
+// compiled once per loss (not once per kernel and data layout). Unweighted.
+
+// value_i = loss(y_i, eta_i), d1_i = loss'(y_i, eta_i), d2_i = loss''(y_i, eta_i)
+inline void loss_terms(const LossSpec& spec, const double* y, const double* eta, std::ptrdiff_t n, double* value,
+                       double* d1, double* d2) {
+  visit_loss(spec, [&](const auto& loss) {
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      value[i] = loss.value(y[i], eta[i]);
+      d1[i] = loss.d1(y[i], eta[i]);
+      d2[i] = loss.d2(y[i], eta[i]);
+    }
+  });
+}
+
+// d2_i = loss''(y_i, eta_i)
+inline void loss_second_derivatives(const LossSpec& spec, const double* y, const double* eta, std::ptrdiff_t n,
+                                    double* d2) {
+  visit_loss(spec, [&](const auto& loss) {
+    for (std::ptrdiff_t i = 0; i < n; ++i) d2[i] = loss.d2(y[i], eta[i]);
+  });
+}
+
+// out_i = loss(y_i, eta_i + delta_i) - loss(y_i, eta_i)
+inline void loss_differences(const LossSpec& spec, const double* y, const double* eta, const double* delta,
+                             std::ptrdiff_t n, double* out) {
+  visit_loss(spec, [&](const auto& loss) {
+    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = loss.difference(y[i], eta[i], delta[i]);
+  });
 }
 
 }  // namespace fastinfluence

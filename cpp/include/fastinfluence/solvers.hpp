@@ -2,7 +2,9 @@
 //
 // The direct solver factorises H = L L^T once (Cholesky) and reports a
 // reciprocal condition estimate, so callers can refuse a factorisation that
-// "succeeded" on a numerically singular matrix.
+// "succeeded" on a numerically singular matrix. Conjugate gradient and LiSSA
+// are written over any operator; at the end of this file they are assembled
+// over the Gram product of gram.hpp (H = Xa^T diag(c) Xa + l2 P).
 #pragma once
 
 #include <Eigen/Cholesky>
@@ -13,7 +15,9 @@
 #include <limits>
 #include <vector>
 
+#include "gram.hpp"
 #include "parallel.hpp"
+#include "problem.hpp"
 
 namespace fastinfluence {
 
@@ -65,10 +69,10 @@ struct CGOptions {
 };
 
 struct CGResult {
-  Eigen::MatrixXd solution;     // (p, m)
-  Eigen::VectorXi iterations;   // (m,)
-  Eigen::VectorXd residual;     // (m,) final relative residual
-  bool converged = false;       // every column within tol
+  Eigen::MatrixXd solution;    // (p, m)
+  Eigen::VectorXi iterations;  // (m,)
+  Eigen::VectorXd residual;    // (m,) final relative residual
+  bool converged = false;      // every column within tol
 };
 
 // apply(V) returns (H + damping I) V for a (p, k) block. inv_diag is the
@@ -96,8 +100,10 @@ CGResult conjugate_gradient(Apply&& apply, const Eigen::MatrixXd& B, const Eigen
   std::vector<Eigen::Index> active;
   for (Eigen::Index j = 0; j < m; ++j) {
     res.residual[j] = b_norm[j] > 0 ? R.col(j).norm() / b_norm[j] : 0.0;
-    if (b_norm[j] == 0.0) res.solution.col(j).setZero();
-    else if (res.residual[j] > opt.tol) active.push_back(j);
+    if (b_norm[j] == 0.0)
+      res.solution.col(j).setZero();
+    else if (res.residual[j] > opt.tol)
+      active.push_back(j);
   }
   for (int it = 1; it <= opt.max_iter && !active.empty(); ++it) {
     const auto k = static_cast<Eigen::Index>(active.size());
@@ -149,7 +155,7 @@ struct LissaOptions {
 };
 
 struct LissaResult {
-  Eigen::MatrixXd solution;                 // (p, m); NaN columns where the recursion diverged
+  Eigen::MatrixXd solution;                         // (p, m); NaN columns where the recursion diverged
   Eigen::Matrix<bool, Eigen::Dynamic, 1> diverged;  // (m,)
 };
 
@@ -205,5 +211,68 @@ LissaResult lissa(ApplyBatch&& apply_batch, Eigen::Index n_rows, const Eigen::Ma
     if (res.diverged[c]) res.solution.col(c).setConstant(std::numeric_limits<double>::quiet_NaN());
   return res;
 }
+
+// ---------------------------------------------------------------------------
+// CG and LiSSA over the data: (H + damping I) X = B for
+//   H = Xa^T diag(c) Xa + l2 P,  P = diag(1, .., 1, 0),
+// with c the curvature weights at the optimum (objective.hpp).
+// ---------------------------------------------------------------------------
+
+// The Jacobi preconditioner 1 / diag(H + damping I), from the data part
+// gram_diag = diag(Xa^T diag(c) Xa) (gram_diagonal). An entry that is not
+// positive (an all-zero column with neither l2 nor damping, or NaN) gets 1:
+// that coordinate is left unscaled rather than divided by zero.
+inline Eigen::VectorXd jacobi_preconditioner(const Eigen::VectorXd& gram_diag, Eigen::Index n_features, double l2,
+                                             double damping) {
+  Eigen::VectorXd diag = gram_diag;
+  diag.head(n_features).array() += l2;  // the penalty spares the intercept
+  diag.array() += damping;
+  return diag.unaryExpr([](double v) { return v > 0.0 ? 1.0 / v : 1.0; });
+}
+
+// Preconditioned (Jacobi, when `precondition`) conjugate gradient from X0
+// (empty: zeros), every column of B at once: one pass over X per iteration.
+template <class XType>
+CGResult cg_solve(const XType& X, bool fit_intercept, VectorCRef c, double l2, double damping, const Eigen::MatrixXd& B,
+                  const Eigen::MatrixXd& X0, bool precondition, const CGOptions& opt, int n_threads) {
+  Eigen::VectorXd inv_diag;
+  if (precondition)
+    inv_diag = jacobi_preconditioner(gram_diagonal(X, fit_intercept, c, n_threads), X.cols(), l2, damping);
+  GramWorkspace workspace;  // one for the whole solve: sparse X's buffers are mapped once
+  // (H + damping I) V
+  auto apply = [&](const Eigen::MatrixXd& V) {
+    Eigen::MatrixXd HV = regularised_gram_product(X, fit_intercept, c, l2, V, n_threads, &workspace);
+    if (damping != 0.0) HV += damping * V;
+    return HV;
+  };
+  return conjugate_gradient(apply, B, inv_diag, X0, opt);
+}
+
+// LiSSA with the Hessian of a mini-batch of rows,
+//   H_batch = (n / |batch|) sum_{i in batch} c_i xa_i xa_i^T + l2 P  (unbiased for H);
+// opt.damping is added by the recursion.
+template <class XType>
+LissaResult lissa_solve(const XType& X, bool fit_intercept, VectorCRef c, double l2, const Eigen::MatrixXd& B,
+                        const LissaOptions& opt) {
+  const Eigen::Index n = X.rows(), d = X.cols();
+  auto apply_batch = [&](const std::vector<Eigen::Index>& rows, const Eigen::MatrixXd& V) {
+    Eigen::MatrixXd HV = gram_product_rows(X, fit_intercept, c, rows, V);
+    HV *= static_cast<double>(n) / static_cast<double>(rows.size());
+    HV.topRows(d) += l2 * V.topRows(d);
+    return HV;
+  };
+  return lissa(apply_batch, n, B, opt);
+}
+
+// Compiled once, in cpp/src/solvers.cpp (see objective.hpp).
+#define FASTINFLUENCE_SOLVER_INSTANCES(EXTERN, XType)                                                              \
+  EXTERN template CGResult cg_solve<XType>(const XType&, bool, VectorCRef, double, double, const Eigen::MatrixXd&, \
+                                           const Eigen::MatrixXd&, bool, const CGOptions&, int);                   \
+  EXTERN template LissaResult lissa_solve<XType>(const XType&, bool, VectorCRef, double, const Eigen::MatrixXd&,   \
+                                                 const LissaOptions&);
+
+#ifdef FASTINFLUENCE_EXTERN_TEMPLATES
+FASTINFLUENCE_SOLVER_INSTANCES(extern, DesignMatrix)
+#endif
 
 }  // namespace fastinfluence

@@ -161,8 +161,9 @@ Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body
     body(acc, plan.begin(c), plan.size(c));
     partial[static_cast<size_t>(c)] = std::move(acc);
   });
-  tree_reduce(plan.n_chunks, n_threads, false,
-              [&](Index into, Index from) { partial[static_cast<size_t>(into)] += partial[static_cast<size_t>(from)]; });
+  tree_reduce(plan.n_chunks, n_threads, false, [&](Index into, Index from) {
+    partial[static_cast<size_t>(into)] += partial[static_cast<size_t>(from)];
+  });
   return std::move(partial[0]);
 }
 

@@ -13,7 +13,7 @@ def build_info() -> dict:
 
     info = {"fastinfluence": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
     try:
-        from . import _core  # type: ignore[attr-defined]  # compiled, no stubs yet (_core.pyi)
+        from . import _core  # typed by _core.pyi
     except ImportError as exc:  # the NumPy backend still works without the compiled core
         info["compiled_core"] = f"unavailable ({exc})"
         return info

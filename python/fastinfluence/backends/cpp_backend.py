@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core  # type: ignore[attr-defined]  # compiled, no stubs yet (_core.pyi)
+from .. import _core  # typed by _core.pyi
 from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 _NO_WEIGHTS = np.empty(0)

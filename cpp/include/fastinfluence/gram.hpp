@@ -43,6 +43,36 @@ class GramWorkspace {
   std::vector<ZeroedBuffer> buffers_;
 };
 
+// Rows [b, b + nb) of one panel of sparse_gram_product: acc += xa_i u_i with
+// u_i = c_i xa_i^T V, for V and acc (p x k) row-major and u a k-vector of
+// scratch. Plain loops over contiguous k-vectors: the compiler vectorises them
+// without Eigen's per-expression overhead, which dominates at small k.
+template <class Block>
+void sparse_gram_rows(const Block& Xb, const double* c, const double* v, size_t k, Index d, bool fit_intercept,
+                      double* u, double* acc) {
+  for (Index r = 0; r < Xb.rows(); ++r) {
+    const double cr = c[r];
+    if (cr == 0.0) continue;
+    // u = c_i xa_i^T V ;  acc += xa_i u
+    for (size_t q = 0; q < k; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * k + q] : 0.0;
+    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
+      const double x = it.value();
+      const double* vj = v + static_cast<size_t>(it.index()) * k;
+      for (size_t q = 0; q < k; ++q) u[q] += x * vj[q];
+    }
+    for (size_t q = 0; q < k; ++q) u[q] *= cr;
+    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
+      const double x = it.value();
+      double* aj = acc + static_cast<size_t>(it.index()) * k;
+      for (size_t q = 0; q < k; ++q) aj[q] += x * u[q];
+    }
+    if (fit_intercept) {
+      double* ad = acc + static_cast<size_t>(d) * k;
+      for (size_t q = 0; q < k; ++q) ad[q] += u[q];
+    }
+  }
+}
+
 // One panel of sparse_gram_product: Xa^T diag(c) Xa V for the k columns of V,
 // one fused pass over the rows. V and the accumulators are row-major so that
 // each non-zero touches one contiguous k-vector (Eigen's sparse x dense product
@@ -59,34 +89,10 @@ void sparse_gram_panel(const XType& X, bool fit_intercept, VectorCRef c, MatrixC
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index chunk) {
     double* a = ws.data(chunk + 1);
     std::fill(a, a + pk, 0.0);
-    // Plain loops over contiguous k-vectors: the compiler vectorises them
-    // without Eigen's per-expression overhead, which dominates at small k.
     std::vector<double> u(ku);
-    for_each_block(X, plan.begin(chunk), plan.size(chunk), [&](const auto& Xb, Index b, Index nb) {
-      using Block = std::decay_t<decltype(Xb)>;
-      if constexpr (is_sparse_v<Block>) {
-        for (Index r = 0; r < nb; ++r) {
-          const double ci = c[b + r];
-          if (ci == 0.0) continue;
-          // u = c_i xa_i^T V ;  acc += xa_i u
-          for (size_t q = 0; q < ku; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * ku + q] : 0.0;
-          for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-            const double x = it.value();
-            const double* vj = v + static_cast<size_t>(it.index()) * ku;
-            for (size_t q = 0; q < ku; ++q) u[q] += x * vj[q];
-          }
-          for (size_t q = 0; q < ku; ++q) u[q] *= ci;
-          for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-            const double x = it.value();
-            double* aj = a + static_cast<size_t>(it.index()) * ku;
-            for (size_t q = 0; q < ku; ++q) aj[q] += x * u[q];
-          }
-          if (fit_intercept) {
-            double* ad = a + static_cast<size_t>(d) * ku;
-            for (size_t q = 0; q < ku; ++q) ad[q] += u[q];
-          }
-        }
-      }
+    for_each_block(X, plan.begin(chunk), plan.size(chunk), [&](const auto& Xb, Index b, Index) {
+      if constexpr (is_sparse_v<std::decay_t<decltype(Xb)>>)
+        sparse_gram_rows(Xb, c.data() + b, v, ku, d, fit_intercept, u.data(), a);
     });
   });
   tree_reduce(plan.n_chunks, n_threads, /*parallel_levels=*/true, [&](Index into, Index from) {

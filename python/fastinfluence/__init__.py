@@ -12,7 +12,7 @@ exactly, and this package does so with a C++ (Eigen, OpenMP) core.
 
 __version__ = "0.1.0"
 
-from . import kernels, losses
+from . import kernels, losses, targets
 from ._config import build_info, show_config
 from .exceptions import (
     ApproximationWarning,
@@ -26,7 +26,7 @@ from .exceptions import (
     NotFittedError,
     PolishingWarning,
 )
-from .influence import Influence, exact_loo
+from .influence import Influence, exact_loo, exact_loo_on
 from .losses import Loss
 from .models import LinearRegression, LogisticRegression, PoissonRegression, SmoothHingeClassifier
 from .sklearn import from_sklearn  # imports scikit-learn only when called
@@ -50,8 +50,10 @@ __all__ = [
     "SmoothHingeClassifier",
     "build_info",
     "exact_loo",
+    "exact_loo_on",
     "from_sklearn",
     "kernels",
     "losses",
     "show_config",
+    "targets",
 ]

@@ -418,12 +418,16 @@ def take(labels, indices):
     return labels.take(indices)
 
 
-def label_matrix(values, train_labels, test_labels):
-    """A (k, m) result as a DataFrame: index ``train_row``, columns ``test_row``."""
+def label_matrix(values, train_labels, column_labels, column_name: str = "test_row"):
+    """A (k, c) result as a DataFrame: index ``train_row``, columns ``column_name`` (test points or
+    the columns of a target)."""
     pd = require_pandas()
-    test_labels = range(values.shape[1]) if test_labels is None else test_labels
+    column_labels = range(values.shape[1]) if column_labels is None else column_labels
     return pd.DataFrame(
-        values, index=_index(train_labels, "train_row"), columns=_index(test_labels, "test_row"), copy=False
+        values,
+        index=_index(train_labels, "train_row"),
+        columns=_index(column_labels, column_name),
+        copy=False,
     )
 
 

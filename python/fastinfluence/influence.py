@@ -37,6 +37,14 @@ Sherman-Morrison, with the leverage ``h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i`
 and ``loo(method="newton")`` evaluates the test loss at ``theta + delta_newton_i``
 (exact for the squared loss, whose objective is quadratic).
 
+Targets other than the test loss
+--------------------------------
+``on``, ``loo_on`` and ``top_k_on`` measure the same quantities on any target
+of :mod:`fastinfluence.targets` (decision values, probabilities, predicted means,
+coefficients, linear functionals, the mean loss over a validation set): the
+target's gradients take the place of ``g_j``. ``loss``, ``loo`` and ``top_k``
+are those methods on ``TestLoss(X_test, y_test)``.
+
 Data frames
 -----------
 ``X``, ``X_test`` may be pandas or polars DataFrames or pyarrow Tables, ``y``,
@@ -72,13 +80,13 @@ import numpy as np
 from . import _dataframes as D
 from . import _validation as V
 from . import rowwise
+from . import targets as T
 from .backends import get_backend
 from .engine import Engine, MemoryEngine
 from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
     IllConditionedHessianError,
-    InvalidArgumentValueError,
     LeverageWarning,
     NotAtOptimumWarning,
     NotFittedError,
@@ -88,7 +96,7 @@ from .models import LinearModelBase
 from .solvers import DirectSolver, make_solver, newton_decrement, resolve_solver, spectrum_summary
 from .topk import TopK
 
-__all__ = ["Influence", "TopK", "exact_loo"]
+__all__ = ["Influence", "TopK", "exact_loo", "exact_loo_on"]
 
 #: Results larger than this many bytes are refused unless written into a
 #: caller-provided ``out`` array (a ``numpy.memmap`` for data larger than
@@ -279,31 +287,32 @@ class Influence:
         if not self._engine.lazy:
             _check_result_size(shape, what)
 
-    def _test_side(self, X_test, y_test):
-        """(X_test, encoded y_test, eta_test, loss'_test, test row labels | None) after validation."""
-        X_test, y_test = self._engine.test_inputs(X_test, y_test)
-        X_test, test_rows, _ = self.model.validate_features(X_test, "X_test")
-        y_test = self.model.encode_targets(y_test, X_test.shape[0], "y_test")
-        eta, _, d1, _ = self._engine.kernels.row_derivatives(
-            self.model.problem(X_test, y_test, None), self._theta, self._engine.n_jobs
+    def _fit_view(self) -> T.Fit:
+        return T.Fit(
+            self.model, self._theta, self._engine.kernels, self._engine.n_jobs, self._engine.test_inputs
         )
-        _check_finite_test_gradients(eta, d1, self.model.loss.name)
-        return X_test, y_test, eta, d1, test_rows
 
-    def _solved_test_gradients(self, X_test, y_test):
-        """(V = H^{-1} G_test, (p, m) Fortran order, test row labels | None): all test gradients at once."""
-        X_test, y_test, _eta, d1, test_rows = self._test_side(X_test, y_test)
-        G_test = V.augmented_transpose(X_test, d1, self._engine.fit_intercept)
-        return np.asfortranarray(self.solver_.solve(G_test)), test_rows
+    def _bind(self, target) -> T.Bound:
+        """``target`` evaluated at the fitted theta (its gradients, labels and test points)."""
+        if not isinstance(target, T.Target):
+            raise TypeError(
+                "target must be a fastinfluence.targets target (TestLoss, MeanTestLoss, DecisionFunction, "
+                f"PredictProba, Predict, Coefficient, LinearFunctional), got {type(target).__name__}"
+            )
+        return target.bind(self._fit_view())
+
+    def _solved(self, bound: T.Bound) -> np.ndarray:
+        """H^{-1} G for the target's gradients G: (p, c), Fortran order."""
+        return np.asfortranarray(self.solver_.solve(bound.gradients))
 
     # -- labelled results (training X given as a frame) ----------------------------------------
     def _train_labels(self, indices):
         return D.take(self._engine.train_rows, V.check_indices(indices, self.n_samples_))
 
-    def _as_matrix(self, values, indices, test_rows):
+    def _as_matrix(self, values, indices, bound: T.Bound):
         if self._engine.train_rows is None:
             return values
-        return D.label_matrix(values, self._train_labels(indices), test_rows)
+        return D.label_matrix(values, self._train_labels(indices), bound.labels, bound.axis)
 
     def _as_params(self, values, indices):
         if self._engine.train_rows is None:
@@ -391,24 +400,25 @@ class Influence:
         """
         return self._as_params(self._rows_times_inverse(self._rows(indices), self._context()), indices)
 
-    def loss(self, X_test, y_test, indices=None, *, out=None):
-        """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m).
+    def on(self, target, indices=None, *, out=None):
+        """I_up,f(z_i) = -grad f^T H^{-1} g_i for a target f (:mod:`fastinfluence.targets`), (k, c).
 
-        Rows are training points, columns test points. Negative: upweighting z_i
-        lowers the test loss (helpful); positive: harmful. All test gradients are
-        solved at once and scored by one dense product per row block.
+        Rows are training points, columns the target's columns (test points, coefficients,
+        ...). Negative: upweighting z_i lowers f. One solve for all the target's columns,
+        then one dense product per row block.
 
-        ``out``: a writable C-contiguous float64 (k, m) array to fill (for
-        example a ``numpy.memmap`` for results larger than memory). It is
-        set to NaN first, so after an interruption (Ctrl-C, a signal) the rows
-        still NaN are those not written (influence values are never NaN). Without
-        it, results above ``MAX_RESULT_BYTES`` raise MemoryError. With ``out``
-        the result is ``out`` itself, even for frames; without it, a DataFrame
-        (index ``train_row``, columns ``test_row``) when X was a frame.
+        ``out``: a writable C-contiguous float64 (k, c) array to fill (for example a
+        ``numpy.memmap`` for results larger than memory). It is set to NaN first, so after
+        an interruption (Ctrl-C, a signal) the rows still NaN are those not written
+        (influence values are never NaN). Without it, results above ``MAX_RESULT_BYTES``
+        raise MemoryError. With ``out`` the result is ``out`` itself, even for frames;
+        without it, a DataFrame (index ``train_row``, columns the target's labels:
+        ``test_row`` or ``target``) when X was a frame.
         """
-        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
+        bound = self._bind(target)
+        M = self._solved(bound)
         rows = self._rows(indices)
-        shape = (self._engine.n_rows(rows), V_test.shape[1])
+        shape = (self._engine.n_rows(rows), bound.n_columns)
         if out is None:
             self._check_result_size(shape, "the influence matrix")
         else:
@@ -416,8 +426,8 @@ class Influence:
                 out,
                 shape,
                 {
-                    "X_test": X_test,
-                    "y_test": y_test,
+                    "X_test": getattr(target, "X_test", None),
+                    "y_test": getattr(target, "y_test", None),
                     "indices": indices,
                     "the training X": getattr(self._engine, "X", None),
                     "loss_derivative_": self._engine.derivatives(0),
@@ -425,33 +435,50 @@ class Influence:
             )
             out.fill(np.nan)  # rows the kernel has not reached stay NaN if it is interrupted
         scores = self._engine.map_rows(
-            rows, rowwise.scaled_products, self._context(M=V_test), (shape[1],), out=out
+            rows, rowwise.scaled_products, self._context(M=M), (shape[1],), out=out
         )
-        return scores if out is not None else self._as_matrix(scores, indices, test_rows)
+        return scores if out is not None else self._as_matrix(scores, indices, bound)
 
-    def top_k(self, X_test, y_test, k=10):
-        """The k most helpful and k most harmful training points for each test point.
+    def loss(self, X_test, y_test, indices=None, *, out=None):
+        """I_up,loss(z_i, z_test_j) = -g_test_j^T H^{-1} g_i, shape (k, m): ``on(TestLoss(X_test, y_test))``.
+
+        Rows are training points, columns test points. Negative: upweighting z_i
+        lowers the test loss (helpful); positive: harmful. ``out`` as for :meth:`on`.
+        """
+        return self.on(T.TestLoss(X_test, y_test), indices, out=out)
+
+    def top_k_on(self, target, k=10):
+        """The k training points whose upweighting lowers and raises the target most, per column.
 
         Streams over row blocks of X (OpenMP in the compiled backend; per chunk, merged by a
-        tree reduction, on Dask), keeping O(m * k) memory: the (n, m) matrix of :meth:`loss`
+        tree reduction, on Dask), keeping O(c * k) memory: the (n, c) matrix of :meth:`on`
         is never held.
 
         Returns
         -------
         TopK
-            ``helpful_indices``/``helpful_scores`` (most negative I_up,loss first) and
-            ``harmful_indices``/``harmful_scores`` (most positive first), each (m, k);
-            a k above the number of training points n is lowered to n.
-            When X was a frame: the tidy DataFrame ``test_row, rank, train_row, score,
-            kind`` of :meth:`TopK.to_frame`, with the row labels.
+            ``helpful_indices``/``helpful_scores``: the most negative I_up,f first (upweighting
+            lowers f: for a loss, the helpful points); ``harmful_*``: the most positive first;
+            each (c, k); a k above the number of training points n is lowered to n.
+            When X was a frame: the tidy DataFrame of :meth:`TopK.to_frame` with the row
+            labels, its ``kind`` column ``"helpful"``/``"harmful"`` for a loss target and
+            ``"lowers"``/``"raises"`` for the others.
         """
         k = min(V.check_positive_int(k, "k", maximum=None), self.n_samples_)
         self._engine.check_unchanged()
-        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-        top = self._engine.top_k(self._context(M=V_test, k=k))
+        bound = self._bind(target)
+        top = self._engine.top_k(self._context(M=self._solved(bound), k=k))
         if self._engine.train_rows is None:
             return top
-        return top.to_frame(train_labels=self._engine.train_rows, test_labels=test_rows)
+        kinds = ("helpful", "harmful") if bound.kind in ("loss", "mean_loss") else ("lowers", "raises")
+        return top.to_frame(
+            train_labels=self._engine.train_rows, test_labels=bound.labels, kinds=kinds, column=bound.axis
+        )
+
+    def top_k(self, X_test, y_test, k=10):
+        """The k most helpful and k most harmful training points for each test point:
+        ``top_k_on(TestLoss(X_test, y_test), k)`` (see :meth:`top_k_on`)."""
+        return self.top_k_on(T.TestLoss(X_test, y_test), k)
 
     def self_influence(self, indices=None):
         """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i <= 0, shape (k,).
@@ -485,7 +512,8 @@ class Influence:
         ``(train_row, test_row)`` MultiIndex (training-row major) and the
         feature columns.
         """
-        V_test, test_rows = self._solved_test_gradients(X_test, y_test)
+        bound = self._bind(T.TestLoss(X_test, y_test))
+        V_test = self._solved(bound)
         rows = self._rows(indices)
         d = self.model.n_features_in_
         self._check_result_size((self._engine.n_rows(rows), V_test.shape[1], d), "pert_loss")
@@ -493,7 +521,9 @@ class Influence:
         result = self._engine.map_rows(rows, rowwise.pert_loss, ctx, (V_test.shape[1], d))
         if self._engine.train_rows is None:
             return result
-        return D.label_pert(np.asarray(result), self._train_labels(indices), test_rows, self._engine.columns)
+        return D.label_pert(
+            np.asarray(result), self._train_labels(indices), bound.labels, self._engine.columns
+        )
 
     def loo_params(self, method="influence", indices=None):
         """Estimated theta_{-i} - theta when z_i is removed, shape (k, p).
@@ -505,32 +535,38 @@ class Influence:
         rows = self._rows(indices)
         return self._as_params(self._rows_times_inverse(rows, self._removal_context(method, rows)), indices)
 
-    def loo(self, X_test, y_test, method="influence", indices=None):
-        """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta).
+    def loo_on(self, target, method="influence", indices=None):
+        """Estimated change of a target f when z_i is removed, f(theta_{-i}) - f(theta), (k, c).
 
-        Shape (k, m). ``method="influence"`` is the first-order estimate
-        ``-(s_i/n) I_up,loss(z_i, z_j)``; ``"newton"`` evaluates the test loss at
-        ``theta + delta_newton_i`` (exact for the squared loss).
+        ``method="influence"``: the first-order estimate ``-(s_i/n) I_up,f(z_i)``;
+        ``"newton"``: f at ``theta + delta_newton_i`` (one exact Newton step without z_i,
+        see the module docstring): exact for the squared loss, and exact in delta for the
+        targets linear in theta (decision values, coefficients, linear functionals).
+        Rows whose ``1 - h_i`` is within rounding of zero get NaN (a :class:`LeverageWarning`
+        says how many).
         """
         self._check_method(method)
         rows = self._rows(indices)
-        if method == "influence":
-            V_test, test_rows = self._solved_test_gradients(X_test, y_test)
-            self._check_result_size((self._engine.n_rows(rows), V_test.shape[1]), "the leave-one-out matrix")
-            ctx = self._removal_context(method, rows, M=V_test)
-            change = self._engine.map_rows(rows, rowwise.scaled_products, ctx, (V_test.shape[1],))
-            return self._as_matrix(change, indices, test_rows)
-        X_test, y_test, eta_test, _, test_rows = self._test_side(X_test, y_test)
-        self._check_result_size((self._engine.n_rows(rows), X_test.shape[0]), "the leave-one-out matrix")
+        bound = self._bind(target)
+        k = self._engine.n_rows(rows)
+        self._check_result_size((k, bound.n_columns), "the leave-one-out matrix")
+        if method == "influence" or bound.kind == "linear":
+            ctx = self._removal_context(method, rows, M=self._solved(bound))
+            change = self._engine.map_rows(rows, rowwise.scaled_products, ctx, (bound.n_columns,))
+            return self._as_matrix(change, indices, bound)
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = r_i xa_i . U_j
+        X_test = bound.X
         U = self.solver_.solve(
             V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._engine.fit_intercept)
         )
-        ctx = self._removal_context(
-            method, rows, M=np.asfortranarray(U), loss=self.model.loss, y_test=y_test, eta_test=eta_test
-        )
-        change = self._engine.map_rows(rows, rowwise.loo_newton_loss, ctx, (X_test.shape[0],))
-        return self._as_matrix(change, indices, test_rows)
+        ctx = self._removal_context(method, rows, M=np.asfortranarray(U), target=bound)
+        change = self._engine.map_rows(rows, rowwise.loo_newton_target, ctx, (bound.n_columns,))
+        return self._as_matrix(change, indices, bound)
+
+    def loo(self, X_test, y_test, method="influence", indices=None):
+        """Estimated change of test loss when z_i is removed, loss(z_j, theta_{-i}) - loss(z_j, theta):
+        ``loo_on(TestLoss(X_test, y_test), method, indices)``, shape (k, m)."""
+        return self.loo_on(T.TestLoss(X_test, y_test), method, indices)
 
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
@@ -559,34 +595,11 @@ def _check_out(out, shape, inputs):
     V.check_out_overlap(out, inputs)
 
 
-#: exp(eta) overflows double precision above this eta (log of the largest double, ~709.78).
-_EXP_OVERFLOW = float(np.log(np.finfo(np.float64).max))
-
-
-def _check_finite_test_gradients(eta, d1, loss_name):
-    """ValueError naming X_test when test points have a non-finite eta or loss' (their influence is NaN)."""
-    bad = ~(np.isfinite(eta) & np.isfinite(d1))
-    if not np.any(bad):
-        return
-    rows = np.flatnonzero(bad)
-    cause = ""
-    if loss_name == "poisson":
-        cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
-    raise InvalidArgumentValueError(
-        "X_test",
-        f"has {rows.size} row(s) (the first at position {rows[0]}) whose test-loss gradient is not "
-        f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
-        f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
-        "against the training data)",
-    )
-
-
 def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, return_params=False):
     """Brute-force leave-one-out: refit with s_i = 0 for each i in ``indices``.
 
-    The reference the influence estimates are validated against. Each refit is
-    warm-started at ``model.theta_`` and run to the model's tolerance; n stays
-    fixed (the objective keeps its 1/n), matching the influence definitions.
+    The reference the influence estimates are validated against:
+    ``exact_loo_on(model, X, y, indices, TestLoss(X_test, y_test), ...)``.
 
     Returns
     -------
@@ -598,7 +611,24 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     When X is a frame, both are DataFrames labelled as :meth:`Influence.loo`
     and :meth:`Influence.loo_params` label theirs (``indices`` are positions).
     """
+    return exact_loo_on(
+        model, X, y, indices, T.TestLoss(X_test, y_test), sample_weight, return_params=return_params
+    )
+
+
+def exact_loo_on(model, X, y, indices, target, sample_weight=None, *, return_params=False):
+    """Brute-force leave-one-out for any target: refit with s_i = 0 for each i in ``indices``.
+
+    Each refit is warm-started at ``model.theta_`` and run to the model's tolerance; n
+    stays fixed (the objective keeps its 1/n), matching the influence definitions.
+    Returns ``f(theta_{-i}) - f(theta)``, (k, c) (computed without cancellation for
+    small changes), and with ``return_params=True`` also ``theta_{-i} - theta`` (k, p);
+    labelled as :meth:`Influence.loo_on` and :meth:`Influence.loo_params` label theirs
+    when X is a frame.
+    """
     _check_model(model)
+    if not isinstance(target, T.Target):
+        raise TypeError(f"target must be a fastinfluence.targets target, got {type(target).__name__}")
     backend = get_backend(model.backend)
     n_jobs = V.check_n_jobs(model.n_jobs)
     X, train_rows, columns = model.validate_features(X, "X")
@@ -610,15 +640,11 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
     s = np.ones(n) if s is None else s
     idx = V.check_indices(indices, n)
     idx = np.arange(n) if idx is None else idx
-    X_test, test_rows, _ = model.validate_features(X_test, "X_test")
-    y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
-
-    loss, fit_intercept = model.loss, bool(model.fit_intercept)
     theta = model.theta_
+    bound = target.bind(T.Fit(model, theta, backend, n_jobs, lambda X_test, y_test: (X_test, y_test)))
+
     method = model.fit_method(theta.size)
     objective_scale = getattr(model, "objective_scale_", None)
-    eta_test = backend.row_derivatives(model.problem(X_test, y_test, None), theta, n_jobs).eta
-    change = np.empty((idx.size, X_test.shape[0]))
     delta_params = np.empty((idx.size, theta.size))
     for row, i in enumerate(idx):
         weights = s.copy()
@@ -639,12 +665,10 @@ def exact_loo(model, X, y, indices, X_test, y_test, sample_weight=None, *, retur
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        delta = np.asarray(result["theta"]) - theta
-        delta_params[row] = delta
-        delta_eta = V.linear_predictor(X_test, delta, fit_intercept)
-        change[row] = backend.loss_difference(loss, y_test, eta_test, delta_eta)
+        delta_params[row] = np.asarray(result["theta"]) - theta
+    change = bound.change(backend, delta_params, bool(model.fit_intercept)).reshape(idx.size, bound.n_columns)
     if train_rows is not None:
         labels = D.take(train_rows, idx)
-        change = D.label_matrix(change, labels, test_rows)
-        delta_params = D.label_params(delta_params, labels, columns, fit_intercept)
+        change = D.label_matrix(change, labels, bound.labels, bound.axis)
+        delta_params = D.label_params(delta_params, labels, columns, model.fit_intercept)
     return (change, delta_params) if return_params else change

@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .losses import Loss
+from .targets import Bound
+
+#: Entries of the (rows, test points) block of eta changes held at once by
+#: :func:`loo_newton_target` when the result is smaller (a mean over the test points).
+SUB_BLOCK_ENTRIES = 2**21
 
 #: The per-row factor r_i of a scoring product ``r_i xa_i^T M``: upweighting (``-loss'_i``,
 #: I_up), removal to first order (``(s_i/n) loss'_i``), removal by one Newton step (the same
@@ -51,9 +55,7 @@ class Context:
     M: np.ndarray | None = None  # (p, m): right side of the scoring product
     A: np.ndarray | None = None  # F with xa^T H^{-1} xa = ||F xa||^2
     leverage_floor: float = 1e-12  # rows with 1 - h_i below this get NaN Newton estimates
-    loss: Loss | None = None  # for the test losses of loo(method="newton")
-    y_test: np.ndarray | None = None
-    eta_test: np.ndarray | None = None
+    target: Bound | None = None  # the bound target of a one-step (Newton) estimate
     w: np.ndarray | None = None  # the weights of theta (pert_loss)
     k: int = 0  # top-k
 
@@ -108,20 +110,33 @@ def pert_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
     return kernels.perturbation_loss(block.X, ctx.fit_intercept, block.d1, block.d2, ctx.M, ctx.w, ctx.n_jobs)
 
 
-def loo_newton_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """loss(z_j, theta + delta_i) - loss(z_j, theta), (k, m), delta_i = r_i H^{-1} xa_i: with
-    U = H^{-1} Xa_test^T (``ctx.M``), xa_test_j . delta_i = r_i xa_i . U_j."""
-    return kernels.loo_loss_change(
-        ctx.loss,
-        block.X,
-        ctx.fit_intercept,
-        row_scale(kernels, block, ctx),
-        ctx.M,
-        ctx.y_test,
-        ctx.eta_test,
-        None,
-        ctx.n_jobs,
-    )
+def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """f(theta + delta_i) - f(theta) for the target ``ctx.target``, (k, c), delta_i = r_i H^{-1} xa_i:
+    with U = H^{-1} Xa_test^T (``ctx.M``), xa_test_j . delta_i = r_i xa_i . U_j. Test losses use the
+    fused kernel; a mean over the test points holds at most SUB_BLOCK_ENTRIES eta changes at once."""
+    target = ctx.target
+    assert target is not None
+    assert ctx.M is not None
+    scale = row_scale(kernels, block, ctx)
+    if target.kind == "loss":
+        return kernels.loo_loss_change(
+            target.loss, block.X, ctx.fit_intercept, scale, ctx.M, target.y, target.eta, None, ctx.n_jobs
+        )
+    k, m = len(block), ctx.M.shape[1]
+    out = np.empty((k, target.n_columns))
+    step = k if target.kind != "mean_loss" else max(1, SUB_BLOCK_ENTRIES // max(m, 1))
+    for a in range(0, k, max(step, 1)):
+        b = min(k, a + step)
+        X = block.X[a:b]
+        if target.kind == "mean_loss":
+            change = kernels.loo_loss_change(
+                target.loss, X, ctx.fit_intercept, scale[a:b], ctx.M, target.y, target.eta, None, ctx.n_jobs
+            )
+            out[a:b] = change.mean(axis=1, keepdims=True)
+        else:
+            delta_eta = kernels.scaled_row_products(X, ctx.fit_intercept, scale[a:b], ctx.M, None, ctx.n_jobs)
+            out[a:b] = target.change_from_eta(kernels, delta_eta)
+    return out
 
 
 def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:

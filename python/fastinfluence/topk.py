@@ -32,7 +32,9 @@ class TopK:
     harmful_indices: np.ndarray
     harmful_scores: np.ndarray
 
-    def to_frame(self, train_labels=None, test_labels=None):
+    def to_frame(
+        self, train_labels=None, test_labels=None, *, kinds=("helpful", "harmful"), column="test_row"
+    ):
         """The same result as one tidy pandas DataFrame: ``test_row, rank, train_row, score, kind``.
 
         One row per (test point, kind, rank): for each test point (in order)
@@ -40,7 +42,10 @@ class TopK:
         negative score), then its k most harmful (``kind="harmful"``, rank 1 =
         most positive). ``train_row`` and ``test_row`` are row numbers, or
         ``train_labels[i]`` and ``test_labels[j]`` when given (a pandas Index
-        or any sequence). Needs pandas.
+        or any sequence). ``kinds`` names the two kinds (``Influence.top_k_on``
+        passes ``("lowers", "raises")`` for targets that are not losses) and
+        ``column`` the first column (``"target"`` for targets that are not test
+        points). Needs pandas.
         """
         pd = D.require_pandas("TopK.to_frame results")
         m, k = self.helpful_indices.shape
@@ -52,11 +57,11 @@ class TopK:
         test_positions = np.repeat(np.arange(m), 2 * k)
         return pd.DataFrame(
             {
-                "test_row": test_labels.take(test_positions),
+                column: test_labels.take(test_positions),
                 "rank": np.tile(np.arange(1, k + 1), 2 * m),
                 "train_row": train_positions if train_labels is None else train_labels.take(train_positions),
                 "score": scores.astype(np.float64, copy=False),
-                "kind": np.tile(np.repeat(np.array(["helpful", "harmful"], dtype=object), k), m),
+                "kind": np.tile(np.repeat(np.array(list(kinds), dtype=object), k), m),
             }
         )
 

@@ -1,0 +1,363 @@
+"""What an influence is measured on: the targets of ``Influence.on``, ``loo_on`` and ``top_k_on``.
+
+A target is a differentiable function ``f(theta)`` with one value per *column*
+(a test point, a coefficient, the mean over a validation set). Upweighting
+training point ``z_i`` by ``eps`` moves it by ``eps * I_up,f(z_i)`` with
+
+    I_up,f(z_i) = -grad f(theta)^T H^{-1} g_i,
+
+so every target is scored by the same product as the test loss, with its own
+gradients in place of the test-loss gradients (one solve ``H^{-1} grad f`` for all
+training points). Signs are the same for every target: a *negative* value means
+upweighting z_i *lowers* f (for a loss: z_i helps); removing z_i changes f by
+about ``-(s_i/n) I_up,f(z_i)``, or, by one Newton step, by
+``f(theta + delta_newton_i) - f(theta)`` (exact for the linear targets).
+
+=====================================  ==============================================  =========
+target                                 f(theta), per column                            columns
+=====================================  ==============================================  =========
+``TestLoss(X_test, y_test)``           ``loss(y_j, eta_j)`` (what ``Influence.loss``    m
+                                       scores)
+``MeanTestLoss(X_test, y_test)``       ``(1/m) sum_j loss(y_j, eta_j)``: one solve,     1
+                                       "which rows hurt validation most"
+``DecisionFunction(X_test)``           ``eta_j = xa_j . theta`` (no labels needed)      m
+``PredictProba(X_test, class_=None)``  the predicted probability of ``class_``          m
+                                       (default: the positive class ``classes_[1]``)
+``Predict(X_test)``                    the predicted mean: ``eta_j`` (least squares),   m
+                                       ``exp(eta_j)`` (Poisson)
+``Coefficient(*names)``                the named coefficients (feature names of a       one each
+                                       frame, positions, or ``"intercept"``)
+``LinearFunctional(c, names=None)``    ``c^T theta`` for each column of c (p,) / (p, q)  q
+=====================================  ==============================================  =========
+
+``eta_j = xa_j . theta`` with ``xa_j = (x_j, 1)`` when the model has an intercept.
+``TestLoss`` and ``MeanTestLoss`` need labels, in the model's encoding (class names
+for a classifier fitted on them); the others need none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _validation as V
+from .exceptions import InvalidArgumentValueError
+from .losses import Loss
+
+__all__ = [
+    "Coefficient",
+    "DecisionFunction",
+    "LinearFunctional",
+    "MeanTestLoss",
+    "Predict",
+    "PredictProba",
+    "Target",
+    "TestLoss",
+]
+
+#: Kinds of one-step (Newton) change a bound target knows how to compute from
+#: delta_eta = xa_test_j . delta_i: the test loss, its mean, a mean function of eta
+#: (probability, predicted mean), or none needed (linear in theta: G^T delta).
+NEWTON_KINDS = ("loss", "mean_loss", "mean_function", "linear")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What a target needs of the fitted model: given by :class:`fastinfluence.Influence`."""
+
+    model: Any
+    theta: np.ndarray
+    kernels: Any  # the backend module
+    n_jobs: int
+    test_inputs: Callable  # (X_test, y_test) -> the same on this machine (Dask: computed)
+
+    @property
+    def fit_intercept(self) -> bool:
+        return bool(self.model.fit_intercept)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A target evaluated at the fitted theta.
+
+    ``gradients`` (p, c): grad f of each of the c columns; ``labels``: the columns'
+    labels (None: 0 .. c-1) and ``axis`` the name of that axis in labelled results.
+    The one-step change needs the kind (:data:`NEWTON_KINDS`) and, for the kinds
+    that depend on eta, the test points (``X``, ``eta``, labels ``y``).
+    """
+
+    gradients: np.ndarray
+    labels: Any
+    axis: str
+    kind: str
+    loss: Loss
+    X: Any = None
+    eta: np.ndarray | None = None
+    y: np.ndarray | None = None
+    mean: str = "identity"  # the mean function of eta: "identity", "logistic", "exp"
+    sign: float = 1.0  # -1: the probability of the negative class, 1 - sigma(eta)
+
+    @property
+    def n_columns(self) -> int:
+        return self.gradients.shape[1]
+
+    def change_from_eta(self, kernels, delta_eta: np.ndarray) -> np.ndarray:
+        """f(theta + delta) - f(theta), (k, c), from delta_eta (k, m) = xa_test_j . delta_i,
+        computed without cancellation for small steps."""
+        if self.kind == "loss":
+            return kernels.loss_difference(self.loss, self.y, self.eta, delta_eta)
+        if self.kind == "mean_loss":
+            change = kernels.loss_difference(self.loss, self.y, self.eta, delta_eta)
+            return change.mean(axis=1, keepdims=True)
+        assert self.kind == "mean_function"
+        assert self.eta is not None
+        return self.sign * mean_difference(self.mean, self.eta, delta_eta)
+
+    def change(self, kernels, delta: np.ndarray, fit_intercept: bool) -> np.ndarray:
+        """f(theta + delta_r) - f(theta) for each row delta_r of ``delta`` (k, p): (k, c)."""
+        delta = np.atleast_2d(np.asarray(delta, dtype=np.float64))
+        if self.kind == "linear":
+            return delta @ self.gradients
+        delta_eta = np.stack([V.linear_predictor(self.X, row, fit_intercept) for row in delta])
+        return self.change_from_eta(kernels, delta_eta.reshape(delta.shape[0], -1))
+
+
+def mean_difference(mean: str, eta: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """mu(eta + delta) - mu(eta) for the mean function ``mean``, accurate for small delta:
+    sigma(a + d) - sigma(a) = sigma(a + d) sigma(-a) (1 - e^-d); exp(a + d) - exp(a) = e^a expm1(d)."""
+    if mean == "identity":
+        return np.asarray(delta, dtype=np.float64)
+    if mean == "exp":
+        return np.exp(eta) * np.expm1(delta)
+    assert mean == "logistic"
+    return _expit(eta + delta) * _expit(-eta) * -np.expm1(-delta)
+
+
+def _expit(x):
+    # 1 / (1 + exp(-x)) without overflow for large negative x
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _mean_derivative(mean: str, eta: np.ndarray) -> np.ndarray:
+    if mean == "identity":
+        return np.ones_like(eta)
+    if mean == "exp":
+        with np.errstate(over="ignore"):  # overflow is reported by the caller, naming X_test
+            return np.exp(eta)
+    p = _expit(eta)
+    return p * (1.0 - p)
+
+
+class Target:
+    """Base class of the targets: :meth:`bind` evaluates the target at a fitted model."""
+
+    def bind(self, fit: Fit) -> Bound:
+        raise NotImplementedError
+
+
+def _test_points(fit: Fit, X_test, y_test=None):
+    """(X_test, encoded y_test | None, eta, loss' | None, test row labels | None) after validation."""
+    X_test, y_test = fit.test_inputs(X_test, y_test)
+    model = fit.model
+    X_test, test_rows, _ = model.validate_features(X_test, "X_test")
+    if y_test is None:
+        return X_test, None, V.linear_predictor(X_test, fit.theta, fit.fit_intercept), None, test_rows
+    y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
+    eta, _, d1, _ = fit.kernels.row_derivatives(model.problem(X_test, y_test, None), fit.theta, fit.n_jobs)
+    _check_finite_test_gradients(eta, d1, model.loss.name)
+    return X_test, y_test, eta, d1, test_rows
+
+
+#: exp(eta) overflows double precision above this eta (log of the largest double, ~709.78).
+_EXP_OVERFLOW = float(np.log(np.finfo(np.float64).max))
+
+
+def _check_finite_test_gradients(eta, d1, loss_name, what="test-loss"):
+    """ValueError naming X_test when test points have a non-finite eta or derivative of the target in
+    eta (loss', the mean function's derivative): their influence would be NaN."""
+    bad = ~(np.isfinite(eta) & np.isfinite(d1))
+    if not np.any(bad):
+        return
+    rows = np.flatnonzero(bad)
+    cause = ""
+    if loss_name == "poisson":
+        cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
+    raise InvalidArgumentValueError(
+        "X_test",
+        f"has {rows.size} row(s) (the first at position {rows[0]}) whose {what} gradient is not "
+        f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
+        f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
+        "against the training data)",
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TestLoss(Target):
+    """The loss at each test point: ``Influence.on(TestLoss(X_test, y_test))`` is ``Influence.loss``."""
+
+    __test__ = False  # not a pytest test class
+    X_test: Any
+    y_test: Any
+
+    def bind(self, fit):
+        X, y, eta, d1, rows = _test_points(fit, self.X_test, self.y_test)
+        G = V.augmented_transpose(X, d1, fit.fit_intercept)
+        return Bound(G, rows, "test_row", "loss", fit.model.loss, X, eta, y)
+
+
+@dataclass(frozen=True, eq=False)
+class MeanTestLoss(Target):
+    """The mean loss over a test (validation) set: one column, from one solve."""
+
+    X_test: Any
+    y_test: Any
+
+    def bind(self, fit):
+        X, y, eta, d1, _ = _test_points(fit, self.X_test, self.y_test)
+        m = X.shape[0]
+        top = np.asarray(X.T @ d1, dtype=np.float64).reshape(-1) / m
+        g = np.append(top, d1.sum() / m) if fit.fit_intercept else top
+        return Bound(g[:, None], ["mean_test_loss"], "target", "mean_loss", fit.model.loss, X, eta, y)
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionFunction(Target):
+    """The linear predictor ``eta_j = xa_j . theta`` at each test point (``decision_function``)."""
+
+    X_test: Any
+
+    def bind(self, fit):
+        X, _, eta, _, rows = _test_points(fit, self.X_test)
+        ones = np.ones(X.shape[0])
+        _check_finite_test_gradients(eta, ones, fit.model.loss.name, "decision-value")
+        G = V.augmented_transpose(X, ones, fit.fit_intercept)
+        return Bound(G, rows, "test_row", "linear", fit.model.loss, X, eta)
+
+
+def _mean_target(fit: Fit, X_test, mean: str, sign: float) -> Bound:
+    X, _, eta, _, rows = _test_points(fit, X_test)
+    derivative = _mean_derivative(mean, eta)
+    _check_finite_test_gradients(eta, derivative, fit.model.loss.name, "prediction")
+    G = V.augmented_transpose(X, sign * derivative, fit.fit_intercept)
+    return Bound(G, rows, "test_row", "mean_function", fit.model.loss, X, eta, mean=mean, sign=sign)
+
+
+@dataclass(frozen=True, eq=False)
+class PredictProba(Target):
+    """The predicted probability of ``class_`` at each test point (a column of ``predict_proba``).
+
+    ``class_``: one of the model's ``classes_``; None for the positive class ``classes_[1]``.
+    For :class:`fastinfluence.LogisticRegression` (the smooth hinge defines no probability).
+    """
+
+    X_test: Any
+    class_: Any = None
+
+    def bind(self, fit):
+        model = fit.model
+        if model.loss.name != "logistic":
+            raise InvalidArgumentValueError(
+                "target",
+                f"PredictProba needs a probabilistic classifier (LogisticRegression); "
+                f"{type(model).__name__} defines no probability. Use DecisionFunction",
+            )
+        classes = list(np.asarray(model.classes_).tolist())
+        if self.class_ is None:
+            sign = 1.0
+        elif self.class_ in classes:
+            sign = 1.0 if classes.index(self.class_) == 1 else -1.0
+        else:
+            raise InvalidArgumentValueError(
+                "class_", f"must be one of the model's classes {classes}, got {self.class_!r}"
+            )
+        return _mean_target(fit, self.X_test, "logistic", sign)
+
+
+@dataclass(frozen=True, eq=False)
+class Predict(Target):
+    """The predicted mean at each test point (``predict`` of a regression model):
+    ``eta`` for least squares, ``exp(eta)`` for Poisson."""
+
+    X_test: Any
+
+    def bind(self, fit):
+        name = fit.model.loss.name
+        if name == "squared":
+            return _mean_target(fit, self.X_test, "identity", 1.0)
+        if name == "poisson":
+            return _mean_target(fit, self.X_test, "exp", 1.0)
+        raise InvalidArgumentValueError(
+            "target",
+            f"Predict is for regression models; {type(fit.model).__name__} predicts a class label, "
+            "which has no derivative: use PredictProba or DecisionFunction",
+        )
+
+
+def _parameter_names(fit: Fit) -> list:
+    """The names of theta's entries: the feature names (positions for arrays), then ``"intercept"``."""
+    model = fit.model
+    names = getattr(model, "feature_names_in_", None)
+    d = int(model.n_features_in_)
+    names = list(range(d)) if names is None else list(np.asarray(names).tolist())
+    return names + (["intercept"] if fit.fit_intercept else [])
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Coefficient(Target):
+    """The fitted coefficients named: feature names (a model fitted on a frame), positions
+    0 .. p-1 in theta, or ``"intercept"``. One column each."""
+
+    names: tuple
+
+    def __init__(self, *names):
+        if not names:
+            raise InvalidArgumentValueError("names", "must name at least one coefficient")
+        object.__setattr__(self, "names", names)
+
+    def bind(self, fit):
+        known = _parameter_names(fit)
+        p = len(known)
+        positions = []
+        for name in self.names:
+            if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+                if not 0 <= int(name) < p:
+                    raise InvalidArgumentValueError(
+                        "names", f"position {name} is outside theta's 0 .. {p - 1}"
+                    )
+                positions.append(int(name))
+            elif name in known:
+                positions.append(known.index(name))
+            else:
+                raise InvalidArgumentValueError(
+                    "names", f"{name!r} is not a coefficient of the model; it has {known[:10]}"
+                )
+        G = np.zeros((p, len(positions)))
+        G[positions, np.arange(len(positions))] = 1.0
+        return Bound(G, [known[i] for i in positions], "target", "linear", fit.model.loss)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearFunctional(Target):
+    """``c^T theta`` for each column of ``c`` ((p,) or (p, q)), as a contrast or a sum of
+    coefficients; ``names`` label the q columns."""
+
+    c: Any
+    names: Any = None
+
+    def bind(self, fit):
+        p = fit.theta.shape[0]
+        c = np.asarray(self.c, dtype=np.float64)
+        c = c[:, None] if c.ndim == 1 else c
+        if c.ndim != 2 or c.shape[0] != p or c.shape[1] == 0:
+            raise InvalidArgumentValueError(
+                "c", f"must have shape ({p},) or ({p}, q) (one entry per parameter); got {np.shape(self.c)}"
+            )
+        if not np.all(np.isfinite(c)):
+            raise InvalidArgumentValueError("c", "must be finite (it has NaN or infinite entries)")
+        names = None if self.names is None else list(self.names)
+        if names is not None and len(names) != c.shape[1]:
+            raise InvalidArgumentValueError("names", f"must have {c.shape[1]} entries, one per column of c")
+        return Bound(c.copy(), names, "target", "linear", fit.model.loss)

@@ -18,7 +18,15 @@ MEMBERS = [
 
 
 def test_the_contract_lists_every_kernel():
-    assert len(MEMBERS) == 16
+    assert len(MEMBERS) == 22
+    assert {name for name in MEMBERS if name.startswith("multinomial_")} == {
+        "multinomial_gram_product",
+        "multinomial_gram_diagonal",
+        "multinomial_scaled_row_products",
+        "multinomial_top_k_scores",
+        "multinomial_row_quadratic_forms",
+        "multinomial_loo_loss_change",
+    }
     assert "CholeskySolver" in Backend.__annotations__
 
 
@@ -45,5 +53,24 @@ def test_results_are_named(backend):
     assert at.hessian.shape == (4, 4)
     np.testing.assert_allclose(at.d2, rows.d2, rtol=1e-12)
     top = kernels.top_k_scores(X, True, -rows.d1, np.ones((4, 2)), 3)
+    assert isinstance(top, TopKScores)
+    assert top.helpful_rows.shape == (2, 3)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+def test_multinomial_results_are_named(backend):
+    X, _, s = make_data("logistic", n=30, d=3, seed=1)
+    y = np.arange(30) % 3.0
+    problem = Problem(Loss("multinomial"), X, y, s, True, 0.1, n_classes=3)
+    kernels = get_backend(backend)
+    theta = np.linspace(-0.3, 0.3, 12)
+    rows = kernels.row_derivatives(problem, theta)
+    assert isinstance(rows, RowDerivatives)
+    assert rows.eta.shape == rows.d1.shape == rows.d2.shape == (30, 3)
+    at = kernels.evaluate_with_row_derivatives(problem, theta, True)
+    assert isinstance(at, RowEvaluation)
+    assert at.hessian.shape == (12, 12)
+    assert at.d2.shape == (30, 3)
+    top = kernels.multinomial_top_k_scores(X, True, -rows.d1, np.ones((12, 2)), 3)
     assert isinstance(top, TopKScores)
     assert top.helpful_rows.shape == (2, 3)

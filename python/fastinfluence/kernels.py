@@ -13,6 +13,26 @@ loss's internal encoding (see :mod:`fastinfluence.losses`); ``weights`` are the
 sample weights ``s_i`` (None for all ones). The objective is
 
     R(theta) = (1/n) sum_i s_i loss(y_i, x_i . w + b) + (l2/2) ||w||^2.
+
+The multinomial (softmax) loss of K >= 2 classes (``loss="multinomial"`` with
+``n_classes=K``) has K linear predictors per row, ``eta_i = Theta xa_i``, with
+``xa_i = (x_i, 1)`` (or ``x_i`` without an intercept), ``q = len(xa_i)`` and
+``theta`` of ``p = K q`` entries: Theta (K, q) in row-major, class-major order,
+``Theta[k] = (w_k, b_k)`` (scikit-learn's ``coef_`` rows with ``intercept_``
+appended). Labels are integer class codes ``0..K-1``; ``P_i = softmax(eta_i)``;
+
+    loss_i = logsumexp(eta_i) - eta_i[y_i],
+    R(theta) = (1/n) sum_i s_i loss_i + (l2/2) sum_k ||w_k||^2   (intercepts unpenalised),
+    grad, class block k = (1/n) sum_i s_i (P_ik - [y_i = k]) xa_i + l2 (w_k, 0),
+    H, block (k, l) = (1/n) sum_i s_i (delta_kl P_ik - P_ik P_il) xa_i xa_i^T + l2 delta_kl diag(1, .., 1, 0).
+
+H is singular along the gauge direction (the same vector added to every class's
+parameters), always for the intercepts and for the weights when ``l2 = 0``: the
+kernels return the exact H and leave that to the caller. Per-row quantities are
+(n, K) arrays; vectors in parameter space (``V_block``, ``M``, ``U``) have the layout
+of theta, rows ``k q .. (k + 1) q - 1`` for class k. The Gram and scoring passes
+(``multinomial_*``) take ``c = s / n`` and the probabilities ``P`` (or row scales ``R``)
+as (n, K) arrays, so they never see labels.
 """
 
 from __future__ import annotations
@@ -22,8 +42,9 @@ import numpy as np
 from . import _validation as V
 from .backends import get_backend
 from .backends.contract import Problem
+from .exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
 from .fitting import RowObjective, minimise
-from .losses import Loss, get_loss
+from .losses import CURVATURE_INSTEAD, Loss, get_loss
 
 __all__ = [
     "loss_terms",
@@ -43,25 +64,68 @@ __all__ = [
     "cg_solve",
     "lissa_solve",
     "top_k_scores",
+    "multinomial_gram_product",
+    "multinomial_gram_diagonal",
+    "multinomial_scaled_row_products",
+    "multinomial_top_k_scores",
+    "multinomial_row_quadratic_forms",
+    "multinomial_loo_loss_change",
 ]
 
 
-def _problem(loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None) -> tuple[Problem, np.ndarray]:
+def _problem(
+    loss, X, y, theta, fit_intercept, weights=None, l2=0.0, t=None, n_classes=None
+) -> tuple[Problem, np.ndarray]:
     """The validated (Problem, theta) of the public arguments."""
     loss = get_loss(loss, t)
+    n_classes = _check_n_classes(loss, n_classes)
     X = V.check_matrix(X, "X")
     y = V.check_vector(y, X.shape[0], "y")
-    loss.check_targets(y)
-    p = X.shape[1] + (1 if fit_intercept else 0)
-    theta = V.check_vector(theta, p, "theta") if theta is not None else None
+    loss.check_targets(y, n_classes=n_classes if loss.multiclass else None)
+    p = n_classes * (X.shape[1] + (1 if fit_intercept else 0))
+    theta = _check_theta(theta, p, n_classes) if theta is not None else None
     weights = V.check_sample_weight(weights, X.shape[0])
     l2 = V.check_nonnegative(l2, "l2")
-    return Problem(loss, X, y, weights, bool(fit_intercept), l2), theta
+    return Problem(loss, X, y, weights, bool(fit_intercept), l2, n_classes), theta
+
+
+def _check_n_classes(loss: Loss, n_classes) -> int:
+    """K for the multinomial loss (required, >= 2); 1 for the per-entry losses (None or 1)."""
+    if not loss.multiclass:
+        if n_classes is not None and n_classes != 1:
+            raise InvalidArgumentValueError(
+                "n_classes", f"is for the multinomial loss only; the {loss.name} loss has one class"
+            )
+        return 1
+    if n_classes is None:
+        raise InvalidArgumentValueError("n_classes", f"must be given for the {loss.name} loss (K >= 2)")
+    k = V.check_positive_int(n_classes, "n_classes")
+    if k < 2:
+        raise InvalidArgumentValueError("n_classes", f"must be at least 2 for the {loss.name} loss, got {k}")
+    return k
+
+
+def _check_theta(theta, p, n_classes):
+    if n_classes == 1:
+        return V.check_vector(theta, p, "theta")
+    arr = np.asarray(theta)
+    if arr.ndim == 2 and arr.shape == (n_classes, p // n_classes):
+        theta = arr.reshape(-1)  # Theta (K, q) given as a matrix: its rows in order
+    elif arr.ndim == 1 and arr.shape[0] != p:
+        raise InvalidArgumentValueError(
+            "theta",
+            f"has {arr.shape[0]} entries, expected {p} = n_classes * q = {n_classes} * {p // n_classes} "
+            "(Theta (K, q) flattened class by class)",
+        )
+    return V.check_vector(theta, p, "theta")
 
 
 def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
-    """Elementwise ``(loss(y, eta), d loss/d eta, d^2 loss/d eta^2)``, each of shape (n,)."""
+    """Elementwise ``(loss(y, eta), d loss/d eta, d^2 loss/d eta^2)``, each of shape (n,).
+
+    For the per-entry losses only (the multinomial loss: :func:`row_derivatives` with ``n_classes``)."""
     loss = get_loss(loss, t)
+    loss.require_per_entry("loss_terms")
     y = V.check_vector(y, None, "y")
     loss.check_targets(y)
     eta = V.check_vector(eta, y.shape[0], "eta")
@@ -69,8 +133,11 @@ def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
 
 
 def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
-    """``loss(y, eta + delta) - loss(y, eta)`` elementwise, accurate for small delta."""
+    """``loss(y, eta + delta) - loss(y, eta)`` elementwise, accurate for small delta.
+
+    For the per-entry losses only (the multinomial loss: :func:`multinomial_loo_loss_change`)."""
     loss = get_loss(loss, t)
+    loss.require_per_entry("loss_difference")
     y = V.check_vector(y, None, "y")
     loss.check_targets(y)
     eta = V.check_vector(eta, y.shape[0], "eta")
@@ -78,14 +145,23 @@ def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
     return get_backend(backend).loss_difference(loss, y, eta, delta)
 
 
-def row_derivatives(loss, X, y, theta, *, fit_intercept=True, t=None, backend="cpp", n_jobs=None):
-    """Per-row ``(eta, loss, loss', loss'')`` at theta, each (n,), in one pass over X."""
-    problem, theta = _problem(loss, X, y, theta, fit_intercept, t=t)
+def row_derivatives(
+    loss, X, y, theta, *, fit_intercept=True, t=None, n_classes=None, backend="cpp", n_jobs=None
+):
+    """Per-row ``(eta, loss, loss', loss'')`` at theta, each (n,), in one pass over X.
+
+    For the multinomial loss (``n_classes=K``): ``eta = Theta xa_i`` (n, K), ``loss`` (n,),
+    ``loss' = P - Y`` (n, K) with Y the one-hot labels, and ``P = softmax(eta)`` (n, K) in
+    place of loss'' (the curvature block of row i is ``diag(P_i) - P_i P_i^T``).
+    """
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, t=t, n_classes=n_classes)
     return get_backend(backend).row_derivatives(problem, theta, V.check_n_jobs(n_jobs))
 
 
-def _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, want_gradient, want_hessian):
-    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+def _evaluate(
+    loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, want_gradient, want_hessian, n_classes
+):
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t, n_classes)
     return get_backend(backend).evaluate(problem, theta, want_gradient, want_hessian, V.check_n_jobs(n_jobs))
 
 
@@ -101,10 +177,14 @@ def evaluate(
     want_gradient=True,
     want_hessian=True,
     t=None,
+    n_classes=None,
     backend="cpp",
     n_jobs=None,
 ):
     """``(R(theta), grad R | None, H | None)`` in one fused pass over X.
+
+    ``n_classes=K`` with the multinomial loss (see the module's documentation for its R, grad
+    and H, of p = K q entries in the class-major layout of theta).
 
     Partial sums over row chunks add up: for chunks X_1..X_K of one data set,
     evaluating each with the *same* n is what a distributed fit needs; here n
@@ -124,37 +204,88 @@ def evaluate(
         n_jobs,
         bool(want_gradient),
         bool(want_hessian),
+        n_classes,
     )
 
 
 def objective(
-    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+    loss,
+    X,
+    y,
+    theta,
+    *,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    t=None,
+    n_classes=None,
+    backend="cpp",
+    n_jobs=None,
 ) -> float:
     """``R(theta)``."""
-    return float(
-        _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, False)[0]
-    )
+    value = _evaluate(
+        loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, False, n_classes
+    )[0]
+    return float(value)
 
 
 def gradient(
-    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+    loss,
+    X,
+    y,
+    theta,
+    *,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    t=None,
+    n_classes=None,
+    backend="cpp",
+    n_jobs=None,
 ) -> np.ndarray:
     """``grad R(theta) = (1/n) sum_i s_i loss'_i xa_i + l2 [w; 0]``, shape (p,)."""
-    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, True, False)[1]
+    return _evaluate(
+        loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, True, False, n_classes
+    )[1]
 
 
 def hessian(
-    loss, X, y, theta, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+    loss,
+    X,
+    y,
+    theta,
+    *,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    t=None,
+    n_classes=None,
+    backend="cpp",
+    n_jobs=None,
 ) -> np.ndarray:
     """``H = (1/n) sum_i s_i loss''_i xa_i xa_i^T + l2 diag(1, .., 1, 0)``, shape (p, p)."""
-    return _evaluate(loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, True)[2]
+    return _evaluate(
+        loss, X, y, theta, fit_intercept, weights, l2, t, backend, n_jobs, False, True, n_classes
+    )[2]
 
 
 def hessian_vector_product(
-    loss, X, y, theta, v, *, weights=None, l2=0.0, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+    loss,
+    X,
+    y,
+    theta,
+    v,
+    *,
+    weights=None,
+    l2=0.0,
+    fit_intercept=True,
+    t=None,
+    n_classes=None,
+    backend="cpp",
+    n_jobs=None,
 ) -> np.ndarray:
     """``H v`` without forming H; ``v`` of shape (p,) or a block (p, k)."""
-    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t)
+    problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, l2, t, n_classes)
     v = np.asarray(v, dtype=np.float64)
     if v.ndim not in (1, 2) or v.shape[0] != theta.shape[0]:
         raise ValueError(f"v must have shape ({theta.shape[0]},) or ({theta.shape[0]}, k), got {v.shape}")
@@ -218,22 +349,24 @@ def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backen
     row_scale = V.check_vector(row_scale, X.shape[0], "row_scale")
     p = X.shape[1] + (1 if fit_intercept else 0)
     M = _check_block(M, p, "M", vector=False)
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
-        if (
-            out.shape != (X.shape[0], M.shape[1])
-            or out.dtype != np.float64
-            or not (out.flags.c_contiguous and out.flags.writeable)
-        ):
-            raise ValueError(
-                f"out must be a writable C-contiguous float64 array of shape {(X.shape[0], M.shape[1])}; "
-                f"got shape {out.shape}, dtype {out.dtype}"
-            )
-        V.check_out_overlap(out, {"X": X_given, "row_scale": row_scale_given, "M": M_given})
+    _check_out(out, (X.shape[0], M.shape[1]), {"X": X_given, "row_scale": row_scale_given, "M": M_given})
     return get_backend(backend).scaled_row_products(
         X, bool(fit_intercept), row_scale, M, out, V.check_n_jobs(n_jobs)
     )
+
+
+def _check_out(out, shape, inputs) -> None:
+    """None, or a writable C-contiguous float64 array of ``shape`` that overlaps none of ``inputs``."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array (or numpy.memmap), got {type(out).__name__}")
+    if out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(
+            f"out must be a writable C-contiguous float64 array of shape {shape}; "
+            f"got shape {out.shape}, dtype {out.dtype}"
+        )
+    V.check_out_overlap(out, inputs)
 
 
 def row_quadratic_forms(X, A, *, fit_intercept=True, backend="cpp", n_jobs=None):
@@ -278,6 +411,7 @@ def curvature_weights(
     loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp", n_jobs=None
 ) -> np.ndarray:
     """``c_i = s_i loss''_i / n`` at theta, shape (n,): ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)``."""
+    get_loss(loss, t).require_per_entry("curvature_weights", CURVATURE_INSTEAD)
     problem, theta = _problem(loss, X, y, theta, fit_intercept, weights, 0.0, t)
     return get_backend(backend).curvature_weights(problem, theta, V.check_n_jobs(n_jobs))
 
@@ -398,3 +532,159 @@ def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="cpp", n_job
     M = _check_block(M, p, "M")
     k = min(V.check_positive_int(k, "k", maximum=None), X.shape[0])  # at most n rows to rank
     return get_backend(backend).top_k_scores(X, bool(fit_intercept), row_scale, M, k, V.check_n_jobs(n_jobs))
+
+
+# ---------------------------------------------------------------------------
+# The multinomial loss: Gram and scoring passes over (n, K) per-row arrays
+# ---------------------------------------------------------------------------
+
+
+def _check_per_row(A, n, name, what, n_classes=None):
+    """A finite (n, K) float64 C-order array, K >= 2 (or ``n_classes``): one K-vector per row."""
+    V.check_not_masked(A, name)
+    arr = np.asarray(A)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
+    expected = f"({n}, K) with K >= 2" if n_classes is None else f"({n}, {n_classes})"
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 2:
+        raise InvalidArgumentValueError(name, f"must have shape {expected} ({what}), got {arr.shape}")
+    if n_classes is not None and arr.shape[1] != n_classes:
+        raise InvalidArgumentValueError(name, f"must have shape {expected} ({what}), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise InvalidArgumentValueError(name, "contains NaN or infinity")
+    return arr
+
+
+def _check_probabilities(P, n):
+    """Class probabilities (n, K): entries in [0, 1], rows summing to 1."""
+    P = _check_per_row(P, n, "P", "the class probabilities softmax(eta_i) of each row")
+    if np.any(P < 0) or np.any(P > 1):
+        raise InvalidArgumentValueError("P", "must hold probabilities in [0, 1]")
+    worst = float(np.max(np.abs(P.sum(axis=1) - 1.0)))
+    if worst > 1e-6:
+        raise InvalidArgumentValueError(
+            "P", f"rows must sum to 1 (the softmax of each row's eta), found a row off by {worst:.1e}"
+        )
+    return P
+
+
+def _multinomial_params(X, fit_intercept, n_classes):
+    return n_classes * (X.shape[1] + (1 if fit_intercept else 0))
+
+
+def multinomial_gram_product(X, c, P, V_block, *, l2=0.0, fit_intercept=True, backend="cpp", n_jobs=None):
+    """``H V`` of the multinomial loss for a (p, m) block, one pass over X, H never formed.
+
+    ``H = sum_i c_i Q_i kron (xa_i xa_i^T) + l2 (I_K kron diag(1, .., 1, 0))`` in the class-major
+    layout of theta (block (k, l) is ``sum_i c_i Q_i[k, l] xa_i xa_i^T``), with
+    ``Q_i = diag(P_i) - P_i P_i^T``: with ``c = s / n`` and ``P`` (n, K) the probabilities of
+    :func:`row_derivatives` at theta it is the Hessian of R. ``V_block`` is (p, m) or (p,)
+    (one column), p = K q; returns (p, m).
+    """
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    P = _check_probabilities(P, X.shape[0])
+    block = _check_block(V_block, _multinomial_params(X, fit_intercept, P.shape[1]), "V_block")
+    return get_backend(backend).multinomial_gram_product(
+        X, bool(fit_intercept), c, P, V.check_nonnegative(l2, "l2"), block, V.check_n_jobs(n_jobs)
+    )
+
+
+def multinomial_gram_diagonal(X, c, P, *, fit_intercept=True, backend="cpp", n_jobs=None) -> np.ndarray:
+    """The diagonal of the data part of the multinomial H (no l2), shape (p,): entry ``k q + j`` is
+    ``sum_i c_i P_ik (1 - P_ik) xa_ij^2``. Add l2 to the weight entries for the Jacobi preconditioner."""
+    X = V.check_matrix(X, "X")
+    c = _check_curvature(X, c)
+    P = _check_probabilities(P, X.shape[0])
+    return get_backend(backend).multinomial_gram_diagonal(
+        X, bool(fit_intercept), c, P, V.check_n_jobs(n_jobs)
+    )
+
+
+def multinomial_scaled_row_products(X, R, M, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None):
+    """``out[i, j] = sum_k R[i, k] * (xa_i . M[k q:(k + 1) q, j])``, shape (n, m).
+
+    ``R`` is (n, K), ``M`` (p, m) in the class-major layout, p = K q: with ``R = -s (P - Y)``
+    (per row) and ``M = H^{-1} G_test`` this is the matrix of I_up,loss of every training row on
+    every test point. ``out`` may be a preallocated C-contiguous float64 (n, m) array that overlaps
+    none of the inputs; it is written and returned.
+    """
+    X_given, R_given, M_given = X, R, M
+    X = V.check_matrix(X, "X")
+    R = _check_per_row(R, X.shape[0], "R", "one scale per row and class")
+    M = _check_block(M, _multinomial_params(X, fit_intercept, R.shape[1]), "M", vector=False)
+    _check_out(out, (X.shape[0], M.shape[1]), {"X": X_given, "R": R_given, "M": M_given})
+    return get_backend(backend).multinomial_scaled_row_products(
+        X, bool(fit_intercept), R, M, out, V.check_n_jobs(n_jobs)
+    )
+
+
+def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="cpp", n_jobs=None):
+    """The k most negative and k most positive entries of each column of the scores of
+    :func:`multinomial_scaled_row_products`, streaming over row blocks (O(m k) memory).
+
+    Returns ``(helpful_rows, helpful_scores, harmful_rows, harmful_scores)``, each (m, min(k, n)),
+    best first; ties go to the lower row index (as :func:`top_k_scores`).
+    """
+    X = V.check_matrix(X, "X")
+    R = _check_per_row(R, X.shape[0], "R", "one scale per row and class")
+    M = _check_block(M, _multinomial_params(X, fit_intercept, R.shape[1]), "M")
+    k = min(V.check_positive_int(k, "k", maximum=None), X.shape[0])
+    return get_backend(backend).multinomial_top_k_scores(
+        X, bool(fit_intercept), R, M, k, V.check_n_jobs(n_jobs)
+    )
+
+
+def multinomial_row_quadratic_forms(X, A, *, n_classes, fit_intercept=True, backend="cpp", n_jobs=None):
+    """``S[i, k, l] = (A_k xa_i) . (A_l xa_i)`` with ``A_k = A[:, k q:(k + 1) q]``, shape (n, K, K).
+
+    ``A`` is (r, p), p = K q: with ``H^{-1} = A^T A`` (A = L^{-1} for H = L L^T) ``S[i]`` is the
+    K x K block ``(I_K kron xa_i)^T H^{-1} (I_K kron xa_i)`` behind self-influence and leverage.
+    """
+    X = V.check_matrix(X, "X")
+    n_classes = _check_n_classes(Loss("multinomial"), n_classes)
+    p = _multinomial_params(X, fit_intercept, n_classes)
+    V.check_not_masked(A, "A")
+    A = np.asarray(A)
+    if A.dtype == object or not np.issubdtype(A.dtype, np.number) or np.iscomplexobj(A):
+        raise InvalidArgumentTypeError("A", f"must hold real numbers, got dtype {A.dtype}")
+    if A.ndim != 2 or A.shape[1] != p or A.shape[0] < 1:
+        raise InvalidArgumentValueError("A", f"must have shape (r, {p}) (p = n_classes * q), got {A.shape}")
+    A = np.asfortranarray(A, dtype=np.float64)
+    if not np.isfinite(A).all():
+        raise InvalidArgumentValueError("A", "contains NaN or infinity")
+    return get_backend(backend).multinomial_row_quadratic_forms(
+        X, bool(fit_intercept), A, n_classes, V.check_n_jobs(n_jobs)
+    )
+
+
+def multinomial_loo_loss_change(
+    X, R, U, y_test, eta_test, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None
+):
+    """``loss(y_j, eta_j + delta_ij) - loss(y_j, eta_j)`` of the multinomial loss, shape (n, m).
+
+    ``delta_ij`` (a K-vector) is ``delta_ijl = sum_k R[i, k] * (xa_i . U[k q:(k + 1) q, j K + l])``:
+    ``U`` (p, m K) holds K columns per test point j (column ``j K + l`` for class l), ``R`` is
+    (n, K), ``eta_test`` (m, K) the test points' linear predictors and ``y_test`` (m,) their class
+    codes. With the one-step Newton estimate of leaving row i out this is the change of test loss.
+    The difference is computed without cancellation (exact to rounding for deltas of any size,
+    1e-10 or 1e3). ``out`` as in :func:`multinomial_scaled_row_products`.
+    """
+    X_given, R_given, U_given = X, R, U
+    X = V.check_matrix(X, "X")
+    R = _check_per_row(R, X.shape[0], "R", "one scale per row and class")
+    K = R.shape[1]
+    y_test = V.check_vector(y_test, None, "y_test")
+    Loss("multinomial").check_targets(y_test, "y_test", n_classes=K)
+    m = y_test.shape[0]
+    eta_test = _check_per_row(eta_test, m, "eta_test", "the test points' linear predictors", n_classes=K)
+    U = _check_block(U, _multinomial_params(X, fit_intercept, K), "U", vector=False)
+    if U.shape[1] != m * K:
+        raise InvalidArgumentValueError(
+            "U", f"must have m * K = {m * K} columns (K per test point), got {U.shape[1]}"
+        )
+    _check_out(out, (X.shape[0], m), {"X": X_given, "R": R_given, "U": U_given})
+    return get_backend(backend).multinomial_loo_loss_change(
+        X, bool(fit_intercept), R, U, y_test, eta_test, out, V.check_n_jobs(n_jobs)
+    )

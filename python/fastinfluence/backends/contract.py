@@ -8,6 +8,12 @@ validated entry points and their documentation). Two kinds of data come in:
 - ``X, fit_intercept`` and per-row weights for the Gram and scoring passes, whose rows
   carry no labels.
 
+The multinomial loss (K classes) has K linear predictors per row: ``theta`` (p,), p = K q with
+q = d + 1 (intercept) or d, is Theta (K, q) in row-major, class-major order (Theta[k] = (w_k, b_k));
+its per-row quantities are (n, K) arrays, and vectors in parameter space (V, M, U) are laid out
+like theta. The Problem-based passes dispatch on ``problem.loss.name == "multinomial"``; the
+``multinomial_*`` Gram and scoring passes take (n, K) arrays of probabilities P or row scales R.
+
 Results with several parts are named tuples (they unpack as plain tuples too).
 ``n_jobs`` is the thread count, 0 for every core. Both backends implement every member
 of :class:`Backend` with the same parameter names (``tests/test_backends.py`` checks it).
@@ -36,21 +42,41 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Problem:
-    """R(theta) = (1/n) sum_i s_i loss(y_i, xa_i . theta) + (l2/2) ||w||^2 on these data."""
+    """R(theta) = (1/n) sum_i s_i loss(y_i, xa_i . theta) + (l2/2) ||w||^2 on these data.
+
+    For the multinomial loss, ``n_classes`` is K >= 2, eta_i = Theta xa_i is a K-vector and
+    ||w||^2 = sum_k ||w_k||^2; for the per-entry losses it is 1.
+    """
 
     loss: Loss
     X: Any  # (n, d) float32/float64 array in C or F order, or CSR matrix
-    y: np.ndarray  # (n,) labels in the loss's internal encoding
+    y: np.ndarray  # (n,) labels in the loss's internal encoding (class codes 0..K-1, as float64)
     weights: np.ndarray | None = None  # (n,) s_i, None for all ones
     fit_intercept: bool = True
     l2: float = 0.0
+    n_classes: int = 1  # K for the multinomial loss, 1 for the per-entry losses
+
+    def __post_init__(self):
+        k = self.n_classes
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"n_classes must be an integer, got {k!r}")
+        if self.loss.multiclass and k < 2:
+            raise ValueError(f"n_classes must be >= 2 for the {self.loss.name} loss, got {k}")
+        if not self.loss.multiclass and k != 1:
+            raise ValueError(f"n_classes must be 1 for the per-entry {self.loss.name} loss, got {k}")
+        object.__setattr__(self, "n_classes", int(k))
+
+    @property
+    def n_params(self) -> int:
+        """p = K q, q = d + 1 with an intercept, d without (K = 1 for the per-entry losses)."""
+        return self.n_classes * (self.X.shape[1] + (1 if self.fit_intercept else 0))
 
 
 class RowDerivatives(NamedTuple):
-    eta: np.ndarray  # xa_i . theta
-    value: np.ndarray  # loss_i
-    d1: np.ndarray  # loss'_i (in eta)
-    d2: np.ndarray  # loss''_i
+    eta: np.ndarray  # xa_i . theta (n,); multinomial: Theta xa_i (n, K)
+    value: np.ndarray  # loss_i (n,)
+    d1: np.ndarray  # loss'_i (in eta) (n,); multinomial: P_i - onehot(y_i) (n, K)
+    d2: np.ndarray  # loss''_i (n,); multinomial: P_i = softmax(eta_i) (n, K)
 
 
 class Evaluation(NamedTuple):
@@ -63,8 +89,8 @@ class RowEvaluation(NamedTuple):
     value: float
     gradient: np.ndarray
     hessian: np.ndarray | None
-    d1: np.ndarray  # loss'_i of every row (unweighted)
-    d2: np.ndarray
+    d1: np.ndarray  # loss'_i of every row (unweighted); multinomial: P - Y (n, K)
+    d2: np.ndarray  # loss''_i; multinomial: P (n, K)
 
 
 class CGResult(NamedTuple):
@@ -108,7 +134,7 @@ class Backend(Protocol):
 
     def hessian_vector_product(self, problem: Problem, theta, V, n_jobs: int = 0) -> np.ndarray: ...
 
-    # c_i = s_i loss''_i / n
+    # c_i = s_i loss''_i / n (per-entry losses only: multinomial_gram_product takes c = s/n and P)
     def curvature_weights(self, problem: Problem, theta, n_jobs: int = 0) -> np.ndarray: ...
 
     # -- Gram products: H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0) --------------------------------
@@ -162,3 +188,31 @@ class Backend(Protocol):
     def perturbation_loss(self, X, fit_intercept: bool, d1, d2, V, w, n_jobs: int = 0) -> np.ndarray: ...
 
     def top_k_scores(self, X, fit_intercept: bool, row_scale, M, k: int, n_jobs: int = 0) -> TopKScores: ...
+
+    # -- the multinomial loss: H = sum_i c_i Q_i kron (xa_i xa_i^T) + l2 (I_K kron diag(1, .., 1, 0)),
+    #    Q_i = diag(P_i) - P_i P_i^T, in the class-major layout of theta --------------------------
+    def multinomial_gram_product(
+        self, X, fit_intercept: bool, c, P, l2: float, V, n_jobs: int = 0
+    ) -> np.ndarray: ...  # H V, (p, m)
+
+    # entry (k, j): sum_i c_i P_ik (1 - P_ik) xa_ij^2, (p,), without l2
+    def multinomial_gram_diagonal(self, X, fit_intercept: bool, c, P, n_jobs: int = 0) -> np.ndarray: ...
+
+    # out_ij = sum_k R_ik xa_i . M[k q:(k + 1) q, j], (n, m)
+    def multinomial_scaled_row_products(
+        self, X, fit_intercept: bool, R, M, out=None, n_jobs: int = 0
+    ) -> np.ndarray: ...
+
+    def multinomial_top_k_scores(
+        self, X, fit_intercept: bool, R, M, k: int, n_jobs: int = 0
+    ) -> TopKScores: ...
+
+    # S_ikl = (A_k xa_i) . (A_l xa_i), A_k = A[:, k q:(k + 1) q], (n, K, K)
+    def multinomial_row_quadratic_forms(
+        self, X, fit_intercept: bool, A, n_classes: int, n_jobs: int = 0
+    ) -> np.ndarray: ...
+
+    # loss(y_j, eta_j + delta_ij) - loss(y_j, eta_j), delta_ijl = sum_k R_ik xa_i . U[k-block, j K + l]
+    def multinomial_loo_loss_change(
+        self, X, fit_intercept: bool, R, U, y_test, eta_test, out=None, n_jobs: int = 0
+    ) -> np.ndarray: ...

@@ -1,12 +1,16 @@
 """The compiled backend: thin adapters from the common backend signature to
 :mod:`fastinfluence._core` (losses become (kind, t); absent weights an empty
-array; ``n_jobs`` the thread count, 0 for every core)."""
+array; ``n_jobs`` the thread count, 0 for every core).
+
+For now the multinomial loss runs on the NumPy reference here, so that both backends
+expose it while its compiled kernels are written."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core  # typed by _core.pyi
+from . import numpy_backend as _reference  # the multinomial kernels until the core has them
 from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 _NO_WEIGHTS = np.empty(0)
@@ -19,10 +23,12 @@ def _weights(weights):
 
 
 def loss_terms(loss, y, eta):
+    loss.require_per_entry("loss_terms")
     return _core.loss_terms(loss.kind, loss.t, y, eta)
 
 
 def loss_difference(loss, y, eta, delta):
+    loss.require_per_entry("loss_difference")
     y, eta, delta = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (y, eta, delta)))
     shape = y.shape
     flat = [np.ascontiguousarray(a).reshape(-1) for a in (y, eta, delta)]
@@ -30,6 +36,8 @@ def loss_difference(loss, y, eta, delta):
 
 
 def row_derivatives(problem, theta, n_jobs=0):
+    if problem.loss.multiclass:
+        return _reference.row_derivatives(problem, theta, n_jobs)
     p = problem
     return RowDerivatives(
         *_core.row_derivatives(p.loss.kind, p.loss.t, p.X, p.y, theta, p.fit_intercept, n_jobs)
@@ -55,14 +63,20 @@ def _evaluate(problem, theta, want_gradient, want_hessian, n_jobs, row_derivativ
 
 
 def evaluate(problem, theta, want_gradient, want_hessian, n_jobs=0):
+    if problem.loss.multiclass:
+        return _reference.evaluate(problem, theta, want_gradient, want_hessian, n_jobs)
     return Evaluation(*_evaluate(problem, theta, want_gradient, want_hessian, n_jobs, False)[:3])
 
 
 def evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs=0):
+    if problem.loss.multiclass:
+        return _reference.evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs)
     return RowEvaluation(*_evaluate(problem, theta, True, want_hessian, n_jobs, True))
 
 
 def hessian_vector_product(problem, theta, V, n_jobs=0):
+    if problem.loss.multiclass:
+        return _reference.hessian_vector_product(problem, theta, V, n_jobs)
     p = problem
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
@@ -82,6 +96,8 @@ def hessian_vector_product(problem, theta, V, n_jobs=0):
 
 
 def curvature_weights(problem, theta, n_jobs=0):
+    if problem.loss.multiclass:
+        return _reference.curvature_weights(problem, theta, n_jobs)  # raises: say why
     p = problem
     return _core.curvature_weights(
         p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, n_jobs
@@ -121,6 +137,7 @@ def row_quadratic_forms(X, fit_intercept, A, n_jobs=0):
 
 
 def loo_loss_change(loss, X, fit_intercept, row_scale, U, y_test, eta_test, out=None, n_jobs=0):
+    loss.require_per_entry("loo_loss_change")
     return _core.loo_loss_change(
         loss.kind, loss.t, X, fit_intercept, row_scale, U, y_test, eta_test, out, n_jobs
     )
@@ -128,3 +145,27 @@ def loo_loss_change(loss, X, fit_intercept, row_scale, U, y_test, eta_test, out=
 
 def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):
     return _core.perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs)
+
+
+def multinomial_gram_product(X, fit_intercept, c, P, l2, V, n_jobs=0):
+    return _reference.multinomial_gram_product(X, fit_intercept, c, P, l2, V, n_jobs)
+
+
+def multinomial_gram_diagonal(X, fit_intercept, c, P, n_jobs=0):
+    return _reference.multinomial_gram_diagonal(X, fit_intercept, c, P, n_jobs)
+
+
+def multinomial_scaled_row_products(X, fit_intercept, R, M, out=None, n_jobs=0):
+    return _reference.multinomial_scaled_row_products(X, fit_intercept, R, M, out, n_jobs)
+
+
+def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0):
+    return _reference.multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs)
+
+
+def multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs=0):
+    return _reference.multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs)
+
+
+def multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out=None, n_jobs=0):
+    return _reference.multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out, n_jobs)

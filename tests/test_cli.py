@@ -435,7 +435,7 @@ BAD_INPUTS = {
         "--test file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
     ),
     "non-numeric-target": (
-        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n"),
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n", "--model", "linear"),
         "--train file text.csv has a non-numeric target column 'label'",
     ),
     "nan-in-train": (
@@ -855,3 +855,27 @@ def test_sigkill_leaves_a_findable_partial_output_that_the_next_run_removes(larg
     assert f"removed {partial.name}" in err
     assert set(os.listdir(large_data)) - before == {"scores.csv"}
     assert read(out).shape == (60, 13)
+
+
+@pytest.mark.parametrize("model", ["logistic", "multinomial"])
+def test_score_a_multiclass_target_with_class_names(tmp_path, capsys, model):
+    # --model logistic on three classes is the multinomial model; labels are strings
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((80, 3))
+    y = np.array(["red", "green", "blue"])[
+        np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(80, 3)), 1)
+    ]
+    features = ["a", "b", "c"]
+    train = pd.DataFrame(X[:60], columns=features).assign(label=y[:60])
+    test = pd.DataFrame(X[60:], columns=features).assign(label=y[60:])
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, "--top-k", "3"))
+    assert status == 0, err
+    fitted = fi.MultinomialLogisticRegression(l2=1e-3).fit(train[features], train["label"])
+    expected = fi.Influence(fitted, train[features].to_numpy(), train["label"].to_numpy()).top_k(
+        test[features].to_numpy(), test["label"].to_numpy(), 3
+    )
+    table = read(tmp_path / "out.csv")
+    helpful = table[table["kind"] == "helpful"].sort_values(["test_row", "rank"])
+    np.testing.assert_allclose(helpful["score"].to_numpy(), expected.helpful_scores.ravel(), rtol=1e-8)

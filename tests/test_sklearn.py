@@ -23,6 +23,7 @@ from sklearn.linear_model import (
     SGDClassifier,
     SGDRegressor,
 )
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
@@ -439,11 +440,6 @@ def test_transform_of_a_bare_estimator_is_identity(data):
 
 
 # -- unsupported settings -----------------------------------------------------------------------------------
-def _multiclass(data):
-    y3 = np.digitize(data["X"][:, 0], [-0.5, 0.5])
-    return logistic(C=C).fit(data["X"], y3), y3
-
-
 UNSUPPORTED = {
     "l1": (
         lambda d: (logistic(penalty="l1", C=C, solver="liblinear").fit(d["X"], d["labels"]), d["labels"]),
@@ -458,7 +454,24 @@ UNSUPPORTED = {
         ValueError,
         "elasticnet penalty is not supported",
     ),
-    "multiclass": (_multiclass, ValueError, "3 classes; only binary"),
+    "one-vs-rest": (
+        lambda d: (
+            OneVsRestClassifier(logistic(C=C)).fit(d["X"], np.digitize(d["X"][:, 0], [-0.5, 0.5])),
+            np.digitize(d["X"][:, 0], [-0.5, 0.5]),
+        ),
+        TypeError,
+        "one_vs_rest_models",
+    ),
+    "sgd-multiclass": (
+        lambda d: (
+            SGDClassifier(loss="log_loss", random_state=0).fit(
+                d["X"], np.digitize(d["X"][:, 0], [-0.5, 0.5])
+            ),
+            np.digitize(d["X"][:, 0], [-0.5, 0.5]),
+        ),
+        ValueError,
+        "3 classes; only binary",
+    ),
     "lasso": (lambda d: (Lasso(alpha=0.1).fit(d["X"], d["y"]), d["y"]), TypeError, "Lasso is not supported"),
     "sgd-modified-huber": (
         lambda d: (
@@ -615,3 +628,25 @@ def test_poisson_loo_needs_rescaled_alpha(data):
     np.testing.assert_allclose(exact, rescaled, atol=1e-6 * scale)
     unscaled = np.array([change(refit(i, alpha)) for i in LOO_INDICES])
     assert np.abs(unscaled - exact).max() > 1e-3 * scale  # the rescaling is not negligible
+
+
+def test_one_vs_rest_is_one_binary_model_per_class(data):
+    y3 = np.digitize(data["X"][:, 0], [-0.5, 0.5])
+    labels = np.array(["low", "mid", "high"])[y3]
+    ovr = OneVsRestClassifier(logistic(C=C, tol=1e-10)).fit(data["X"], labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fi.PolishingWarning)
+        models = fi.sklearn.one_vs_rest_models(ovr, data["X"], labels)
+    assert sorted(models) == ["high", "low", "mid"]
+    for label, model in models.items():
+        own = fi.LogisticRegression(l2=model.l2, tol=1e-12).fit(data["X"], labels == label)
+        np.testing.assert_allclose(model.theta_, own.theta_, rtol=1e-7, atol=1e-9)
+        column = list(ovr.classes_).index(label)
+        np.testing.assert_allclose(
+            model.decision_function(data["X"]),
+            ovr.decision_function(data["X"])[:, column],
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    with pytest.raises(TypeError, match="OneVsRestClassifier"):
+        fi.sklearn.one_vs_rest_models(logistic(C=C), data["X"], labels)

@@ -28,7 +28,13 @@ from .exceptions import (
 )
 from .influence import Influence, exact_loo, exact_loo_on
 from .losses import Loss
-from .models import LinearRegression, LogisticRegression, PoissonRegression, SmoothHingeClassifier
+from .models import (
+    LinearRegression,
+    LogisticRegression,
+    MultinomialLogisticRegression,
+    PoissonRegression,
+    SmoothHingeClassifier,
+)
 from .sklearn import from_sklearn  # imports scikit-learn only when called
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "LinearRegression",
     "LogisticRegression",
     "Loss",
+    "MultinomialLogisticRegression",
     "NotAtOptimumWarning",
     "NotFittedError",
     "PoissonRegression",

@@ -400,11 +400,14 @@ def require_pandas(why: str = "labelled results"):
     )
 
 
-def _index(labels, name: str | None = None):
-    """``labels`` (a pandas Index or a range) as a pandas Index named ``name``."""
+def _index(labels, name: str | tuple | None = None):
+    """``labels`` (a pandas Index, a range, or tuples for a MultiIndex) as a pandas Index named
+    ``name`` (a tuple of names for a MultiIndex)."""
     pd = require_pandas()
     index = labels if isinstance(labels, pd.Index) else pd.Index(labels)
-    if name is not None and not isinstance(index, pd.MultiIndex):
+    if isinstance(index, pd.MultiIndex):
+        return index.set_names(list(name)) if isinstance(name, tuple) else index
+    if name is not None:
         index = index.rename(name)
     return index
 
@@ -418,7 +421,7 @@ def take(labels, indices):
     return labels.take(indices)
 
 
-def label_matrix(values, train_labels, column_labels, column_name: str = "test_row"):
+def label_matrix(values, train_labels, column_labels, column_name: str | tuple = "test_row"):
     """A (k, c) result as a DataFrame: index ``train_row``, columns ``column_name`` (test points or
     the columns of a target)."""
     pd = require_pandas()
@@ -437,10 +440,14 @@ def label_vector(values, train_labels, name: str):
     return pd.Series(values, index=_index(train_labels, "train_row"), name=name, copy=False)
 
 
-def label_params(values, train_labels, columns, fit_intercept: bool):
-    """A (k, p) parameter result: index ``train_row``, one column per feature (+ ``"intercept"``)."""
+def label_params(values, train_labels, columns, fit_intercept: bool, classes=None):
+    """A (k, p) parameter result: index ``train_row``, one column per feature (+ ``"intercept"``);
+    with ``classes`` (a multinomial model), ``(class, feature)`` columns, class by class."""
     pd = require_pandas()
     names = list(columns) + (["intercept"] if fit_intercept else [])
+    if classes is not None:
+        index = pd.MultiIndex.from_product([list(classes), names], names=["class", "feature"])
+        return pd.DataFrame(values, index=_index(train_labels, "train_row"), columns=index, copy=False)
     return pd.DataFrame(values, index=_index(train_labels, "train_row"), columns=pd.Index(names), copy=False)
 
 

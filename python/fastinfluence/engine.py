@@ -25,7 +25,8 @@ import numpy as np
 from . import _validation as V
 from . import rowwise
 from .backends import get_backend
-from .solvers import HessianOperator, RowHessianOperator
+from .multinomial import Gauge
+from .solvers import HessianOperator, row_hessian_operator
 from .topk import TopK, unpack
 
 __all__ = ["Engine", "MemoryEngine", "Optimum"]
@@ -141,6 +142,9 @@ class MemoryEngine:
         self.fit_intercept = bool(model.fit_intercept)
         self.l2 = float(model.l2)
         self.problem = model.problem(self.X, self.y, self.weights)
+        # the multinomial model's gauge term (fastinfluence.multinomial): part of its H
+        multi = self.problem.n_classes > 1
+        self.gauge = Gauge.for_problem(self.kernels, self.problem, self.n_jobs) if multi else None
         self._theta = None
 
     def at_optimum(self, theta, hessian, value_at_zero):
@@ -148,19 +152,21 @@ class MemoryEngine:
         # one pass over X: gradient, Hessian (when asked for) and loss', loss'' per row
         at = self.kernels.evaluate_with_row_derivatives(self.problem, theta, hessian, self.n_jobs)
         self._d1, self._d2 = at.d1, at.d2
+        gradient, hessian = np.asarray(at.gradient), None if at.hessian is None else np.asarray(at.hessian)
+        if self.gauge is not None:
+            gradient = gradient + self.gauge.product(theta)
+            hessian = None if hessian is None else hessian + self.gauge.dense()
         zero = None
         if value_at_zero:
             zero = float(
                 self.kernels.evaluate(self.problem, np.zeros_like(theta), False, False, self.n_jobs).value
             )
-        return Optimum(np.asarray(at.gradient), None if at.hessian is None else np.asarray(at.hessian), zero)
+        return Optimum(gradient, hessian, zero)
 
     def hessian_operator(self, damping):
-        # c_i = s_i loss''_i / n: H = Xa^T diag(c) Xa + l2 P, applied without forming H
-        curvature = self.s * self._d2 / self.n_samples
-        return RowHessianOperator(
-            self.kernels, self.X, self.fit_intercept, curvature, self.l2, damping, self.n_jobs
-        )
+        # H = Xa^T diag(c) Xa + l2 P with c_i = s_i loss''_i / n (or its multinomial form),
+        # applied without forming H
+        return row_hessian_operator(self.kernels, self.problem, self._d2, damping, self.n_jobs, self.gauge)
 
     def rows(self, indices):
         idx = V.check_indices(indices, self.n_samples)

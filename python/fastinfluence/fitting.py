@@ -54,7 +54,8 @@ from scipy import linalg
 
 from .backends.contract import Problem
 from .losses import loss_infimum
-from .solvers import HessianOperator, RowHessianOperator
+from .multinomial import Gauge
+from .solvers import HessianOperator, RowHessianOperator, row_hessian_operator
 
 __all__ = [
     "MIN_RECIPROCAL_CONDITION",
@@ -103,22 +104,36 @@ class Objective(Protocol):
 
 
 class RowObjective:
-    """R over in-memory X through a backend's fused kernels (see :mod:`fastinfluence.backends`)."""
+    """R over in-memory X through a backend's fused kernels (see :mod:`fastinfluence.backends`).
+
+    For the multinomial loss it is R plus the gauge term of :class:`fastinfluence.multinomial.Gauge`
+    (zero at the sum-to-zero parameters, where the fit starts and stays), whose Hessian is definite.
+    """
 
     def __init__(self, backend, problem: Problem, n_jobs: int):
         self.backend, self.problem, self.n_jobs = backend, problem, int(n_jobs)
-        self.n_params = problem.X.shape[1] + (1 if problem.fit_intercept else 0)
+        self.n_params = problem.n_params
         infimum = loss_infimum(problem.loss, problem.y)
         self.lower_bound = float(np.mean(infimum if problem.weights is None else problem.weights * infimum))
+        self.gauge = Gauge.for_problem(backend, problem, self.n_jobs) if problem.n_classes > 1 else None
 
     def evaluate(self, theta, hessian):
         value, gradient, H = self.backend.evaluate(self.problem, theta, True, hessian, self.n_jobs)
-        return Evaluation(float(value), np.asarray(gradient), None if H is None else np.asarray(H))
+        value, gradient = float(value), np.asarray(gradient)
+        H = None if H is None else np.asarray(H)
+        if self.gauge is not None:
+            value += self.gauge.value(theta)
+            gradient = gradient + self.gauge.product(theta)
+            H = None if H is None else H + self.gauge.dense()
+        return Evaluation(value, gradient, H)
 
     def hessian_operator(self, theta):
-        # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P
-        c = np.asarray(self.backend.curvature_weights(self.problem, theta, self.n_jobs))
         p = self.problem
+        if self.gauge is not None:  # the Hessian's weights are the probabilities at theta
+            P = np.asarray(self.backend.row_derivatives(p, theta, self.n_jobs).d2)
+            return row_hessian_operator(self.backend, p, P, 0.0, self.n_jobs, self.gauge)
+        # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P
+        c = np.asarray(self.backend.curvature_weights(p, theta, self.n_jobs))
         return RowHessianOperator(self.backend, p.X, p.fit_intercept, c, p.l2, 0.0, self.n_jobs)
 
 

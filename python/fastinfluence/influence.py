@@ -79,6 +79,7 @@ import numpy as np
 
 from . import _dataframes as D
 from . import _validation as V
+from . import multinomial as MN
 from . import rowwise
 from . import targets as T
 from .backends import get_backend
@@ -150,8 +151,9 @@ def _check_finite_fit(engine, gradient, hessian) -> None:
 def _check_model(model) -> None:
     if not isinstance(model, LinearModelBase):
         raise TypeError(
-            f"model must be a fastinfluence model (LinearRegression, LogisticRegression, "
-            f"SmoothHingeClassifier, PoissonRegression), got {type(model).__name__}"
+            "model must be a fastinfluence model (LinearRegression, LogisticRegression, "
+            "MultinomialLogisticRegression, SmoothHingeClassifier, PoissonRegression), got "
+            f"{type(model).__name__}"
         )
     if not hasattr(model, "theta_"):
         raise NotFittedError(f"model ({type(model).__name__}) is not fitted yet; call model.fit(X, y) first")
@@ -265,6 +267,10 @@ class Influence:
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
     @property
+    def _n_classes(self) -> int:
+        return int(getattr(self.model, "n_classes_", 1))
+
+    @property
     def loss_derivative_(self):
         """loss'_i at the training points, (n,)."""
         return self._engine.derivatives(0)
@@ -318,7 +324,11 @@ class Influence:
         if self._engine.train_rows is None:
             return values
         return D.label_params(
-            values, self._train_labels(indices), self._engine.columns, self._engine.fit_intercept
+            values,
+            self._train_labels(indices),
+            self._engine.columns,
+            self._engine.fit_intercept,
+            _classes(self.model),
         )
 
     def _as_vector(self, values, indices, name):
@@ -387,7 +397,13 @@ class Influence:
             return self._engine.map_rows(rows, rowwise.scaled_products, ctx, (self.n_params_,))
         block = self._engine.gather(rows)
         scale = rowwise.row_scale(self._engine.kernels, block, ctx)
-        solved = self.solver_.solve(V.augmented_transpose(block.X, scale, self._engine.fit_intercept)).T
+        fit_intercept = self._engine.fit_intercept
+        gradients = (
+            MN.rows_kron_transpose(block.X, scale, fit_intercept)
+            if scale.ndim == 2
+            else V.augmented_transpose(block.X, scale, fit_intercept)
+        )
+        solved = self.solver_.solve(gradients).T
         return self._engine.wrap(solved, rows)
 
     # -- public quantities ---------------------------------------------------------------------
@@ -471,8 +487,9 @@ class Influence:
         if self._engine.train_rows is None:
             return top
         kinds = ("helpful", "harmful") if bound.kind in ("loss", "mean_loss") else ("lowers", "raises")
+        column = bound.axis if isinstance(bound.axis, str) else "target"  # (test_row, class) pairs
         return top.to_frame(
-            train_labels=self._engine.train_rows, test_labels=bound.labels, kinds=kinds, column=bound.axis
+            train_labels=self._engine.train_rows, test_labels=bound.labels, kinds=kinds, column=column
         )
 
     def top_k(self, X_test, y_test, k=10):
@@ -491,11 +508,28 @@ class Influence:
         return self._as_vector(values, indices, "self_influence")
 
     def leverage(self, indices=None):
-        """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage."""
+        """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i, shape (k,): the Sherman-Morrison leverage.
+
+        Multinomial: the largest eigenvalue of the K x K leverage block of
+        :meth:`leverage_blocks` (in [0, 1); the Newton estimate needs ``1 - h_i`` away from 0).
+        """
         ctx = self._context(A=self._quadratic_factor())
         return self._as_vector(
             self._engine.map_rows(self._rows(indices), rowwise.leverage, ctx, ()), indices, "leverage"
         )
+
+    def leverage_blocks(self, indices=None):
+        """The K x K leverage blocks of a multinomial model, (k, K, K): ``L_i = (s_i/n) F_i S_i F_i^T``
+        with ``S_i = (I kron xa_i)^T H^{-1} (I kron xa_i)`` and ``Q_i = F_i^T F_i`` (see
+        :mod:`fastinfluence.multinomial`). Their eigenvalues are those of the Woodbury system of
+        the Newton estimate; their traces sum the leverage over the classes. Arrays, also for frames."""
+        K = self._n_classes
+        if K == 1:
+            raise ValueError(
+                "leverage_blocks is for multinomial models; a binary model's leverage is a scalar"
+            )
+        ctx = self._context(A=self._quadratic_factor())
+        return self._engine.map_rows(self._rows(indices), rowwise.leverage_blocks, ctx, (K, K))
 
     def pert_loss(self, X_test, y_test, indices=None):
         """I_pert,loss(z_i, z_test_j) = -g_test_j^T H^{-1} grad_x grad_theta loss(z_i), shape (k, m, d).
@@ -517,7 +551,9 @@ class Influence:
         rows = self._rows(indices)
         d = self.model.n_features_in_
         self._check_result_size((self._engine.n_rows(rows), V_test.shape[1], d), "pert_loss")
-        ctx = self._context(M=V_test, w=self._theta[:d].copy())
+        K = self._n_classes
+        w = self._theta[:d].copy() if K == 1 else self._theta.reshape(K, -1)[:, :d].copy()
+        ctx = self._context(M=V_test, w=w)
         result = self._engine.map_rows(rows, rowwise.pert_loss, ctx, (V_test.shape[1], d))
         if self._engine.train_rows is None:
             return result
@@ -555,9 +591,11 @@ class Influence:
             change = self._engine.map_rows(rows, rowwise.scaled_products, ctx, (bound.n_columns,))
             return self._as_matrix(change, indices, bound)
         # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = r_i xa_i . U_j
-        X_test = bound.X
+        X_test, fit_intercept, K = bound.X, self._engine.fit_intercept, self._n_classes
         U = self.solver_.solve(
-            V.augmented_transpose(X_test, np.ones(X_test.shape[0]), self._engine.fit_intercept)
+            V.augmented_transpose(X_test, np.ones(X_test.shape[0]), fit_intercept)
+            if K == 1
+            else MN.class_design(X_test, K, fit_intercept)
         )
         ctx = self._removal_context(method, rows, M=np.asfortranarray(U), target=bound)
         change = self._engine.map_rows(rows, rowwise.loo_newton_target, ctx, (bound.n_columns,))
@@ -581,6 +619,11 @@ class Influence:
             eig = np.linalg.eigvalsh(self.hessian_ + self.damping * np.eye(self.n_params_))
             return spectrum_summary(float(eig[0]), float(eig[-1]))
         return spectrum_summary(*self._operator.extreme_eigenvalues())
+
+
+def _classes(model):
+    """The class labels of a multinomial model's parameter blocks, else None."""
+    return np.asarray(model.classes_).tolist() if getattr(model, "n_classes_", 1) > 1 else None
 
 
 def _check_out(out, shape, inputs):
@@ -670,5 +713,5 @@ def exact_loo_on(model, X, y, indices, target, sample_weight=None, *, return_par
     if train_rows is not None:
         labels = D.take(train_rows, idx)
         change = D.label_matrix(change, labels, bound.labels, bound.axis)
-        delta_params = D.label_params(delta_params, labels, columns, model.fit_intercept)
+        delta_params = D.label_params(delta_params, labels, columns, model.fit_intercept, _classes(model))
     return (change, delta_params) if return_params else change

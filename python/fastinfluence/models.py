@@ -46,7 +46,13 @@ from .fitting import RowObjective, minimise
 from .losses import Loss
 from .minimiser import no_minimiser_reason
 
-__all__ = ["LinearRegression", "LogisticRegression", "SmoothHingeClassifier", "PoissonRegression"]
+__all__ = [
+    "LinearRegression",
+    "LogisticRegression",
+    "MultinomialLogisticRegression",
+    "PoissonRegression",
+    "SmoothHingeClassifier",
+]
 
 #: ``method`` of the models' fit: "newton" forms the dense p x p Hessian each
 #: iteration; "newton_cg" (truncated Newton) only needs Hessian-vector
@@ -74,6 +80,7 @@ class LinearModelBase:
     # the two classes of a classifier, and the weights that fastinfluence.sklearn.from_sklearn derived.
     classes_: np.ndarray
     sample_weight_: np.ndarray | None
+    intercept_: float | np.ndarray  # (K,) for the multinomial model
 
     def __init__(
         self,
@@ -144,6 +151,10 @@ class LinearModelBase:
         return self.solver if self.solver is not None and self.method == "auto" else self.method
 
     # -- the model interface of the engines (fastinfluence.influence, fastinfluence.dask) ---------
+    #: Blocks of parameters: theta has ``n_classes_ * (d + fit_intercept)`` entries (1 but for
+    #: the multinomial model, whose fit sets it to K).
+    n_classes_: int = 1
+
     def encode_targets(self, y, n, name="y", *, fitting=False):
         """Labels as the float64 internal encoding of the loss (see fastinfluence.losses)."""
         y = V.check_vector(y, n, name)
@@ -184,7 +195,7 @@ class LinearModelBase:
         X = V.check_matrix(X, "X")
         y = self.encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
-        theta0 = np.zeros(X.shape[1] + (1 if self.fit_intercept else 0))
+        theta0 = np.zeros(self.n_classes_ * (X.shape[1] + (1 if self.fit_intercept else 0)))
         result = minimise(
             self.row_objective(X, y, s),
             theta0,
@@ -202,7 +213,7 @@ class LinearModelBase:
 
     def problem(self, X, y, s) -> Problem:
         """The objective's data (:class:`fastinfluence.backends.contract.Problem`) with this model's loss."""
-        return Problem(self.loss, X, y, s, bool(self.fit_intercept), float(self.l2))
+        return Problem(self.loss, X, y, s, bool(self.fit_intercept), float(self.l2), self.n_classes_)
 
     def row_objective(self, X, y, s) -> RowObjective:
         """R on (X, y, s) with this model's loss and options, over the chosen backend's kernels."""
@@ -483,3 +494,122 @@ class PoissonRegression(LinearModelBase):
     def predict(self, X):
         """The predicted mean, exp(eta)."""
         return np.exp(self.decision_function(X))
+
+
+class MultinomialLogisticRegression(LinearModelBase):
+    """Softmax (multinomial logistic) regression over K >= 2 classes, as scikit-learn's
+    multinomial ``LogisticRegression`` parameterises it: one weight vector and intercept per class,
+    ``loss = logsumexp(eta) - eta[y]`` with ``eta = W x + b`` (K,), L2 on the weights, intercepts
+    unpenalised.
+
+    ``theta_`` has ``K (d + 1)`` entries, class by class (``coef_[k]`` then ``intercept_[k]``);
+    ``coef_`` is (K, d), ``intercept_`` (K,). The softmax is unchanged when the same vector is
+    added to every class, so the fit returns the solution whose unpenalised coordinates sum to
+    zero over the classes (scikit-learn's; see :mod:`fastinfluence.multinomial`, which also says
+    how the Hessian is made definite). Labels: any K distinct values (numbers, strings,
+    booleans), kept in ``classes_`` sorted as ``numpy.unique`` (and scikit-learn) sort them.
+    """
+
+    _loss_name = "multinomial"
+
+    def __init__(
+        self,
+        *,
+        l2=1e-3,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        method="auto",
+        backend="cpp",
+        n_jobs=None,
+        solver=None,
+    ):
+        super().__init__(
+            l2=l2,
+            fit_intercept=fit_intercept,
+            tol=tol,
+            max_iter=max_iter,
+            method=method,
+            backend=backend,
+            n_jobs=n_jobs,
+            solver=solver,
+        )
+
+    def encode_targets(self, y, n, name="y", *, fitting=False):
+        """Labels as class codes 0 .. K-1 (float64), by their position in ``classes_``."""
+        raw = V.check_1d(y, n, name)
+        names = _class_names(raw, name)
+        if names is not None:
+            values, labels = raw, names
+        elif raw.dtype == bool:
+            values, labels = raw, np.unique(raw)
+        else:
+            values = V.check_vector(raw, n, name)
+            labels = np.unique(raw if raw.dtype.kind in "iu" else values)
+        if fitting:
+            if labels.size < 2:
+                raise InvalidArgumentValueError(
+                    name, f"must hold at least two classes for {type(self).__name__}; found {labels.tolist()}"
+                )
+            self.classes_ = labels
+            self.n_classes_ = int(labels.size)
+        classes = self.classes_
+        fitted_on_names = _class_names(classes, "classes_") is not None
+        if fitted_on_names != (names is not None):
+            shown = np.unique(raw).tolist()[:5]
+            raise InvalidArgumentValueError(
+                name, f"holds labels {shown} that are not among the model's classes {classes.tolist()}"
+            )
+        known = classes if fitted_on_names or classes.dtype == bool else classes.astype(np.float64)
+        comparable = (
+            values if fitted_on_names or classes.dtype == bool else np.asarray(values, dtype=np.float64)
+        )
+        codes = np.searchsorted(known, comparable)
+        codes = np.minimum(codes, known.size - 1)
+        bad = known[codes] != comparable
+        if np.any(bad):
+            shown = np.unique(np.asarray(raw)[bad]).tolist()[:5]
+            raise InvalidArgumentValueError(
+                name, f"holds labels {shown} that are not among the model's classes {classes.tolist()}"
+            )
+        return codes.astype(np.float64)
+
+    def check_minimiser(self, result, X, y, s):
+        """Not converged when a class has no (weighted) rows: with l2 > 0 its intercept, with
+        l2 = 0 its parameters, then decrease the objective without bound. (With l2 = 0,
+        separable classes also have no minimiser; that case is not detected here: the fit
+        then ends on its stopping rule with very large weights.)"""
+        weights = np.ones(X.shape[0]) if s is None else np.asarray(s, dtype=np.float64)
+        totals = np.bincount(np.asarray(y, dtype=np.int64), weights=weights, minlength=self.n_classes_)
+        empty = np.flatnonzero(~(totals > 0))
+        if empty.size and (self.fit_intercept or self.l2 == 0):
+            names = [self.classes_[k].item() for k in empty[:5]]
+            message = (
+                f"class(es) {names} have no training rows with positive weight, so the objective has no "
+                "minimiser (their probability goes to 0 without bound)"
+            )
+            return dict(result, converged=False, message=message)
+        return result
+
+    def set_fit_result(self, result, n_features):
+        super().set_fit_result(result, n_features)
+        blocks = self.theta_.reshape(self.n_classes_, -1)
+        self.coef_ = blocks[:, :n_features].copy()
+        self.intercept_ = blocks[:, n_features].copy() if self.fit_intercept else np.zeros(self.n_classes_)
+
+    def decision_function(self, X):
+        """The linear predictors eta = X W^T + b, shape (n, K): columns follow ``classes_``."""
+        self._check_fitted()
+        X = self.validate_features(X, "X")[0]
+        blocks = self.theta_.reshape(self.n_classes_, -1)
+        return np.column_stack([V.linear_predictor(X, row, bool(self.fit_intercept)) for row in blocks])
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n, K): columns follow ``classes_``."""
+        from scipy.special import softmax
+
+        return softmax(self.decision_function(X), axis=1)
+
+    def predict(self, X):
+        """The most probable class, in the labels the model was fitted with."""
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]

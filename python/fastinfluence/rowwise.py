@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import multinomial as MN
 from .targets import Bound
 
 #: Entries of the (rows, test points) block of eta changes held at once by
@@ -60,16 +61,39 @@ class Context:
     k: int = 0  # top-k
 
 
+def n_classes(block: RowBlock) -> int:
+    """K of a multinomial model's rows (their loss' are K-vectors, the residuals), else 1."""
+    return block.d1.shape[1] if block.d1.ndim == 2 else 1
+
+
 def quadratic_forms(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """q_i = xa_i^T H^{-1} xa_i = ||F xa_i||^2."""
-    return kernels.row_quadratic_forms(block.X, ctx.fit_intercept, ctx.A, ctx.n_jobs)
+    """q_i = xa_i^T H^{-1} xa_i = ||F xa_i||^2 (k,); multinomial: the K x K blocks
+    S_i = (I kron xa_i)^T H^{-1} (I kron xa_i) (k, K, K) (kept in ``block.cache``)."""
+    K = n_classes(block)
+    if K == 1:
+        return kernels.row_quadratic_forms(block.X, ctx.fit_intercept, ctx.A, ctx.n_jobs)
+    if "S" not in block.cache:
+        block.cache["S"] = kernels.multinomial_row_quadratic_forms(
+            block.X, ctx.fit_intercept, ctx.A, K, ctx.n_jobs
+        )
+    return block.cache["S"]
 
 
 def leverage(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i (kept in ``block.cache``)."""
+    """h_i = (s_i/n) loss''_i xa_i^T H^{-1} xa_i; multinomial: the largest eigenvalue of the
+    leverage block (:mod:`fastinfluence.multinomial`). Kept in ``block.cache``."""
     if "leverage" not in block.cache:
-        block.cache["leverage"] = block.s / ctx.n_samples * block.d2 * quadratic_forms(kernels, block, ctx)
+        c = block.s / ctx.n_samples
+        if n_classes(block) == 1:
+            block.cache["leverage"] = c * block.d2 * quadratic_forms(kernels, block, ctx)
+        else:
+            block.cache["leverage"] = MN.largest_leverage(c, block.d2, quadratic_forms(kernels, block, ctx))
     return block.cache["leverage"]
+
+
+def leverage_blocks(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """The multinomial leverage blocks L_i (k, K, K) (:func:`fastinfluence.multinomial.leverage_blocks`)."""
+    return MN.leverage_blocks(block.s / ctx.n_samples, block.d2, quadratic_forms(kernels, block, ctx))
 
 
 def risky(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
@@ -82,32 +106,72 @@ def risky_count(kernels, block: RowBlock, ctx: Context) -> int:
 
 
 def row_scale(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """r_i of :data:`ROW_SCALES` named by ``ctx.row_scale``."""
+    """r_i of :data:`ROW_SCALES` named by ``ctx.row_scale``: (k,), or (k, K) K-vectors (multinomial)."""
     if ctx.row_scale == "upweight":  # I_up,params(z_i) = -H^{-1} g_i = -loss'_i H^{-1} xa_i
         return -block.d1
     # theta_{-i} - theta ~ (s_i/n) H^{-1} g_i
-    scale = block.s / ctx.n_samples * block.d1
-    if ctx.row_scale == "newton":  # Sherman-Morrison: divided by 1 - h_i
+    c = block.s / ctx.n_samples
+    multi = n_classes(block) > 1
+    scale = c[:, None] * block.d1 if multi else c * block.d1
+    if ctx.row_scale == "newton":  # Sherman-Morrison (Woodbury for K classes)
         bad = risky(kernels, block, ctx)
+        if multi:
+            ok = ~bad
+            solved = np.full_like(scale, np.nan)
+            S = quadratic_forms(kernels, block, ctx)
+            solved[ok] = MN.newton_residuals(c[ok], block.d2[ok], S[ok], scale[ok])
+            return solved
         scale = np.where(bad, np.nan, scale / np.where(bad, 1.0, 1.0 - leverage(kernels, block, ctx)))
     return scale
 
 
+def _products(kernels, X, fit_intercept, scale, M, out, n_jobs):
+    """r_i xa_i^T M (scalar r_i), or sum_k r_ik xa_i^T M_k (K-vectors: multinomial)."""
+    if scale.ndim == 2:
+        return kernels.multinomial_scaled_row_products(X, fit_intercept, scale, M, out, n_jobs)
+    return kernels.scaled_row_products(X, fit_intercept, scale, M, out, n_jobs)
+
+
 def scaled_products(kernels, block: RowBlock, ctx: Context, out=None) -> np.ndarray:
     """r_i xa_i^T M, (k, m): params and loo_params (M = H^{-1}), loss and loo (M = H^{-1} G_test)."""
-    return kernels.scaled_row_products(
-        block.X, ctx.fit_intercept, row_scale(kernels, block, ctx), ctx.M, out, ctx.n_jobs
-    )
+    scale = row_scale(kernels, block, ctx)
+    return _products(kernels, block.X, ctx.fit_intercept, scale, ctx.M, out, ctx.n_jobs)
 
 
 def self_influence(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """I_up,loss(z_i, z_i) = -loss'_i^2 xa_i^T H^{-1} xa_i, (k,)."""
+    """I_up,loss(z_i, z_i) = -g_i^T H^{-1} g_i, (k,): -loss'_i^2 xa_i^T H^{-1} xa_i, or
+    -r_i^T S_i r_i (multinomial)."""
+    if n_classes(block) > 1:
+        return -np.einsum("ik,ikl,il->i", block.d1, quadratic_forms(kernels, block, ctx), block.d1)
     return -(block.d1 * block.d1) * quadratic_forms(kernels, block, ctx)
 
 
 def pert_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """I_pert,loss = -(loss''_i (xa_i . V_j) w + loss'_i V_j[:d]), (k, m, d), V = H^{-1} G_test."""
-    return kernels.perturbation_loss(block.X, ctx.fit_intercept, block.d1, block.d2, ctx.M, ctx.w, ctx.n_jobs)
+    """I_pert,loss = -(loss''_i (xa_i . V_j) w + loss'_i V_j[:d]), (k, m, d), V = H^{-1} G_test.
+
+    Multinomial (W (K, d) in ``ctx.w``): ``d g_i / d x_il = r_i kron e_l + (Q_i W[:, l]) kron xa_i``,
+    so ``I_pert[i, j, l] = -(sum_k r_ik V_j[k, l] + sum_k (Q_i W)_kl (xa_i . V_j[k]))``."""
+    K = n_classes(block)
+    if K == 1:
+        return kernels.perturbation_loss(
+            block.X, ctx.fit_intercept, block.d1, block.d2, ctx.M, ctx.w, ctx.n_jobs
+        )
+    assert ctx.M is not None
+    assert ctx.w is not None
+    W, m = ctx.w, ctx.M.shape[1]
+    d = W.shape[1]
+    blocks = ctx.M.reshape(K, -1, m)  # V_j[k] = blocks[k, :, j]
+    k_rows = len(block)
+    # Z[i, j, k] = xa_i . V_j[k]: the products with one-hot residuals
+    Z = np.empty((k_rows, m, K))
+    for k in range(K):
+        unit = np.zeros((k_rows, K))
+        unit[:, k] = 1.0
+        Z[:, :, k] = _products(kernels, block.X, ctx.fit_intercept, unit, ctx.M, None, ctx.n_jobs)
+    P = block.d2
+    QW = P[:, :, None] * W[None] - P[:, :, None] * (P @ W)[:, None, :]  # (k, K, d)
+    first = np.einsum("ik,klj->ijl", block.d1, blocks[:, :d, :])
+    return -(first + np.einsum("ijk,ikl->ijl", Z, QW))
 
 
 def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
@@ -119,9 +183,7 @@ def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
     assert ctx.M is not None
     scale = row_scale(kernels, block, ctx)
     if target.kind == "loss":
-        return kernels.loo_loss_change(
-            target.loss, block.X, ctx.fit_intercept, scale, ctx.M, target.y, target.eta, None, ctx.n_jobs
-        )
+        return _loss_change(kernels, target, block.X, ctx.fit_intercept, scale, ctx.M, ctx.n_jobs)
     k, m = len(block), ctx.M.shape[1]
     out = np.empty((k, target.n_columns))
     step = k if target.kind != "mean_loss" else max(1, SUB_BLOCK_ENTRIES // max(m, 1))
@@ -129,14 +191,23 @@ def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
         b = min(k, a + step)
         X = block.X[a:b]
         if target.kind == "mean_loss":
-            change = kernels.loo_loss_change(
-                target.loss, X, ctx.fit_intercept, scale[a:b], ctx.M, target.y, target.eta, None, ctx.n_jobs
-            )
+            change = _loss_change(kernels, target, X, ctx.fit_intercept, scale[a:b], ctx.M, ctx.n_jobs)
             out[a:b] = change.mean(axis=1, keepdims=True)
         else:
-            delta_eta = kernels.scaled_row_products(X, ctx.fit_intercept, scale[a:b], ctx.M, None, ctx.n_jobs)
+            delta_eta = _products(kernels, X, ctx.fit_intercept, scale[a:b], ctx.M, None, ctx.n_jobs)
             out[a:b] = target.change_from_eta(kernels, delta_eta)
     return out
+
+
+def _loss_change(kernels, target: Bound, X, fit_intercept, scale, U, n_jobs):
+    """loss(eta_test_j + delta_ij) - loss(eta_test_j), (k, m), by the fused kernel of the loss."""
+    if scale.ndim == 2:
+        return kernels.multinomial_loo_loss_change(
+            X, fit_intercept, scale, U, target.y, target.eta, None, n_jobs
+        )
+    return kernels.loo_loss_change(
+        target.loss, X, fit_intercept, scale, U, target.y, target.eta, None, n_jobs
+    )
 
 
 def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
@@ -149,7 +220,8 @@ def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
     out[:, 0], out[:, 1], out[:, 2], out[:, 3] = -1.0, np.inf, -1.0, -np.inf
     if len(block) == 0:
         return out
-    helpful_rows, helpful, harmful_rows, harmful = kernels.top_k_scores(
+    top_k_scores = kernels.multinomial_top_k_scores if n_classes(block) > 1 else kernels.top_k_scores
+    helpful_rows, helpful, harmful_rows, harmful = top_k_scores(
         block.X, ctx.fit_intercept, -block.d1, ctx.M, k, ctx.n_jobs
     )
     found = np.asarray(helpful).shape[1]

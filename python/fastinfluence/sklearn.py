@@ -33,6 +33,7 @@ With ``S = sum_i s_i``:
 estimator                                loss                ``l2``
 =======================================  ==================  ===================
 ``LogisticRegression`` (l2 penalty)      logistic            ``1 / (C n)``
+``LogisticRegression`` (K > 2 classes)   multinomial         ``1 / (C n)``
 ``LogisticRegression`` (no penalty)      logistic            ``0``
 ``LinearRegression``                     squared             ``0``
 ``Ridge``                                squared             ``alpha / n``
@@ -74,7 +75,7 @@ strength must be rescaled: PoissonRegressor refitted without row ``i`` with
 Polishing. scikit-learn stops at loose tolerances, but influence functions are
 derivatives at the optimum. :func:`from_sklearn` therefore measures
 ``||grad R||`` at the estimator's coefficients and runs Newton's method from
-there (``fastinfluence.kernels.fit_newton``) to the model's tolerance (see
+there (the model's own fit, :func:`fastinfluence.fitting.minimise`) to its tolerance (see
 :mod:`fastinfluence.fitting`). When the estimator was not at the optimum in
 the sense :class:`~fastinfluence.Influence` checks (Newton decrement above
 ``1e-6 * sqrt(R(0))``) a :class:`~fastinfluence.PolishingWarning` says how
@@ -104,8 +105,12 @@ Approximations and choices.
   ``n_samples / (n_classes * bincount(y))``; for LogisticRegression and
   LinearSVC the counts are weighted by ``sample_weight`` where scikit-learn's
   ``compute_class_weight`` accepts it, as those estimators then do).
+- Multinomial: with more than two classes, LogisticRegression (every solver but liblinear)
+  minimises ``F = C sum_i s_i loss_i + (1/2) sum_k ||w_k||^2`` with the softmax loss, so
+  ``l2 = 1/(C n)`` as in the binary case; its coefficients are taken class by class and put in
+  the sum-to-zero gauge (:mod:`fastinfluence.multinomial`; the probabilities do not change).
 - Not supported (a ``ValueError``/``TypeError`` names what is): l1 and
-  elastic-net penalties, multi-class and multi-output models, ``positive=True``,
+  elastic-net penalties, one-vs-rest multi-class and multi-output models, ``positive=True``,
   other losses (``modified_huber``, ``huber``, ...), and non-numeric class
   labels (encode them as 0/1 first; fastinfluence models take numeric labels).
 """
@@ -120,26 +125,27 @@ import numpy as np
 
 from . import _dataframes as D
 from . import _validation as V
-from . import kernels
 from ._optional import require
 from .exceptions import ApproximationWarning, NotFittedError, PolishingWarning
-from .fitting import relative_decrement
+from .fitting import minimise, relative_decrement
 from .influence import OPTIMUM_TOLERANCE
 from .models import (
     LinearModelBase,
     LinearRegression,
     LogisticRegression,
+    MultinomialLogisticRegression,
     PoissonRegression,
     SmoothHingeClassifier,
 )
 
-__all__ = ["from_sklearn", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]
+__all__ = ["from_sklearn", "one_vs_rest_models", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]
 
 #: Smooth-hinge temperature that stands in for the hinge losses.
 DEFAULT_TEMPERATURE = 0.1
 
 SUPPORTED_ESTIMATORS = (
-    "LogisticRegression (binary; l2 penalty or none; any solver), LinearRegression, Ridge, "
+    "LogisticRegression (binary, or multinomial with more than two classes; l2 penalty or none; any "
+    "solver, liblinear for two classes only), LinearRegression, Ridge, "
     "PoissonRegressor, SGDClassifier (binary; loss 'log_loss', or 'hinge'/'squared_hinge' approximated by "
     "the smooth hinge; penalty 'l2' or None), SGDRegressor (loss 'squared_error'; penalty 'l2' or None), "
     "LinearSVC (binary; penalty 'l2'; approximated by the smooth hinge), and a Pipeline whose final step "
@@ -285,6 +291,33 @@ def _smooth_hinge_text(est, loss_name: str, t: float) -> str:
 _SGD_NOTE = " Stochastic gradient descent stops short of the exact optimum, so this is expected."
 
 
+def _translate_logistic(est, n: int) -> _Translation:
+    """A LogisticRegression: binary, or multinomial with more than two classes."""
+    l2 = _logistic_l2(est, n)
+    if _is_multinomial(est):
+        return _Translation(
+            MultinomialLogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True
+        )
+    if np.asarray(est.classes_).size <= 2 and getattr(est, "multi_class", "auto") == "multinomial":
+        raise _unsupported(
+            est,
+            "a binary LogisticRegression(multi_class='multinomial') (scikit-learn < 1.8) is not supported: "
+            "its two coefficient vectors are tied, with another penalty; fit it without multi_class",
+        )
+    if np.asarray(est.classes_).size > 2:
+        raise _unsupported(
+            est,
+            "a one-vs-rest LogisticRegression with more than two classes (liblinear, or "
+            "multi_class='ovr') is K separate binary models: explain each with its own "
+            "LogisticRegression on y == class, or fit a multinomial LogisticRegression",
+        )
+    spec = _Translation(LogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True)
+    if est.solver == "liblinear":
+        spec.note = _liblinear_intercept_note(est)
+        spec.advice = " Fit with another solver (lbfgs, newton-cholesky) and a tighter tol to avoid this."
+    return spec
+
+
 def _translate(est, n: int, t: float) -> _Translation:
     """The fastinfluence model (with l2) for the final estimator ``est``; raises for what is unsupported."""
     from sklearn.linear_model import (
@@ -303,19 +336,19 @@ def _translate(est, n: int, t: float) -> _Translation:
     from sklearn.svm import LinearSVC
 
     name = _estimator_name(est)
+    if name == "OneVsRestClassifier":
+        raise _unsupported(
+            est,
+            "OneVsRestClassifier is a set of binary models: fastinfluence.sklearn.one_vs_rest_models gives "
+            "one fastinfluence model per class",
+            TypeError,
+        )
     if isinstance(est, LogisticRegressionCV):
         raise _unsupported(
             est, "LogisticRegressionCV is not supported (refit a LogisticRegression with its C_)", TypeError
         )
     if isinstance(est, SkLogisticRegression):
-        if getattr(est, "multi_class", "auto") == "multinomial":
-            raise _unsupported(est, "LogisticRegression(multi_class='multinomial') is not supported")
-        l2 = _logistic_l2(est, n)
-        spec = _Translation(LogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True)
-        if est.solver == "liblinear":
-            spec.note = _liblinear_intercept_note(est)
-            spec.advice = " Fit with another solver (lbfgs, newton-cholesky) and a tighter tol to avoid this."
-        return spec
+        return _translate_logistic(est, n)
     if isinstance(est, LinearSVC):
         if est.penalty != "l2":
             raise _unsupported(est, f"LinearSVC with penalty={est.penalty!r} is not supported (only 'l2')")
@@ -370,6 +403,18 @@ def _translate(est, n: int, t: float) -> _Translation:
     raise _unsupported(est, f"{name} is not supported", TypeError)
 
 
+def _is_multinomial(est) -> bool:
+    """A fitted LogisticRegression whose classes share one softmax (more than two classes, not
+    one-vs-rest: every solver but liblinear, unless ``multi_class="ovr"`` in older scikit-learn)."""
+    classes = getattr(est, "classes_", None)
+    if classes is None or np.asarray(classes).size <= 2:
+        return False
+    return (
+        getattr(est, "multi_class", "auto") in ("auto", "multinomial", "deprecated")
+        and est.solver != "liblinear"
+    )
+
+
 def _binary_classes(est) -> np.ndarray:
     classes = np.asarray(est.classes_)
     if classes.shape[0] != 2:
@@ -395,13 +440,25 @@ def _class_weights(est, y_user, classes, sample_weight, uses_sample_weight: bool
         and "sample_weight" in inspect.signature(compute_class_weight).parameters
     ):
         kwargs["sample_weight"] = sample_weight
-    per_class = compute_class_weight(class_weight, classes=classes, y=y_user, **kwargs)
-    return np.asarray(per_class, dtype=np.float64)[(y_user == classes[1]).astype(np.intp)]
+    per_class = np.asarray(
+        compute_class_weight(class_weight, classes=classes, y=y_user, **kwargs), dtype=np.float64
+    )
+    if classes.size > 2:
+        return per_class[np.searchsorted(classes, y_user)]
+    return per_class[(y_user == classes[1]).astype(np.intp)]
 
 
-def _coefficients(est, fit_intercept: bool, d: int) -> np.ndarray:
-    """theta = (w, b) from ``coef_`` and ``intercept_``."""
+def _coefficients(est, fit_intercept: bool, d: int, n_classes: int = 1) -> np.ndarray:
+    """theta = (w, b) from ``coef_`` and ``intercept_``; class by class for a multinomial model."""
     coef = np.asarray(est.coef_, dtype=np.float64)
+    if n_classes > 1:
+        if coef.shape != (n_classes, d):
+            raise ValueError(
+                f"X has {d} features (after the pipeline's transformers) but {_estimator_name(est)} has "
+                f"coefficients of shape {coef.shape}: pass the X the estimator (or pipeline) was fitted on"
+            )
+        intercept = np.ravel(np.asarray(est.intercept_, dtype=np.float64))
+        return np.column_stack([coef, intercept] if fit_intercept else [coef]).reshape(-1)
     if coef.ndim == 2:
         if coef.shape[0] != 1:
             raise _unsupported(
@@ -515,8 +572,13 @@ def from_sklearn(
         fit_intercept=bool(final.fit_intercept), tol=tol, max_iter=max_iter, backend=backend, n_jobs=n_jobs
     )
     model.check_params()
-    classes = _binary_classes(final) if hasattr(final, "classes_") else None
-    theta = _coefficients(final, model.fit_intercept, d)
+    multinomial = isinstance(model, MultinomialLogisticRegression)
+    if multinomial:
+        classes = np.asarray(final.classes_).copy()
+        model.n_classes_ = int(classes.size)
+    else:
+        classes = _binary_classes(final) if hasattr(final, "classes_") else None
+    theta = _coefficients(final, model.fit_intercept, d, model.n_classes_)
     s = V.check_sample_weight(sample_weight, n)
 
     y_raw = np.asarray(D.to_numpy_1d(y, "y")[0])
@@ -535,11 +597,14 @@ def from_sklearn(
         weight_sum = float(n if s is None else s.sum())
         model.l2 = spec.weight_sum_l2 * weight_sum / n
 
-    problem = dict(
-        weights=s, l2=float(model.l2), fit_intercept=model.fit_intercept, backend=backend, n_jobs=n_jobs
-    )
+    objective = model.row_objective(Xt, y_internal, s)
+    if multinomial:  # the same probabilities, in the sum-to-zero gauge the fit keeps
+        assert objective.gauge is not None
+        theta = objective.gauge.centre(theta)
     result = dict(
-        kernels.fit_newton(model.loss, Xt, y_internal, theta0=theta, tol=tol, max_iter=max_iter, **problem)
+        minimise(
+            objective, theta, tol=float(tol), max_iter=int(max_iter), method=model.fit_method(theta.size)
+        )
     )
     initial = relative_decrement(result["initial_decrement"], result["objective_scale"])
     # l2 = 0 on separable data: no minimiser, however small the gradient (the same check as fit)
@@ -575,3 +640,32 @@ def from_sklearn(
             stacklevel=2,
         )
     return model
+
+
+def one_vs_rest_models(estimator, X, y, sample_weight=None, **options) -> dict:
+    """The binary fastinfluence models of a fitted ``OneVsRestClassifier``, ``{class: model}``.
+
+    A one-vs-rest classifier is a set of independent binary models, model ``c`` fitted on the
+    labels ``y == c``; each is translated by :func:`from_sklearn` (``options`` are its keyword
+    arguments), so ``fi.Influence(models[c], X, y == c)`` explains class c's score. (The
+    normalised ``predict_proba`` of the whole couples them; explain each class's model.) With
+    two classes scikit-learn fits one model, for ``classes_[1]``.
+    """
+    _import_sklearn()
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if not isinstance(estimator, OneVsRestClassifier):
+        raise TypeError(f"estimator must be a fitted OneVsRestClassifier, got {_estimator_name(estimator)}")
+    if not hasattr(estimator, "estimators_"):
+        raise NotFittedError("the OneVsRestClassifier is not fitted yet; fit it before one_vs_rest_models")
+    y_raw = np.asarray(D.to_numpy_1d(y, "y")[0]).reshape(-1)
+    classes = np.asarray(estimator.classes_)
+    pairs = (
+        zip(classes, estimator.estimators_) if classes.size > 2 else [(classes[1], estimator.estimators_[0])]
+    )
+    return {
+        label.item() if hasattr(label, "item") else label: from_sklearn(
+            est, X, (y_raw == label).astype(np.int64), sample_weight, **options
+        )
+        for label, est in pairs
+    }

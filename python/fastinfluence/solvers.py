@@ -296,6 +296,48 @@ class RowHessianOperator(HessianOperator):
         )
 
 
+class MultinomialHessianOperator(HessianOperator):
+    """H + damping I of the multinomial objective over in-memory X:
+    ``sum_i c_i (xa_i xa_i^T) kron Q_i + l2 (weights) + Gamma``, ``Q_i = diag(P_i) - P_i P_i^T``,
+    with ``c_i = s_i / n``, the probabilities P fixed at the fitted theta, and the gauge term
+    Gamma (:class:`fastinfluence.multinomial.Gauge`) that makes it definite."""
+
+    def __init__(self, backend, X, fit_intercept, c, P, l2, gauge, damping, n_jobs):
+        self.backend, self.X, self.fit_intercept = backend, X, fit_intercept
+        self.c, self.P, self.l2, self.gauge = c, P, l2, gauge
+        self.damping, self.n_jobs = damping, n_jobs
+        self.n_params = P.shape[1] * (X.shape[1] + (1 if fit_intercept else 0))
+
+    def hessian_products(self, V: np.ndarray) -> np.ndarray:
+        HV = self.backend.multinomial_gram_product(
+            self.X, self.fit_intercept, self.c, self.P, self.l2, V, self.n_jobs
+        )
+        return np.asarray(HV) + self.gauge.product(V)
+
+    def undamped_diagonal(self) -> np.ndarray:
+        diagonal = np.array(
+            self.backend.multinomial_gram_diagonal(self.X, self.fit_intercept, self.c, self.P, self.n_jobs),
+            dtype=np.float64,
+        )
+        d = self.X.shape[1]
+        blocks = diagonal.reshape(self.P.shape[1], -1)
+        blocks[:, :d] += self.l2
+        return diagonal + self.gauge.diagonal()
+
+
+def row_hessian_operator(backend, problem, d2, damping, n_jobs, gauge=None) -> HessianOperator:
+    """H + damping I over the in-memory rows of ``problem`` at theta, from loss'' per row (the
+    probabilities P for the multinomial loss, with its ``gauge``)."""
+    p = problem
+    n = p.X.shape[0]
+    s = np.ones(n) if p.weights is None else np.asarray(p.weights, dtype=np.float64)
+    if p.n_classes > 1:
+        return MultinomialHessianOperator(
+            backend, p.X, p.fit_intercept, s / n, d2, p.l2, gauge, damping, n_jobs
+        )
+    return RowHessianOperator(backend, p.X, p.fit_intercept, s * d2 / n, p.l2, damping, n_jobs)
+
+
 def spectrum_summary(smallest: float, largest: float) -> dict:
     return {
         "smallest_eigenvalue": smallest,
@@ -620,5 +662,11 @@ def make_solver(name: str, *, operator: HessianOperator, hessian=None, damping: 
     if name == "cg":
         return CGSolver(operator, **options)
     if name == "lissa":
+        if not isinstance(operator, RowHessianOperator):
+            # the recursion samples mini-batches of rows through the binary losses' fused kernel
+            raise ValueError(
+                "solver='lissa' is not available for this model (LiSSA's mini-batch Hessians are implemented "
+                "for the binary losses in memory); use solver='direct' or 'cg'"
+            )
         return LissaSolver(operator, **options)
     raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")

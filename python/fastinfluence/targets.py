@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _validation as V
+from . import multinomial as MN
 from .exceptions import InvalidArgumentValueError
 from .losses import Loss
 
@@ -90,29 +91,43 @@ class Bound:
 
     gradients: np.ndarray
     labels: Any
-    axis: str
+    axis: str | tuple  # a MultiIndex's names for (test_row, class) columns
     kind: str
     loss: Loss
     X: Any = None
     eta: np.ndarray | None = None
     y: np.ndarray | None = None
-    mean: str = "identity"  # the mean function of eta: "identity", "logistic", "exp"
+    mean: str = "identity"  # the mean function of eta: "identity", "logistic", "exp", "softmax"
     sign: float = 1.0  # -1: the probability of the negative class, 1 - sigma(eta)
+    n_classes: int = 1  # K of a multinomial model: eta (m, K), delta_eta (k, m K)
+    classes: np.ndarray | None = None  # the class code of each column of a multinomial probability
 
     @property
     def n_columns(self) -> int:
         return self.gradients.shape[1]
 
+    def _loss_difference(self, kernels, y, delta_eta):
+        assert self.eta is not None  # the kinds that need a loss difference carry the test points
+        if self.n_classes > 1:
+            m = self.eta.shape[0]
+            return kernels.multinomial_loss_difference(y, self.eta, delta_eta.reshape(-1, m, self.n_classes))
+        return kernels.loss_difference(self.loss, y, self.eta, delta_eta)
+
     def change_from_eta(self, kernels, delta_eta: np.ndarray) -> np.ndarray:
-        """f(theta + delta) - f(theta), (k, c), from delta_eta (k, m) = xa_test_j . delta_i,
+        """f(theta + delta) - f(theta), (k, c), from delta_eta = xa_test_j . delta_i (k, m), or
+        (k, m K) for a multinomial model (test point j's classes in columns j K .. j K + K - 1),
         computed without cancellation for small steps."""
         if self.kind == "loss":
-            return kernels.loss_difference(self.loss, self.y, self.eta, delta_eta)
+            return self._loss_difference(kernels, self.y, delta_eta)
         if self.kind == "mean_loss":
-            change = kernels.loss_difference(self.loss, self.y, self.eta, delta_eta)
-            return change.mean(axis=1, keepdims=True)
+            return self._loss_difference(kernels, self.y, delta_eta).mean(axis=1, keepdims=True)
         assert self.kind == "mean_function"
         assert self.eta is not None
+        if self.mean == "softmax":
+            assert self.classes is not None
+            # P_c(eta + d) / P_c(eta) = exp(d_c - log sum_l P_l e^{d_l}) = exp(-(loss change for label c))
+            change = self._loss_difference(kernels, self.classes, delta_eta)
+            return softmax_column(self.eta, self.classes) * np.expm1(-change)
         return self.sign * mean_difference(self.mean, self.eta, delta_eta)
 
     def change(self, kernels, delta: np.ndarray, fit_intercept: bool) -> np.ndarray:
@@ -120,8 +135,22 @@ class Bound:
         delta = np.atleast_2d(np.asarray(delta, dtype=np.float64))
         if self.kind == "linear":
             return delta @ self.gradients
-        delta_eta = np.stack([V.linear_predictor(self.X, row, fit_intercept) for row in delta])
-        return self.change_from_eta(kernels, delta_eta.reshape(delta.shape[0], -1))
+        K = self.n_classes
+        rows = [
+            np.column_stack(
+                [V.linear_predictor(self.X, block, fit_intercept) for block in row.reshape(K, -1)]
+            )
+            for row in delta
+        ]
+        return self.change_from_eta(kernels, np.stack(rows).reshape(delta.shape[0], -1))
+
+
+def softmax_column(eta: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """P_{j, c_j} = softmax(eta_j)[c_j] for each row j of eta (m, K)."""
+    top = eta.max(axis=1, keepdims=True)
+    e = np.exp(eta - top)
+    P = e / e.sum(axis=1, keepdims=True)
+    return P[np.arange(eta.shape[0]), np.asarray(classes, dtype=np.intp)]
 
 
 def mean_difference(mean: str, eta: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -158,13 +187,34 @@ class Target:
         raise NotImplementedError
 
 
+def _n_classes(fit: Fit) -> int:
+    return int(getattr(fit.model, "n_classes_", 1))
+
+
+def _eta(fit: Fit, X) -> np.ndarray:
+    """xa_j . theta (m,), or Theta xa_j (m, K) for a multinomial model."""
+    K = _n_classes(fit)
+    if K == 1:
+        return V.linear_predictor(X, fit.theta, fit.fit_intercept)
+    return np.column_stack(
+        [V.linear_predictor(X, row, fit.fit_intercept) for row in fit.theta.reshape(K, -1)]
+    )
+
+
+def _row_gradients(fit: Fit, X, scale: np.ndarray) -> np.ndarray:
+    """(p, m): column j is scale_j xa_j, or scale_j kron xa_j for K-vectors (multinomial)."""
+    if scale.ndim == 2:
+        return MN.rows_kron_transpose(X, scale, fit.fit_intercept)
+    return V.augmented_transpose(X, scale, fit.fit_intercept)
+
+
 def _test_points(fit: Fit, X_test, y_test=None):
     """(X_test, encoded y_test | None, eta, loss' | None, test row labels | None) after validation."""
     X_test, y_test = fit.test_inputs(X_test, y_test)
     model = fit.model
     X_test, test_rows, _ = model.validate_features(X_test, "X_test")
     if y_test is None:
-        return X_test, None, V.linear_predictor(X_test, fit.theta, fit.fit_intercept), None, test_rows
+        return X_test, None, _eta(fit, X_test), None, test_rows
     y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
     eta, _, d1, _ = fit.kernels.row_derivatives(model.problem(X_test, y_test, None), fit.theta, fit.n_jobs)
     _check_finite_test_gradients(eta, d1, model.loss.name)
@@ -179,6 +229,8 @@ def _check_finite_test_gradients(eta, d1, loss_name, what="test-loss"):
     """ValueError naming X_test when test points have a non-finite eta or derivative of the target in
     eta (loss', the mean function's derivative): their influence would be NaN."""
     bad = ~(np.isfinite(eta) & np.isfinite(d1))
+    if bad.ndim == 2:  # multinomial: K entries per test point
+        bad, eta = bad.any(axis=1), eta.max(axis=1)
     if not np.any(bad):
         return
     rows = np.flatnonzero(bad)
@@ -204,8 +256,8 @@ class TestLoss(Target):
 
     def bind(self, fit):
         X, y, eta, d1, rows = _test_points(fit, self.X_test, self.y_test)
-        G = V.augmented_transpose(X, d1, fit.fit_intercept)
-        return Bound(G, rows, "test_row", "loss", fit.model.loss, X, eta, y)
+        G = _row_gradients(fit, X, d1)
+        return Bound(G, rows, "test_row", "loss", fit.model.loss, X, eta, y, n_classes=_n_classes(fit))
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,23 +270,88 @@ class MeanTestLoss(Target):
     def bind(self, fit):
         X, y, eta, d1, _ = _test_points(fit, self.X_test, self.y_test)
         m = X.shape[0]
-        top = np.asarray(X.T @ d1, dtype=np.float64).reshape(-1) / m
-        g = np.append(top, d1.sum() / m) if fit.fit_intercept else top
-        return Bound(g[:, None], ["mean_test_loss"], "target", "mean_loss", fit.model.loss, X, eta, y)
+        if d1.ndim == 2:  # multinomial: the mean of r_j kron xa_j, class block by class block
+            blocks = [
+                np.asarray(X.T @ d1[:, k], dtype=np.float64).reshape(-1) / m for k in range(d1.shape[1])
+            ]
+            sums = d1.sum(axis=0) / m
+            g = np.concatenate([np.append(b, t) if fit.fit_intercept else b for b, t in zip(blocks, sums)])
+        else:
+            top = np.asarray(X.T @ d1, dtype=np.float64).reshape(-1) / m
+            g = np.append(top, d1.sum() / m) if fit.fit_intercept else top
+        K = _n_classes(fit)
+        return Bound(
+            g[:, None], ["mean_test_loss"], "target", "mean_loss", fit.model.loss, X, eta, y, n_classes=K
+        )
+
+
+def _class_codes(fit: Fit, class_, m: int, default) -> np.ndarray:
+    """The class code (position in ``classes_``) of each of m test points, from one label or m."""
+    classes = np.asarray(fit.model.classes_)
+    if class_ is None:
+        return default()
+    labels = np.asarray(class_)
+    if labels.ndim == 0:
+        labels = np.full(m, labels.item(), dtype=object)
+    elif labels.shape != (m,):
+        raise InvalidArgumentValueError(
+            "class_",
+            f"must be one of the model's classes or one per test point ({m}); got shape {labels.shape}",
+        )
+    known = classes.tolist()
+    codes = np.empty(m, dtype=np.int64)
+    for j, label in enumerate(labels.tolist()):
+        if label not in known:
+            raise InvalidArgumentValueError(
+                "class_", f"must be one of the model's classes {known}, got {label!r}"
+            )
+        codes[j] = known.index(label)
+    return codes
 
 
 @dataclass(frozen=True, eq=False)
 class DecisionFunction(Target):
-    """The linear predictor ``eta_j = xa_j . theta`` at each test point (``decision_function``)."""
+    """The linear predictor ``eta_j = xa_j . theta`` at each test point (``decision_function``).
+
+    Multinomial: ``eta_jc`` of class ``class_`` (one label, or one per test point); with
+    ``class_=None`` every class, in columns ``j K + c`` (labelled by a ``(test_row, class)``
+    MultiIndex). One class's decision value is not invariant to the gauge: it is that of the
+    sum-to-zero parameterisation (:mod:`fastinfluence.multinomial`)."""
 
     X_test: Any
+    class_: Any = None
 
     def bind(self, fit):
         X, _, eta, _, rows = _test_points(fit, self.X_test)
-        ones = np.ones(X.shape[0])
-        _check_finite_test_gradients(eta, ones, fit.model.loss.name, "decision-value")
-        G = V.augmented_transpose(X, ones, fit.fit_intercept)
-        return Bound(G, rows, "test_row", "linear", fit.model.loss, X, eta)
+        K, m = _n_classes(fit), X.shape[0]
+        ones = np.ones(m)
+        _check_finite_test_gradients(
+            eta, ones[:, None] if K > 1 else ones, fit.model.loss.name, "decision-value"
+        )
+        if K == 1:
+            if self.class_ is not None:
+                raise InvalidArgumentValueError(
+                    "class_", "is for multinomial models (a binary model has one eta)"
+                )
+            G = V.augmented_transpose(X, ones, fit.fit_intercept)
+            return Bound(G, rows, "test_row", "linear", fit.model.loss, X, eta)
+        G = MN.class_design(X, K, fit.fit_intercept)
+        codes = _class_codes(fit, self.class_, m, lambda: None)
+        if codes is not None:
+            return Bound(
+                G[:, np.arange(m) * K + codes],
+                rows,
+                "test_row",
+                "linear",
+                fit.model.loss,
+                X,
+                eta,
+                n_classes=K,
+            )
+        # every class: columns (test_row, class)
+        test = range(m) if rows is None else rows
+        pairs = [(j, c) for j in test for c in np.asarray(fit.model.classes_).tolist()]
+        return Bound(G, pairs, ("test_row", "class"), "linear", fit.model.loss, X, eta, n_classes=K)
 
 
 def _mean_target(fit: Fit, X_test, mean: str, sign: float) -> Bound:
@@ -249,8 +366,10 @@ def _mean_target(fit: Fit, X_test, mean: str, sign: float) -> Bound:
 class PredictProba(Target):
     """The predicted probability of ``class_`` at each test point (a column of ``predict_proba``).
 
-    ``class_``: one of the model's ``classes_``; None for the positive class ``classes_[1]``.
-    For :class:`fastinfluence.LogisticRegression` (the smooth hinge defines no probability).
+    ``class_``: one of the model's ``classes_``, or one per test point. None: the positive class
+    ``classes_[1]`` of a binary model; a multinomial model's predicted class at each test point.
+    For :class:`fastinfluence.LogisticRegression` and
+    :class:`fastinfluence.MultinomialLogisticRegression` (the smooth hinge defines no probability).
     """
 
     X_test: Any
@@ -258,11 +377,17 @@ class PredictProba(Target):
 
     def bind(self, fit):
         model = fit.model
+        if model.loss.name == "multinomial":
+            return self._bind_multinomial(fit)
         if model.loss.name != "logistic":
             raise InvalidArgumentValueError(
                 "target",
                 f"PredictProba needs a probabilistic classifier (LogisticRegression); "
                 f"{type(model).__name__} defines no probability. Use DecisionFunction",
+            )
+        if self.class_ is not None and np.ndim(self.class_) > 0:
+            raise InvalidArgumentValueError(
+                "class_", "must be one class of a binary model (its two are complementary)"
             )
         classes = list(np.asarray(model.classes_).tolist())
         if self.class_ is None:
@@ -274,6 +399,31 @@ class PredictProba(Target):
                 "class_", f"must be one of the model's classes {classes}, got {self.class_!r}"
             )
         return _mean_target(fit, self.X_test, "logistic", sign)
+
+    def _bind_multinomial(self, fit):
+        X, _, eta, _, rows = _test_points(fit, self.X_test)
+        K, m = _n_classes(fit), X.shape[0]
+        codes = _class_codes(fit, self.class_, m, lambda: np.argmax(eta, axis=1))
+        P_c = softmax_column(eta, codes)
+        top = eta.max(axis=1, keepdims=True)
+        P = np.exp(eta - top)
+        P /= P.sum(axis=1, keepdims=True)
+        # d P_c / d eta = P_c (e_c - P)
+        scale = -P_c[:, None] * P
+        scale[np.arange(m), codes] += P_c
+        G = MN.rows_kron_transpose(X, scale, fit.fit_intercept)
+        return Bound(
+            G,
+            rows,
+            "test_row",
+            "mean_function",
+            fit.model.loss,
+            X,
+            eta,
+            mean="softmax",
+            n_classes=K,
+            classes=codes,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,18 +447,23 @@ class Predict(Target):
 
 
 def _parameter_names(fit: Fit) -> list:
-    """The names of theta's entries: the feature names (positions for arrays), then ``"intercept"``."""
+    """The names of theta's entries: the feature names (positions for arrays), then ``"intercept"``;
+    for a multinomial model ``(class, name)`` pairs, class by class."""
     model = fit.model
     names = getattr(model, "feature_names_in_", None)
     d = int(model.n_features_in_)
     names = list(range(d)) if names is None else list(np.asarray(names).tolist())
-    return names + (["intercept"] if fit.fit_intercept else [])
+    names += ["intercept"] if fit.fit_intercept else []
+    if _n_classes(fit) == 1:
+        return names
+    return [(c, name) for c in np.asarray(model.classes_).tolist() for name in names]
 
 
 @dataclass(frozen=True, eq=False, init=False)
 class Coefficient(Target):
     """The fitted coefficients named: feature names (a model fitted on a frame), positions
-    0 .. p-1 in theta, or ``"intercept"``. One column each."""
+    0 .. p-1 in theta, or ``"intercept"``; for a multinomial model ``(class, name)`` pairs
+    (the sum-to-zero parameterisation's). One column each."""
 
     names: tuple
 
@@ -328,7 +483,7 @@ class Coefficient(Target):
                         "names", f"position {name} is outside theta's 0 .. {p - 1}"
                     )
                 positions.append(int(name))
-            elif name in known:
+            elif isinstance(name, (str, tuple)) and name in known:
                 positions.append(known.index(name))
             else:
                 raise InvalidArgumentValueError(

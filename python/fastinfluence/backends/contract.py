@@ -212,6 +212,10 @@ class Backend(Protocol):
         self, X, fit_intercept: bool, A, n_classes: int, n_jobs: int = 0
     ) -> np.ndarray: ...
 
+    # loss(y_j, eta_j + delta_j) - loss(y_j, eta_j) without cancellation: y (m,), eta (m, K),
+    # delta (..., m, K) -> (..., m)
+    def multinomial_loss_difference(self, y, eta, delta) -> np.ndarray: ...
+
     # loss(y_j, eta_j + delta_ij) - loss(y_j, eta_j), delta_ijl = sum_k R_ik xa_i . U[k-block, j K + l]
     def multinomial_loo_loss_change(
         self, X, fit_intercept: bool, R, U, y_test, eta_test, out=None, n_jobs: int = 0

@@ -169,3 +169,7 @@ def multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs=0):
 
 def multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out=None, n_jobs=0):
     return _reference.multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out, n_jobs)
+
+
+def multinomial_loss_difference(y, eta, delta):
+    return _reference.multinomial_loss_difference(y, eta, delta)

@@ -173,10 +173,10 @@ def _check_fittable(y, args):
     if args.model in CLASSIFIER_NAMES:
         classes = np.unique(values)
         if classes.size < 2:
-            value = classes[0] if values.dtype == bool else f"{classes[0]:g}"
+            value = f"{classes[0]:g}" if np.issubdtype(values.dtype, np.number) else repr(classes[0])
             raise InputError(
                 f"--target {args.target!r} in {where} holds a single class (every row is {value}); "
-                f"a {args.model} classifier needs rows of both classes"
+                f"a {args.model} classifier needs rows of at least two classes"
             )
     if args.model == "poisson" and not args.no_intercept and not np.any(values != 0):
         raise InputError(
@@ -205,11 +205,29 @@ def make_model(args):
     )
     if args.model == "logistic":
         return fi.LogisticRegression(**options)
+    if args.model == "multinomial":
+        return fi.MultinomialLogisticRegression(**options)
     if args.model == "linear":
         return fi.LinearRegression(**options)
     if args.model == "poisson":
         return fi.PoissonRegression(**options)
     return fi.SmoothHingeClassifier(t=0.1 if args.t is None else args.t, **options)
+
+
+def _for_classes(model, y):
+    """--model logistic on a target of more than two classes (names, or whole numbers): the
+    multinomial model (softmax). A target of real numbers stays binary, and its error says so."""
+    import fastinfluence as fi
+
+    labels = y.dropna()
+    if type(model) is not fi.LogisticRegression or labels.nunique() <= 2:
+        return model
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    numeric = is_numeric_dtype(labels.dtype) and not is_bool_dtype(labels.dtype)
+    if numeric and not np.all(np.mod(labels.to_numpy(dtype=np.float64), 1.0) == 0):
+        return model
+    return fi.MultinomialLogisticRegression(**model.get_params())
 
 
 def _places(args):
@@ -283,9 +301,13 @@ def run_score(args) -> int:
     with _step("reading", args.quiet):
         train = read_table(args.train, "--train")
         test = read_table(args.test, "--test")
-        X, y, features = split_features(train, args.target, "--train", args.train)
-        X_test, y_test, _ = split_features(test, args.target, "--test", args.test, feature_columns=features)
+        names = args.model in CLASSIFIER_NAMES
+        X, y, features = split_features(train, args.target, "--train", args.train, class_names=names)
+        X_test, y_test, _ = split_features(
+            test, args.target, "--test", args.test, feature_columns=features, class_names=names
+        )
     _check_fittable(y, args)
+    model = _for_classes(model, y)
     n, m = X.shape[0], X_test.shape[0]
     if args.top_k is None and not args.self_influence and n * m * 8 > args.max_matrix_mb * 2**20:
         raise InputError(

@@ -114,12 +114,13 @@ def read_table(path, option):
     return frame
 
 
-def split_features(frame, target, option, path, feature_columns=None):
+def split_features(frame, target, option, path, feature_columns=None, *, class_names=False):
     """(features, target column, feature names) of a table: the feature columns as a DataFrame
     (in the order of ``feature_columns`` when given: the columns of --train), the target a Series.
 
     Checked here is what only the command line knows: which column is the target, that --test has
-    the columns of --train (in any order), and that labels are numbers or booleans. The values
+    the columns of --train (in any order), and that labels are numbers or booleans (or, with
+    ``class_names`` for a classifier, any class names). The values
     themselves (non-numeric features, missing or infinite values, labels outside the model's
     domain) are checked by the library when the frames reach ``fit`` and ``Influence``.
     """
@@ -140,10 +141,10 @@ def split_features(frame, target, option, path, feature_columns=None):
     if not features:
         raise InputError(f"{option} file {path} has no feature columns besides the target {target!r}")
     column = frame[target]
-    if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+    if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or class_names):
         raise InputError(
-            f"{option} file {path} has a non-numeric target column {target!r} ({column.dtype}); "
-            "encode its labels as numbers (0/1, -1/+1, true/false or counts) first"
+            f"{option} file {path} has a non-numeric target column {target!r} ({column.dtype}); a "
+            "regression needs numbers (a classifier, --model logistic or multinomial, takes class names)"
         )
     return frame[features], column, features
 

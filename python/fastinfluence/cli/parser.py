@@ -11,8 +11,8 @@ __all__ = ["build_parser", "MODEL_NAMES", "CLASSIFIER_NAMES", "DEFAULT_MAX_MATRI
 #: Memory (MiB) the full I_up,loss matrix may take before ``score`` refuses and points to --top-k.
 DEFAULT_MAX_MATRIX_MB = 1024
 
-MODEL_NAMES = ("logistic", "linear", "poisson", "smooth-hinge")
-CLASSIFIER_NAMES = ("logistic", "smooth-hinge")
+MODEL_NAMES = ("logistic", "multinomial", "linear", "poisson", "smooth-hinge")
+CLASSIFIER_NAMES = ("logistic", "multinomial", "smooth-hinge")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,7 +183,11 @@ def _add_score_options(score):
         "--model",
         choices=MODEL_NAMES,
         default="logistic",
-        help="loss: logistic, linear (squared), poisson or smooth-hinge (default: logistic)",
+        help=(
+            "loss: logistic (binary; multinomial when the target has more than two classes), "
+            "multinomial (softmax over the classes), linear (squared), poisson or smooth-hinge "
+            "(default: logistic)"
+        ),
     )
     model.add_argument("--l2", type=float, default=1e-3, help="L2 penalty strength (default: 1e-3)")
     model.add_argument(

@@ -20,6 +20,7 @@ from ..backends import get_backend
 from ..backends.contract import Problem
 from ..losses import Loss
 from ..models import LinearModelBase
+from ..multinomial import Gauge
 from ..solvers import HessianOperator
 from ._data import Data
 
@@ -32,6 +33,7 @@ def label_encoder(model: LinearModelBase) -> LinearModelBase:
     encoder = type(model)(**model.get_params())
     if hasattr(model, "classes_"):
         encoder.classes_ = model.classes_
+        encoder.n_classes_ = model.n_classes_
     return encoder
 
 
@@ -45,6 +47,7 @@ class Spec:
     encoder: LinearModelBase
     backend: str
     n_jobs: int
+    n_classes: int = 1  # K of a multinomial model
 
     @property
     def kernels(self):
@@ -52,7 +55,7 @@ class Spec:
 
     def problem(self, X, y, s) -> Problem:
         """One chunk's objective data, without the penalty (added once, after the reduction)."""
-        return Problem(self.loss, X, y, s, self.fit_intercept, 0.0)
+        return Problem(self.loss, X, y, s, self.fit_intercept, 0.0, self.n_classes)
 
 
 def location(block_info) -> tuple[int, int]:
@@ -144,13 +147,13 @@ def _chunk_moments(X, y, s, context, block_info=None):
     """Partial sums of one chunk, packed in a (1, L) row: for each request, (n_c/n) times the chunk's
     R (without penalty), its gradient, Hessian and Hessian diagonal; last, the chunk's total weight."""
     spec, requests = context["spec"], context["requests"]
-    p = X.shape[1] + (1 if spec.fit_intercept else 0)
+    p = spec.n_classes * (X.shape[1] + (1 if spec.fit_intercept else 0))
     out = np.zeros((1, sum(r.size(p) for r in requests) + 1))
     start, stop = location(block_info)
     if stop == start:
         return out
     X, y, s = chunk_inputs(spec, X, y, s, start, stop)
-    k, fi, n_jobs = spec.kernels, spec.fit_intercept, spec.n_jobs
+    k, n_jobs = spec.kernels, spec.n_jobs
     # chunk means over n_c rows -> contributions to means over all n rows
     scale = (stop - start) / spec.n_samples
     pos = 0
@@ -163,14 +166,36 @@ def _chunk_moments(X, y, s, context, block_info=None):
         if r.hessian:
             parts.append(np.ravel(hessian))
         if r.diagonal:
-            # c_i = s_i loss''_i / n_c, diag(Xa^T diag(c) Xa)
-            c = k.curvature_weights(problem, r.theta, n_jobs)
-            parts.append(k.gram_diagonal(X, fi, c, n_jobs))
+            parts.append(_data_diagonal(k, problem, r.theta, n_jobs))
         block = np.concatenate(parts)
         out[0, pos : pos + block.size] = scale * block
         pos += block.size
     out[0, -1] = (stop - start) if s is None else float(s.sum())
     return out
+
+
+def _data_diagonal(k, problem: Problem, theta, n_jobs: int) -> np.ndarray:
+    """diag of the data part of one chunk's H (means over its n_c rows)."""
+    X, fi = problem.X, problem.fit_intercept
+    if problem.n_classes > 1:  # c_i = s_i / n_c, the probabilities at theta
+        n_c = X.shape[0]
+        c = (np.ones(n_c) if problem.weights is None else problem.weights) / n_c
+        P = k.row_derivatives(problem, theta, n_jobs).d2
+        return k.multinomial_gram_diagonal(X, fi, c, P, n_jobs)
+    # c_i = s_i loss''_i / n_c, diag(Xa^T diag(c) Xa)
+    return k.gram_diagonal(X, fi, k.curvature_weights(problem, theta, n_jobs), n_jobs)
+
+
+def _chunk_square_means(X, y, s, context, block_info=None):
+    """(1/n) sum over one chunk of s_i xa_ij^2, (1, q): the scale of the multinomial gauge term."""
+    spec = context["spec"]
+    start, stop = location(block_info)
+    q = X.shape[1] + (1 if spec.fit_intercept else 0)
+    if stop == start:
+        return np.zeros((1, q))
+    X, y, s = chunk_inputs(spec, X, y, s, start, stop)
+    weights = (np.ones(stop - start) if s is None else s) / spec.n_samples
+    return np.asarray(spec.kernels.gram_diagonal(X, spec.fit_intercept, weights, spec.n_jobs))[None]
 
 
 def _chunk_hessian_products(X, y, s, context, block_info=None):
@@ -190,10 +215,28 @@ class Objective:
     def __init__(self, data: Data, spec: Spec, l2: float):
         self.data, self.spec, self.l2 = data, spec, float(l2)
         self.d = data.d
-        self.n_params = data.d + (1 if spec.fit_intercept else 0)
-        self.penalty = np.r_[np.ones(self.d), np.zeros(self.n_params - self.d)]  # l2 acts on w only
+        q = data.d + (1 if spec.fit_intercept else 0)
+        self.n_params = spec.n_classes * q
+        # l2 acts on the weights only (of every class)
+        self.penalty = np.tile(np.r_[np.ones(self.d), np.zeros(q - self.d)], spec.n_classes)
         self.passes = 0
         self.total_weight = np.nan  # the data's total weight: known after the first pass
+        self._gauge: Gauge | None = None
+
+    @property
+    def gauge(self) -> Gauge | None:
+        """The multinomial gauge term (:class:`fastinfluence.multinomial.Gauge`; one pass, once)."""
+        if self.spec.n_classes == 1:
+            return None
+        if self._gauge is None:
+            q = self.n_params // self.spec.n_classes
+            parts = map_rows(
+                self.data, _chunk_square_means, shared({"spec": self.spec}), (q,), per_chunk=True
+            )
+            (scale,) = compute(parts.sum(axis=0, split_every=SPLIT_EVERY))
+            self.passes += 1
+            self._gauge = Gauge.from_scale(scale, self.d, self.l2, self.spec.n_classes)
+        return self._gauge
 
     def evaluate(self, *requests: Request) -> list[Evaluation]:
         """One pass over the data for all ``requests``; the penalty is added here, once."""
@@ -223,6 +266,11 @@ class Objective:
             if r.diagonal:
                 diagonal = total[pos : pos + p].copy()  # data part only
                 pos += p
+            gauge = self.gauge
+            if gauge is not None:  # the multinomial gauge term, zero at the sum-to-zero optimum
+                value += gauge.value(theta)
+                gradient = None if gradient is None else gradient + gauge.product(theta)
+                hessian = None if hessian is None else hessian + gauge.dense()
             results.append(Evaluation(value, gradient, hessian, diagonal))
         return results
 
@@ -233,7 +281,13 @@ class Objective:
         parts = map_rows(self.data, _chunk_hessian_products, context, (block.size,), per_chunk=True)
         (total,) = compute(parts.sum(axis=0, split_every=SPLIT_EVERY))
         self.passes += 1
-        return total.reshape(block.shape) + self.l2 * self.penalty[:, None] * block
+        HV = total.reshape(block.shape) + self.l2 * self.penalty[:, None] * block
+        return HV if self.gauge is None else HV + self.gauge.product(block)
+
+    def regularisation_diagonal(self) -> np.ndarray:
+        """diag of the penalty (and gauge) part of H: what the data part's diagonal lacks."""
+        diagonal = self.l2 * self.penalty
+        return diagonal if self.gauge is None else diagonal + self.gauge.diagonal()
 
 
 class DaskHessianOperator(HessianOperator):
@@ -247,11 +301,11 @@ class DaskHessianOperator(HessianOperator):
         self.backend = objective.spec.kernels
         self.n_params = objective.n_params
         if data_diagonal is not None:
-            self._data_diagonal = data_diagonal + objective.l2 * objective.penalty
+            self._data_diagonal = data_diagonal + objective.regularisation_diagonal()
 
     def hessian_products(self, V: np.ndarray) -> np.ndarray:
         return self.objective.hessian_products(self.theta, V)
 
     def undamped_diagonal(self) -> np.ndarray:
         (ev,) = self.objective.evaluate(Request(self.theta, False, False, True))
-        return ev.diagonal + self.objective.l2 * self.objective.penalty
+        return ev.diagonal + self.objective.regularisation_diagonal()

@@ -111,7 +111,13 @@ class DaskEngine:
         self.fit_intercept = bool(model.fit_intercept)
         self.train_rows = self.columns = None  # results are lazy arrays, unlabelled
         self.spec = Spec(
-            model.loss, self.fit_intercept, self.n_samples, label_encoder(model), backend, self.n_jobs
+            model.loss,
+            self.fit_intercept,
+            self.n_samples,
+            label_encoder(model),
+            backend,
+            self.n_jobs,
+            int(getattr(model, "n_classes_", 1)),
         )
         self.objective = Objective(self.data, self.spec, float(model.l2))
         self._theta: np.ndarray | None = None

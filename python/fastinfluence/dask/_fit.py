@@ -11,7 +11,7 @@ from .. import _validation as V
 from ..fitting import Evaluation, minimise
 from ..losses import Loss, loss_infimum
 from ..minimiser import SEPARABLE_MESSAGE, intercept_only_reason, separated_at
-from ..models import BinaryClassifierBase, LinearModelBase
+from ..models import BinaryClassifierBase, LinearModelBase, MultinomialLogisticRegression
 from ._chunks import (
     DaskHessianOperator,
     Objective,
@@ -101,7 +101,8 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     if not isinstance(model, LinearModelBase):
         raise TypeError(f"model must be an unfitted fastinfluence model, got {type(model).__name__}")
     model.check_params()
-    classifier = isinstance(model, BinaryClassifierBase)
+    multinomial = isinstance(model, MultinomialLogisticRegression)
+    classifier = multinomial or isinstance(model, BinaryClassifierBase)
     data = as_data(X, y, sample_weight, distinct_labels=classifier)
     if classifier:
         labels = data.labels if data.labels is not None else da.unique(data.y[:, 0]).compute()
@@ -113,6 +114,7 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
         label_encoder(model),
         model.backend,
         V.check_n_jobs(n_jobs),
+        int(model.n_classes_),
     )
     objective = Objective(data, spec, float(model.l2))
     p = objective.n_params
@@ -126,7 +128,8 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     )
     if not objective.total_weight > 0:
         raise ValueError("sample_weight is zero everywhere")
-    if float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":
+    # (a multinomial model's classes are those of y: each has rows, so its intercept is bounded)
+    if float(model.l2) > 0 and model.fit_intercept and model.loss.name not in ("squared", "multinomial"):
         # only the intercept is unpenalised: whether R has a minimiser is a look at the labels
         distinct = np.unique(labels) if classifier else np.array([largest_count])
         reason = intercept_only_reason(model.loss, model.encode_targets(distinct, distinct.size, "y"))

@@ -77,9 +77,9 @@ for method in ("influence", "newton"):
     print(f"   {method} estimate: Pearson r = {r:.4f} over {top} removals (protocol)")
 
 if args.plot:
-    import matplotlib
+    import matplotlib as mpl
 
-    matplotlib.use("Agg")
+    mpl.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))

@@ -431,3 +431,32 @@ def test_from_sklearn_maps_multinomial_logistic_regression(solver, setting):
         fi.Influence(own, X, labels, model.sample_weight_).loss(X[:3], labels[:3]),
         1e-6,
     )
+
+
+def test_newton_cg_fit_reaches_the_same_optimum():
+    X, y, s = make_data(classes=4, d=5, seed=11)
+    dense = fi.MultinomialLogisticRegression(l2=L2, tol=1e-12).fit(X, y, sample_weight=s)
+    cg = fi.MultinomialLogisticRegression(l2=L2, tol=1e-12, method="newton_cg").fit(X, y, sample_weight=s)
+    assert cg.converged_
+    assert_close(cg.theta_, dense.theta_, 1e-8)
+
+
+def test_per_class_targets_match_refits():
+    model, X, y, s, X_test, y_test = fitted()
+    n = X.shape[0]
+    inf = fi.Influence(model, X, y, s)
+    decision = inf.on(T.DecisionFunction(X_test))  # columns j K + c
+    mean_loss = inf.on(T.MeanTestLoss(X_test, y_test))[:, 0]
+    coefficient = inf.on(T.Coefficient(("ant", 2)))[:, 0]
+    eps = 1e-5
+    for i in (5, 60):
+        thetas = []
+        for sign in (1.0, -1.0):
+            weights = s.copy()
+            weights[i] += sign * n * eps
+            thetas.append(refit(model, X, y, weights))
+        etas = [np.column_stack([X_test @ r[:-1] + r[-1] for r in t.reshape(3, -1)]) for t in thetas]
+        assert_close(decision[i], ((etas[0] - etas[1]) / (2 * eps)).ravel(), 1e-5, atol_fraction=1e-6)
+        means = [losses_at(model, t, X_test, y_test).mean() for t in thetas]
+        assert_close(mean_loss[i], (means[0] - means[1]) / (2 * eps), 1e-5)
+        assert_close(coefficient[i], (thetas[0][2] - thetas[1][2]) / (2 * eps), 1e-5)

@@ -88,3 +88,24 @@ def test_interrupted_loss_into_out_leaves_unwritten_rows_nan(monkeypatch):
     written = ~np.isnan(out).any(axis=1)
     np.testing.assert_array_equal(written, np.arange(300) < 150)
     np.testing.assert_allclose(out[:150], inf.loss(X[:5], y[:5])[:150], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["gram_product", "evaluate"])
+def test_multinomial_kernels_stop_on_a_signal(alarm_after, kernel):
+    rng = np.random.default_rng(4)
+    n, d, K = 200_000, 50, 10
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, K, n).astype(np.float64)
+    theta = 0.1 * rng.standard_normal(K * (d + 1))
+    P = np.full((n, K), 1.0 / K)
+    V = rng.standard_normal((K * (d + 1), 100))  # either full pass: ~2.5 s here
+    calls = {
+        "gram_product": lambda: fi.kernels.multinomial_gram_product(X, np.full(n, 1.0 / n), P, V),
+        "evaluate": lambda: fi.kernels.hessian("multinomial", X, y, theta, n_classes=K),
+    }
+    bound = 8.0 if _core.build_info()["sanitizers"] else 1.5
+    alarm_after(0.1)
+    start = time.perf_counter()
+    with pytest.raises(Timeout):
+        calls[kernel]()
+    assert time.perf_counter() - start < bound  # stopped between row chunks, not at the end

@@ -771,3 +771,66 @@ def test_multinomial_loss_domain():
     with pytest.raises(InvalidArgumentValueError, match=r"^y must hold integer class codes >= 0"):
         MULTINOMIAL.check_targets(np.array([0.0, 0.5]))
     np.testing.assert_array_equal(loss_infimum(MULTINOMIAL, np.array([0.0, 3.0])), [0.0, 0.0])
+
+
+def test_the_core_refuses_what_would_index_outside_a_row():
+    # the bindings check class codes and shapes themselves: a code of K or more, or a P with too
+    # few columns, would read and write outside the (n, K) rows
+    from fastinfluence import _core
+
+    pb = make_problem(3)
+    X, y, theta = pb.X, pb.y.copy(), pb.theta
+    y[3] = 3.0
+    with pytest.raises(ValueError, match=r"^y must hold class codes in 0\.\.2"):
+        _core.multinomial_row_derivatives(X, y, theta, True, 3, 1)
+    y[3] = np.nan
+    with pytest.raises(ValueError, match=r"^y must hold class codes"):
+        _core.multinomial_evaluate(X, y, np.empty(0), theta, True, 0.0, 3, True, True, 1)
+    with pytest.raises(ValueError, match=r"^theta must have length 15"):
+        _core.multinomial_row_derivatives(X, pb.y, theta[:-1], True, 3, 1)
+    with pytest.raises(ValueError, match=r"^n_classes must be >= 2"):
+        _core.multinomial_row_derivatives(X, pb.y, theta[:5], True, 1, 1)
+    with pytest.raises(ValueError, match=r"^V must have one row per parameter"):
+        _core.multinomial_hessian_vector_product(
+            X, pb.y, np.empty(0), theta, True, 0.0, 3, np.ones((5, 1)), 1
+        )
+    c, P = row_probabilities(pb)
+    with pytest.raises(ValueError, match=r"^P must have shape \(40, K\)"):
+        _core.multinomial_gram_diagonal(X, True, c, P[:-1], 1)
+    with pytest.raises(ValueError, match=r"^V must have one row per parameter"):
+        _core.multinomial_gram_product(X, True, c, P[:, :2], 0.0, np.ones((15, 1)), 1)
+    with pytest.raises(ValueError, match=r"^M must have one row per parameter"):
+        _core.multinomial_scaled_row_products(X, True, P, np.ones((14, 2)), None, 1)
+    with pytest.raises(ValueError, match=r"^k must be >= 1"):
+        _core.multinomial_top_k_scores(X, True, P, np.ones((15, 2)), 0, 1)
+    with pytest.raises(ValueError, match=r"^A must be r x p"):
+        _core.multinomial_row_quadratic_forms(X, True, np.ones((3, 14)), 3, 1)
+    U, eta_test = np.ones((15, 6)), np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"^y_test must hold class codes in 0\.\.2"):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 5.0]), eta_test, None, 1)
+    with pytest.raises(ValueError, match=r"^eta_test must have 3 columns"):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 1.0]), np.zeros((2, 2)), None, 1)
+    with pytest.raises(ValueError, match=r"^U must be p x \(m K\)"):
+        _core.multinomial_loo_loss_change(X, True, P, U[:, :5], np.array([0.0, 1.0]), eta_test, None, 1)
+    with pytest.raises(
+        ValueError, match=r"^out must be a writable C-contiguous float64 array of shape \(40, 2\)"
+    ):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 1.0]), eta_test, np.empty((40, 3)), 1)
+
+
+def test_the_stubs_list_every_multinomial_binding_with_its_parameters():
+    import ast
+    import re
+    from pathlib import Path
+
+    from fastinfluence import _core
+
+    stubs = ast.parse((Path(fi.__file__).parent / "_core.pyi").read_text())
+    declared = {
+        node.name: [a.arg for a in node.args.args] for node in stubs.body if isinstance(node, ast.FunctionDef)
+    }
+    bound = [name for name in dir(_core) if name.startswith("multinomial_")]
+    assert len(bound) == 9
+    for name in bound:
+        signature = getattr(_core, name).__doc__.splitlines()[0]
+        assert declared[name] == re.findall(r"[(,]\s*(\w+):", signature), name

@@ -587,6 +587,44 @@ def test_backends_agree_on_the_gram_and_scoring_passes(mp):
     assert_close(got.harmful_scores, want.harmful_scores, 1e-12)
 
 
+@pytest.mark.parametrize("layout", ["C", "csr64"])
+def test_kernels_working_in_panels_agree_with_the_reference(layout):
+    # test columns in panels (the Gram product's of ~2 MiB, the scoring products' of 128), the
+    # quadratic forms in sub-blocks of rows: sizes past one panel, against the reference
+    rng = np.random.default_rng(14)
+    sparse_X = layout.startswith("csr")
+    n, d, Kc = (300, 2000, 3) if sparse_X else (1500, 5, 3)
+    X = sp.random(n, d, density=0.005, format="csr", random_state=1) if sparse_X else make_X(layout, n, d, 1)
+    if sparse_X:
+        X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    q = d + 1
+    p = Kc * q
+    P = softmax(rng.standard_normal((n, Kc)), axis=1)
+    c = rng.uniform(0.5, 2.0, n) / n
+    R = rng.standard_normal((n, Kc))
+    m = 50 if sparse_X else 100  # sparse: q K m = 300,150 doubles, past one 2^18 panel
+    V = rng.standard_normal((p, m))
+    calls = {
+        "gram_product": lambda b: K.multinomial_gram_product(X, c, P, V, l2=0.1, backend=b),
+        "scaled_row_products": lambda b: K.multinomial_scaled_row_products(X, R, rng_M, backend=b),
+        "loo_loss_change": lambda b: K.multinomial_loo_loss_change(X, R, U, y_test, eta_test, backend=b),
+    }
+    rng_M = rng.standard_normal((p, 300))
+    U = 0.1 * rng.standard_normal((p, 100 * Kc))
+    y_test = rng.integers(0, Kc, 100).astype(np.float64)
+    eta_test = rng.standard_normal((100, Kc))
+    if not sparse_X:
+        A = rng.standard_normal((2000, p))  # sub-blocks of 2^18 / (K r) = 43 rows
+        calls["row_quadratic_forms"] = lambda b: K.multinomial_row_quadratic_forms(
+            X, A, n_classes=Kc, backend=b
+        )
+    for what, call in calls.items():
+        assert_close(call("cpp"), call("numpy"), 1e-12, err_msg=what)
+    top = K.multinomial_top_k_scores(X, R, rng_M, 3, backend="cpp")
+    want = K.multinomial_top_k_scores(X, R, rng_M, 3, backend="numpy")
+    assert_close(top.harmful_scores, want.harmful_scores, 1e-12)
+
+
 def test_float32_and_sparse_x_give_the_dense_float64_results(n_classes):
     # float32 values convert exactly to float64, and CSR holds the same numbers: only the
     # order of the sums differs between layouts

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The compiled core under AddressSanitizer and UBSan: a build with both (at -O1;
 # every layout, as in the release build: problem.hpp), then the tests
-# of the kernels, influence, sparse input, top-k and solvers against it.
+# of the kernels (the multinomial ones too), influence, sparse input, top-k and solvers against it.
 # Usage: bash scripts/sanitize.sh [extra pytest arguments]
 # Its last result is recorded in the README ("Sanitizers").
 set -euo pipefail
@@ -29,5 +29,5 @@ python -c "import fastinfluence._core as c; i = c.build_info(); assert i['saniti
 start=$SECONDS
 python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_influence.py tests/test_sparse.py \
   tests/test_fitting.py tests/test_validation.py \
-  tests/test_top_k.py tests/test_solvers.py tests/test_interrupts.py "$@"
+  tests/test_top_k.py tests/test_solvers.py tests/test_interrupts.py tests/test_multinomial_kernels.py "$@"
 echo "tests under the sanitizers: $((SECONDS - start)) s"

@@ -88,3 +88,29 @@ def test_interrupted_loss_into_out_leaves_unwritten_rows_nan(monkeypatch):
     written = ~np.isnan(out).any(axis=1)
     np.testing.assert_array_equal(written, np.arange(300) < 150)
     np.testing.assert_allclose(out[:150], inf.loss(X[:5], y[:5])[:150], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "n", "d"),
+    # n and d for a full pass of ~2 s here, in row chunks of ~0.1 s (the Hessian's chunks are as
+    # many as 32 MiB of (p, p) partial sums allow: smaller p, more chunks)
+    [("gram_product", 200_000, 50), ("evaluate", 400_000, 30)],
+)
+def test_multinomial_kernels_stop_on_a_signal(alarm_after, kernel, n, d):
+    rng = np.random.default_rng(4)
+    K = 10
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, K, n).astype(np.float64)
+    theta = 0.1 * rng.standard_normal(K * (d + 1))
+    P = np.full((n, K), 1.0 / K)
+    V = rng.standard_normal((K * (d + 1), 100))
+    calls = {
+        "gram_product": lambda: fi.kernels.multinomial_gram_product(X, np.full(n, 1.0 / n), P, V),
+        "evaluate": lambda: fi.kernels.hessian("multinomial", X, y, theta, n_classes=K),
+    }
+    bound = 8.0 if _core.build_info()["sanitizers"] else 1.5
+    alarm_after(0.1)
+    start = time.perf_counter()
+    with pytest.raises(Timeout):
+        calls[kernel]()
+    assert time.perf_counter() - start < bound  # stopped between row chunks, not at the end

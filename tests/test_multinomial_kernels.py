@@ -587,6 +587,44 @@ def test_backends_agree_on_the_gram_and_scoring_passes(mp):
     assert_close(got.harmful_scores, want.harmful_scores, 1e-12)
 
 
+@pytest.mark.parametrize("layout", ["C", "csr64"])
+def test_kernels_working_in_panels_agree_with_the_reference(layout):
+    # test columns in panels (the Gram product's of ~2 MiB, the scoring products' of 128), the
+    # quadratic forms in sub-blocks of rows: sizes past one panel, against the reference
+    rng = np.random.default_rng(14)
+    sparse_X = layout.startswith("csr")
+    n, d, Kc = (300, 2000, 3) if sparse_X else (1500, 5, 3)
+    X = sp.random(n, d, density=0.005, format="csr", random_state=1) if sparse_X else make_X(layout, n, d, 1)
+    if sparse_X:
+        X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    q = d + 1
+    p = Kc * q
+    P = softmax(rng.standard_normal((n, Kc)), axis=1)
+    c = rng.uniform(0.5, 2.0, n) / n
+    R = rng.standard_normal((n, Kc))
+    m = 50 if sparse_X else 100  # sparse: q K m = 300,150 doubles, past one 2^18 panel
+    V = rng.standard_normal((p, m))
+    calls = {
+        "gram_product": lambda b: K.multinomial_gram_product(X, c, P, V, l2=0.1, backend=b),
+        "scaled_row_products": lambda b: K.multinomial_scaled_row_products(X, R, rng_M, backend=b),
+        "loo_loss_change": lambda b: K.multinomial_loo_loss_change(X, R, U, y_test, eta_test, backend=b),
+    }
+    rng_M = rng.standard_normal((p, 300))
+    U = 0.1 * rng.standard_normal((p, 100 * Kc))
+    y_test = rng.integers(0, Kc, 100).astype(np.float64)
+    eta_test = rng.standard_normal((100, Kc))
+    if not sparse_X:
+        A = rng.standard_normal((2000, p))  # sub-blocks of 2^18 / (K r) = 43 rows
+        calls["row_quadratic_forms"] = lambda b: K.multinomial_row_quadratic_forms(
+            X, A, n_classes=Kc, backend=b
+        )
+    for what, call in calls.items():
+        assert_close(call("cpp"), call("numpy"), 1e-12, err_msg=what)
+    top = K.multinomial_top_k_scores(X, R, rng_M, 3, backend="cpp")
+    want = K.multinomial_top_k_scores(X, R, rng_M, 3, backend="numpy")
+    assert_close(top.harmful_scores, want.harmful_scores, 1e-12)
+
+
 def test_float32_and_sparse_x_give_the_dense_float64_results(n_classes):
     # float32 values convert exactly to float64, and CSR holds the same numbers: only the
     # order of the sums differs between layouts
@@ -771,3 +809,66 @@ def test_multinomial_loss_domain():
     with pytest.raises(InvalidArgumentValueError, match=r"^y must hold integer class codes >= 0"):
         MULTINOMIAL.check_targets(np.array([0.0, 0.5]))
     np.testing.assert_array_equal(loss_infimum(MULTINOMIAL, np.array([0.0, 3.0])), [0.0, 0.0])
+
+
+def test_the_core_refuses_what_would_index_outside_a_row():
+    # the bindings check class codes and shapes themselves: a code of K or more, or a P with too
+    # few columns, would read and write outside the (n, K) rows
+    from fastinfluence import _core
+
+    pb = make_problem(3)
+    X, y, theta = pb.X, pb.y.copy(), pb.theta
+    y[3] = 3.0
+    with pytest.raises(ValueError, match=r"^y must hold class codes in 0\.\.2"):
+        _core.multinomial_row_derivatives(X, y, theta, True, 3, 1)
+    y[3] = np.nan
+    with pytest.raises(ValueError, match=r"^y must hold class codes"):
+        _core.multinomial_evaluate(X, y, np.empty(0), theta, True, 0.0, 3, True, True, 1)
+    with pytest.raises(ValueError, match=r"^theta must have length 15"):
+        _core.multinomial_row_derivatives(X, pb.y, theta[:-1], True, 3, 1)
+    with pytest.raises(ValueError, match=r"^n_classes must be >= 2"):
+        _core.multinomial_row_derivatives(X, pb.y, theta[:5], True, 1, 1)
+    with pytest.raises(ValueError, match=r"^V must have one row per parameter"):
+        _core.multinomial_hessian_vector_product(
+            X, pb.y, np.empty(0), theta, True, 0.0, 3, np.ones((5, 1)), 1
+        )
+    c, P = row_probabilities(pb)
+    with pytest.raises(ValueError, match=r"^P must have shape \(40, K\)"):
+        _core.multinomial_gram_diagonal(X, True, c, P[:-1], 1)
+    with pytest.raises(ValueError, match=r"^V must have one row per parameter"):
+        _core.multinomial_gram_product(X, True, c, P[:, :2], 0.0, np.ones((15, 1)), 1)
+    with pytest.raises(ValueError, match=r"^M must have one row per parameter"):
+        _core.multinomial_scaled_row_products(X, True, P, np.ones((14, 2)), None, 1)
+    with pytest.raises(ValueError, match=r"^k must be >= 1"):
+        _core.multinomial_top_k_scores(X, True, P, np.ones((15, 2)), 0, 1)
+    with pytest.raises(ValueError, match=r"^A must be r x p"):
+        _core.multinomial_row_quadratic_forms(X, True, np.ones((3, 14)), 3, 1)
+    U, eta_test = np.ones((15, 6)), np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"^y_test must hold class codes in 0\.\.2"):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 5.0]), eta_test, None, 1)
+    with pytest.raises(ValueError, match=r"^eta_test must have 3 columns"):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 1.0]), np.zeros((2, 2)), None, 1)
+    with pytest.raises(ValueError, match=r"^U must be p x \(m K\)"):
+        _core.multinomial_loo_loss_change(X, True, P, U[:, :5], np.array([0.0, 1.0]), eta_test, None, 1)
+    with pytest.raises(
+        ValueError, match=r"^out must be a writable C-contiguous float64 array of shape \(40, 2\)"
+    ):
+        _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 1.0]), eta_test, np.empty((40, 3)), 1)
+
+
+def test_the_stubs_list_every_multinomial_binding_with_its_parameters():
+    import ast
+    import re
+    from pathlib import Path
+
+    from fastinfluence import _core
+
+    stubs = ast.parse((Path(fi.__file__).parent / "_core.pyi").read_text())
+    declared = {
+        node.name: [a.arg for a in node.args.args] for node in stubs.body if isinstance(node, ast.FunctionDef)
+    }
+    bound = [name for name in dir(_core) if name.startswith("multinomial_")]
+    assert len(bound) == 9
+    for name in bound:
+        signature = getattr(_core, name).__doc__.splitlines()[0]
+        assert declared[name] == re.findall(r"[(,]\s*(\w+):", signature), name

@@ -147,6 +147,7 @@ void register_losses(py::module_& m);
 void register_kernels(py::module_& m);
 void register_scoring(py::module_& m);
 void register_solvers(py::module_& m);
+void register_multinomial(py::module_& m);
 
 }  // namespace fastinfluence::bindings
 

@@ -62,4 +62,5 @@ PYBIND11_MODULE(_core, m) {
   fb::register_kernels(m);
   fb::register_scoring(m);
   fb::register_solvers(m);
+  fb::register_multinomial(m);
 }

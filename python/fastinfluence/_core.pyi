@@ -7,7 +7,10 @@ or F order or a canonical SciPy CSR matrix (float32/float64 data, int32/int64
 indices), read without a copy. ``kind`` is the loss (0 squared, 1 logistic,
 2 smooth hinge, 3 Poisson) and ``t`` the smooth hinge's temperature;
 ``weights`` empty means unit sample weights; ``n_threads`` <= 0 means every core.
-p is the number of parameters, X's columns plus one with ``fit_intercept``.
+p is the number of parameters, X's columns plus one with ``fit_intercept``; for the
+multinomial functions (register_multinomial.cpp) p = K q with q that count, theta is
+Theta (K, q) row-major, ``y`` class codes 0..K-1 as float64, and per-row arrays
+(``P``, ``R``, ``eta_test``) are (n, K).
 """
 
 from typing import Any, Protocol
@@ -163,6 +166,81 @@ def lissa_solve(
     seed: int,
 ) -> tuple[_F64, npt.NDArray[np.bool_]]:
     """(solution (p, m), NaN columns where diverged; diverged (m,))."""
+
+# register_multinomial.cpp
+def multinomial_row_derivatives(
+    X: _Matrix, y: _Floats, theta: _Floats, fit_intercept: bool, n_classes: int, n_threads: int = 0
+) -> tuple[_F64, _F64, _F64, _F64]:
+    """(eta (n, K), loss (n,), P - Y (n, K), P (n, K)), unweighted."""
+
+def multinomial_evaluate(
+    X: _Matrix,
+    y: _Floats,
+    weights: _Floats,
+    theta: _Floats,
+    fit_intercept: bool,
+    l2: float,
+    n_classes: int,
+    want_gradient: bool,
+    want_hessian: bool,
+    n_threads: int,
+    want_rows: bool = False,
+) -> tuple[float, _F64 | None, _F64 | None, _F64 | None, _F64 | None]:
+    """(R, gradient (p,) | None, Hessian (p, p) | None, P - Y (n, K) | None, P (n, K) | None);
+    the per-row arrays only with want_rows."""
+
+def multinomial_hessian_vector_product(
+    X: _Matrix,
+    y: _Floats,
+    weights: _Floats,
+    theta: _Floats,
+    fit_intercept: bool,
+    l2: float,
+    n_classes: int,
+    V: _Floats,
+    n_threads: int = 0,
+) -> _F64:
+    """H V for V (p, k): (p, k)."""
+
+def multinomial_gram_product(
+    X: _Matrix, fit_intercept: bool, c: _Floats, P: _Floats, l2: float, V: _Floats, n_threads: int = 0
+) -> _F64:
+    """(sum_i c_i Q_i kron xa_i xa_i^T + l2 (I_K kron diag(1, .., 1, 0))) V for V (p, m): (p, m);
+    Q_i = diag(P_i) - P_i P_i^T."""
+
+def multinomial_gram_diagonal(
+    X: _Matrix, fit_intercept: bool, c: _Floats, P: _Floats, n_threads: int = 0
+) -> _F64:
+    """Entry k q + j: sum_i c_i P_ik (1 - P_ik) xa_ij^2, (p,)."""
+
+def multinomial_scaled_row_products(
+    X: _Matrix, fit_intercept: bool, R: _Floats, M: _Floats, out: _F64 | None = None, n_threads: int = 0
+) -> _F64:
+    """sum_k R_ik xa_i . M[k q:(k + 1) q, j], (n, m); written into ``out`` (C-contiguous float64)
+    when given."""
+
+def multinomial_top_k_scores(
+    X: _Matrix, fit_intercept: bool, R: _Floats, M: _Floats, k: int, n_threads: int = 0
+) -> tuple[npt.NDArray[np.int64], _F64, npt.NDArray[np.int64], _F64]:
+    """top_k_scores of the scores of multinomial_scaled_row_products, each (m, min(k, n))."""
+
+def multinomial_row_quadratic_forms(
+    X: _Matrix, fit_intercept: bool, A: _Floats, n_classes: int, n_threads: int = 0
+) -> _F64:
+    """(A_k xa_i) . (A_l xa_i) for A (r, p), A_k = A[:, k q:(k + 1) q]: (n, K, K)."""
+
+def multinomial_loo_loss_change(
+    X: _Matrix,
+    fit_intercept: bool,
+    R: _Floats,
+    U: _Floats,
+    y_test: _Floats,
+    eta_test: _Floats,
+    out: _F64 | None = None,
+    n_threads: int = 0,
+) -> _F64:
+    """loss(y_j, eta_j + delta_ij) - loss(y_j, eta_j), (n, m), for
+    delta_ijl = sum_k R_ik xa_i . U[k q:(k + 1) q, j K + l]."""
 
 class CholeskySolver:
     """H + damping I = L L^T, factorised once."""

@@ -6,6 +6,7 @@
 //   gram       Gram products: Hessian-vector products, regularised Gram, diagonal
 //   scoring    scaled row products, quadratic forms, loo loss change, perturbation loss
 //   top_k      streaming top-k of the score matrix
+//   multinomial, multinomial_scoring: the softmax loss of K classes, its passes and scoring products
 //   solvers    Cholesky, conjugate gradient, LiSSA
 //   parallel, buffers, config: row-chunk parallelism, huge-page buffers, build info
 #pragma once
@@ -14,6 +15,8 @@
 #include "config.hpp"
 #include "gram.hpp"
 #include "losses.hpp"
+#include "multinomial.hpp"
+#include "multinomial_scoring.hpp"
 #include "objective.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"

@@ -1,6 +1,7 @@
 // Streaming top-k: the k most negative (helpful) and k most positive
-// (harmful) entries of every column of S = diag(row_scale) Xa M, without
-// ever holding S: O(threads * m * k) memory.
+// (harmful) entries of every column of S = diag(row_scale) Xa M (or of any
+// scores computed block by block: streaming_top_k), without ever holding S:
+// O(threads * m * k) memory.
 #pragma once
 
 #include <Eigen/Core>
@@ -67,10 +68,12 @@ struct TopKResult {
 
 inline constexpr Index kTopKPanel = 128;  // test points scored per GEMM in top_k_scores
 
-template <class XType>
-TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, Index k,
-                        int n_threads) {
-  const Index d = X.cols(), m = M.cols();
+// The selection of top_k_scores over any scores: score(Xb, b, nb, j0, w, S, T) fills S
+// (nb x w, column-major) with the scores of rows b .. b + nb - 1 for test points j0 .. j0 + w - 1
+// (T is scratch of its own). Each row block is scored in panels of test points, each panel
+// scanned while it is still in cache (1024 rows x 1000 test points would be 8 MB).
+template <class XType, class Score>
+TopKResult streaming_top_k(const XType& X, Index m, Index k, int n_threads, Score&& score) {
   k = std::min(k, X.rows());
   const int threads = resolve_threads(n_threads);
   // [thread][column]: helpful keeps -score (most negative scores), harmful keeps +score.
@@ -100,16 +103,11 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
         }
       }
     };
-    MatrixXd S;
+    MatrixXd S, T;
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
-      // Test points in panels, so that each block of scores is scanned while
-      // it is still in cache (1024 rows x 1000 test points would be 8 MB).
       for (Index j0 = 0; j0 < m; j0 += kTopKPanel) {
         const Index w = std::min(kTopKPanel, m - j0);
-        // S = diag(row_scale_b) (Xb M_w + 1 M_b) for this panel's columns of M
-        S.noalias() = Xb * M.block(0, j0, d, w);
-        if (fit_intercept) S.rowwise() += M.row(d).segment(j0, w);
-        S = row_scale.segment(b, nb).asDiagonal() * S;
+        score(Xb, b, nb, j0, w, S, T);
         for (Index jj = 0; jj < w; ++jj) scan_column(S.col(jj).data(), j0 + jj, b, nb);
       }
     });
@@ -134,6 +132,19 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
     }
   }
   return res;
+}
+
+template <class XType>
+TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, Index k,
+                        int n_threads) {
+  const Index d = X.cols();
+  return streaming_top_k(X, M.cols(), k, n_threads,
+                         [&](const auto& Xb, Index b, Index nb, Index j0, Index w, MatrixXd& S, MatrixXd&) {
+                           // S = diag(row_scale_b) (Xb M_w + 1 M_b) for this panel's columns of M
+                           S.noalias() = Xb * M.block(0, j0, d, w);
+                           if (fit_intercept) S.rowwise() += M.row(d).segment(j0, w);
+                           S = row_scale.segment(b, nb).asDiagonal() * S;
+                         });
 }
 
 // Compiled once, in cpp/src/top_k.cpp (see objective.hpp).

@@ -2,15 +2,16 @@
 :mod:`fastinfluence._core` (losses become (kind, t); absent weights an empty
 array; ``n_jobs`` the thread count, 0 for every core).
 
-For now the multinomial loss runs on the NumPy reference here, so that both backends
-expose it while its compiled kernels are written."""
+The Problem-based passes call the core's ``multinomial_*`` passes for the multinomial loss
+(class codes as float64, ``n_classes`` passed on)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core  # typed by _core.pyi
-from . import numpy_backend as _reference  # the multinomial kernels until the core has them
+from . import numpy_backend as _reference
+from ..losses import CURVATURE_INSTEAD
 from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 _NO_WEIGHTS = np.empty(0)
@@ -36,9 +37,11 @@ def loss_difference(loss, y, eta, delta):
 
 
 def row_derivatives(problem, theta, n_jobs=0):
-    if problem.loss.multiclass:
-        return _reference.row_derivatives(problem, theta, n_jobs)
     p = problem
+    if p.loss.multiclass:
+        return RowDerivatives(
+            *_core.multinomial_row_derivatives(p.X, p.y, theta, p.fit_intercept, p.n_classes, n_jobs)
+        )
     return RowDerivatives(
         *_core.row_derivatives(p.loss.kind, p.loss.t, p.X, p.y, theta, p.fit_intercept, n_jobs)
     )
@@ -46,6 +49,20 @@ def row_derivatives(problem, theta, n_jobs=0):
 
 def _evaluate(problem, theta, want_gradient, want_hessian, n_jobs, row_derivatives):
     p = problem
+    if p.loss.multiclass:
+        return _core.multinomial_evaluate(
+            p.X,
+            p.y,
+            _weights(p.weights),
+            theta,
+            p.fit_intercept,
+            p.l2,
+            p.n_classes,
+            want_gradient,
+            want_hessian,
+            n_jobs,
+            row_derivatives,
+        )
     return _core.evaluate(
         p.loss.kind,
         p.loss.t,
@@ -63,23 +80,30 @@ def _evaluate(problem, theta, want_gradient, want_hessian, n_jobs, row_derivativ
 
 
 def evaluate(problem, theta, want_gradient, want_hessian, n_jobs=0):
-    if problem.loss.multiclass:
-        return _reference.evaluate(problem, theta, want_gradient, want_hessian, n_jobs)
     return Evaluation(*_evaluate(problem, theta, want_gradient, want_hessian, n_jobs, False)[:3])
 
 
 def evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs=0):
-    if problem.loss.multiclass:
-        return _reference.evaluate_with_row_derivatives(problem, theta, want_hessian, n_jobs)
     return RowEvaluation(*_evaluate(problem, theta, True, want_hessian, n_jobs, True))
 
 
 def hessian_vector_product(problem, theta, V, n_jobs=0):
-    if problem.loss.multiclass:
-        return _reference.hessian_vector_product(problem, theta, V, n_jobs)
     p = problem
     V = np.asarray(V, dtype=np.float64)
     vec = V.ndim == 1
+    if p.loss.multiclass:
+        HV = _core.multinomial_hessian_vector_product(
+            p.X,
+            p.y,
+            _weights(p.weights),
+            theta,
+            p.fit_intercept,
+            p.l2,
+            p.n_classes,
+            V[:, None] if vec else V,
+            n_jobs,
+        )
+        return HV[:, 0] if vec else HV
     HV = _core.hessian_vector_product(
         p.loss.kind,
         p.loss.t,
@@ -96,8 +120,7 @@ def hessian_vector_product(problem, theta, V, n_jobs=0):
 
 
 def curvature_weights(problem, theta, n_jobs=0):
-    if problem.loss.multiclass:
-        return _reference.curvature_weights(problem, theta, n_jobs)  # raises: say why
+    problem.loss.require_per_entry("curvature_weights", CURVATURE_INSTEAD)
     p = problem
     return _core.curvature_weights(
         p.loss.kind, p.loss.t, p.X, p.y, _weights(p.weights), theta, p.fit_intercept, n_jobs
@@ -148,28 +171,29 @@ def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):
 
 
 def multinomial_gram_product(X, fit_intercept, c, P, l2, V, n_jobs=0):
-    return _reference.multinomial_gram_product(X, fit_intercept, c, P, l2, V, n_jobs)
+    return _core.multinomial_gram_product(X, fit_intercept, c, P, l2, V, n_jobs)
 
 
 def multinomial_gram_diagonal(X, fit_intercept, c, P, n_jobs=0):
-    return _reference.multinomial_gram_diagonal(X, fit_intercept, c, P, n_jobs)
+    return _core.multinomial_gram_diagonal(X, fit_intercept, c, P, n_jobs)
 
 
 def multinomial_scaled_row_products(X, fit_intercept, R, M, out=None, n_jobs=0):
-    return _reference.multinomial_scaled_row_products(X, fit_intercept, R, M, out, n_jobs)
+    return _core.multinomial_scaled_row_products(X, fit_intercept, R, M, out, n_jobs)
 
 
 def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0):
-    return _reference.multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs)
+    return TopKScores(*_core.multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs))
 
 
 def multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs=0):
-    return _reference.multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs)
+    return _core.multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs)
 
 
 def multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out=None, n_jobs=0):
-    return _reference.multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out, n_jobs)
+    return _core.multinomial_loo_loss_change(X, fit_intercept, R, U, y_test, eta_test, out, n_jobs)
 
 
 def multinomial_loss_difference(y, eta, delta):
+    # elementwise on a few (m, K) test points (the scoring passes use the fused loo change)
     return _reference.multinomial_loss_difference(y, eta, delta)

@@ -29,6 +29,14 @@ def column_relative_difference(a, b) -> float:
 
 def check(w: Workload, method: str, ours, base) -> tuple[bool, str]:
     """Compare a result with the baseline's; returns (passed, one-line summary)."""
+    if w.quantity == "matrix_top_k":  # the matrix, and the top k of each of its columns
+        diff = relative_difference(ours["matrix"], base["matrix"])
+        notes, passed = [f"matrix rel diff {diff:.1e}"], diff <= 1e-8
+        for side in ("helpful", "harmful"):
+            score_diff = relative_difference(ours[f"{side}_scores"], base[f"{side}_scores"])
+            passed &= score_diff <= 1e-8
+            notes.append(f"{side} score diff {score_diff:.0e}")
+        return passed, "; ".join(notes)
     if w.quantity == "matrix" or (w.quantity == "cg" and method == "fastinfluence"):
         diff = relative_difference(ours["matrix"], base["matrix"])
         limit = 1e-8 if w.quantity == "matrix" else 10 * w.tol
@@ -89,12 +97,18 @@ def physical_limit(w: Workload, data_mib: float, iterations: int | None, machine
     W1/W2: one pass over X for H, one for the scores, plus writing the (n, m) result; flops
     n p^2 (H, symmetric) + 2 n p m (scores). W3: one pass for H and one for scoring and
     self-influence together; flops n p^2 + 2 n p m + n p^2. W4: one pass over X per CG
-    iteration (all test gradients share it) plus one for the curvature weights.
+    iteration (all test gradients share it) plus one for the curvature weights. W5 (K classes,
+    q = d + 1): one pass for H, K (K + 1)/2 symmetric q x q blocks, n q^2 flops each; one for the
+    scores, 2 n q K m flops (the top k come from the same scores), plus writing the result.
     """
     data = data_mib * MiB
     p = (30 if w.data == "cancer" else w.d) + 1
     n = 455 if w.data == "cancer" else w.n
-    if w.quantity == "matrix":
+    if w.quantity == "matrix_top_k":
+        K = w.classes
+        moved = 2 * data + 8.0 * n * w.m
+        flops = K * (K + 1) / 2 * n * p * p + 2.0 * n * p * K * w.m
+    elif w.quantity == "matrix":
         moved, flops = 2 * data + 8.0 * n * w.m, n * p * p + 2.0 * n * p * w.m
     elif w.quantity == "top_k_self":
         moved, flops = 2 * data, 2.0 * n * p * p + 2.0 * n * p * w.m

@@ -175,6 +175,106 @@ def scipy_cg_scores(ctx, V):
     return -d1[:, None] * (X @ V[:d] + V[d])
 
 
+def _top_k_of_transposed(ST, k, row_block=8):
+    """The k most negative and most positive entries of each row of ST (m, n), sorted, ties to the
+    lower column; argpartition ``row_block`` rows at a time (its int64 output is ST-sized)."""
+    m, n = ST.shape
+    helpful_idx, harmful_idx = np.empty((m, k), np.int64), np.empty((m, k), np.int64)
+    helpful, harmful = np.empty((m, k)), np.empty((m, k))
+    for start in range(0, m, row_block):
+        rows = ST[start : start + row_block]
+        part = np.argpartition(rows, (k - 1, n - k), axis=1)
+        low, high = part[:, :k], part[:, n - k :]
+        low_s, high_s = np.take_along_axis(rows, low, 1), np.take_along_axis(rows, high, 1)
+        order = np.lexsort((low, low_s), axis=1)
+        helpful_idx[start : start + row_block] = np.take_along_axis(low, order, 1)
+        helpful[start : start + row_block] = np.take_along_axis(low_s, order, 1)
+        order = np.lexsort((high, -high_s), axis=1)
+        harmful_idx[start : start + row_block] = np.take_along_axis(high, order, 1)
+        harmful[start : start + row_block] = np.take_along_axis(high_s, order, 1)
+    return helpful_idx, helpful, harmful_idx, harmful
+
+
+def _softmax(eta):
+    e = np.exp(eta - eta.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_multinomial(ctx, timer):
+    """Softmax regression's closed form: H block by block, one solve with the intercept's gauge
+    fixed by adding the projector on it (as fastinfluence's rule, so both give H^+ g), the scores
+    by one product with all classes' solved test gradients, and the top k from that matrix.
+
+    H_kl = X_a^T diag(c (delta_kl P_k - P_k P_l)) X_a (c = 1/n) + l2 delta_kl diag(1, .., 1, 0),
+    each block by a GEMM of X with a weighted copy of X (the weights are not all positive).
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    X, y, X_test, y_test, theta, K, k = (
+        ctx[key] for key in ("X", "y", "X_test", "y_test", "theta", "classes", "k")
+    )
+    n, d = X.shape
+    q = d + 1
+    Theta = theta.reshape(K, q)
+    with timer("hessian"):
+        P = _softmax(X @ Theta[:, :d].T + Theta[:, d])
+        R = P.copy()
+        R[np.arange(n), y.astype(np.int64)] -= 1.0
+        H = np.zeros((K * q, K * q))
+        for a in range(K):
+            for b in range(a, K):
+                c = (P[:, a] * ((a == b) - P[:, b])) / n
+                block = np.empty((q, q))
+                weighted = X * c[:, None]
+                block[:d, :d] = X.T @ weighted
+                block[:d, d] = block[d, :d] = weighted.sum(axis=0)
+                block[d, d] = c.sum()
+                del weighted
+                if a == b:
+                    block[np.arange(d), np.arange(d)] += L2
+                H[a * q : (a + 1) * q, b * q : (b + 1) * q] = block
+                H[b * q : (b + 1) * q, a * q : (a + 1) * q] = block.T
+        # the intercepts' gauge: H + u u^T with u = 1_K kron e_intercept / sqrt(K)
+        u = np.zeros(K * q)
+        u[d::q] = 1.0 / np.sqrt(K)
+        H += np.outer(u, u)
+    with timer("solve"):
+        P_test = _softmax(X_test @ Theta[:, :d].T + Theta[:, d])
+        R_test = P_test.copy()
+        R_test[np.arange(X_test.shape[0]), y_test.astype(np.int64)] -= 1.0
+        Xa_test = np.hstack([X_test, np.ones((X_test.shape[0], 1))])
+        G = (R_test.T[:, None, :] * Xa_test.T[None, :, :]).reshape(K * q, -1)  # (p, m)
+        V = cho_solve(cho_factor(H, lower=True), G)  # (p, m)
+    with timer("scores"):
+        m = V.shape[1]
+        blocks = V.reshape(K, q, m)  # scores_ij = -sum_k R_ik (x_i . V_k[:d, j] + V_k[d, j])
+        Z = X @ blocks[:, :d, :].transpose(1, 0, 2).reshape(d, K * m)  # (n, K m)
+        Z += blocks[:, d, :].reshape(1, K * m)
+        S = -np.einsum("ik,ikj->ij", R, Z.reshape(n, K, m))
+        del Z
+    with timer("top_k"):
+        helpful_idx, helpful, harmful_idx, harmful = _top_k_of_transposed(np.ascontiguousarray(S.T), k)
+    return {
+        "matrix": S,
+        "helpful_indices": helpful_idx,
+        "helpful_scores": helpful,
+        "harmful_indices": harmful_idx,
+        "harmful_scores": harmful,
+    }
+
+
+def fastinfluence_multinomial(ctx, timer):
+    import fastinfluence as fi
+
+    with timer("construct"):
+        inf = fi.Influence(ctx["model"], ctx["X"], ctx["y"], n_jobs=ctx["n_jobs"])
+    with timer("loss"):
+        S = inf.loss(ctx["X_test"], ctx["y_test"])
+    with timer("top_k"):
+        top = inf.top_k(ctx["X_test"], ctx["y_test"], k=ctx["k"])
+    return {"matrix": S, **dataclasses.asdict(top)}
+
+
 # --------------------------------------------------------------------------------------------
 # fastinfluence
 # --------------------------------------------------------------------------------------------
@@ -243,4 +343,6 @@ METHODS = {
     ("cg", "scipy_cg"): scipy_cg,
     ("cg", "fastinfluence_cg"): fastinfluence_cg_kernel,
     ("cg", "fastinfluence"): fastinfluence_cg_end_to_end,
+    ("matrix_top_k", "numpy"): numpy_multinomial,
+    ("matrix_top_k", "fastinfluence"): fastinfluence_multinomial,
 }

@@ -15,6 +15,8 @@ W3  dense synthetic, n = 1,000,000, d = 100, m = 1,000: top-k (k = 10) helpful/h
     training points per test point, and the self-influence of every training point.
 W4  sparse CSR, n = 200,000, d = 50,000, 50 non-zeros per row, m = 10: H^{-1} g_test for the
     10 test gradients by conjugate gradient to a relative residual of 1e-8.
+W5  multinomial (softmax, K = 10 classes), dense n = 100,000, d = 100, m = 100: the full
+    I_up,loss matrix and the top-10 of each test point.
 
 Every (workload, method) runs in a fresh subprocess of this script (``--worker``). The worker
 generates the data, fits the model with fastinfluence to the optimum (untimed; both sides get
@@ -136,6 +138,15 @@ TARGETS = [
     ("W3", "fastinfluence", "peak extra memory (MiB)", "peak_extra_mib", "<=", 2048.0),
     ("W4", "fastinfluence_cg", "speedup vs SciPy cg (solve only)", "speedup", ">=", 3.0),
     ("W4", "fastinfluence", "speedup vs SciPy cg (Influence end to end)", "speedup", ">=", 3.0),
+    ("W5", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 3.0),
+    (
+        "W5",
+        "fastinfluence",
+        "peak extra memory outside the result / NumPy's",
+        "memory_outside_ratio",
+        "<=",
+        0.1,
+    ),
 ]
 
 
@@ -244,6 +255,8 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
                 continue
             row["speedup"] = base["median_s"] / row["median_s"]
             row["memory_ratio"] = row["peak_extra_mib"] / max(base["peak_extra_mib"], 1e-9)
+            outside = max(row["peak_extra_mib"] - row["result_mib"], 0.0)
+            row["memory_outside_ratio"] = outside / max(base["peak_extra_mib"] - base["result_mib"], 1e-9)
             row.update(limit)
             if not row["baseline"]:
                 row["check_ok"], row["check"] = check(
@@ -344,7 +357,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated subset of W1,W2,W3,W4")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="comma-separated subset of W1-W5")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, under a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per method (0: per workload)")
     parser.add_argument(
@@ -386,7 +399,7 @@ def main(argv=None) -> int:
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
     unknown = sorted(set(names) - set(workloads(args.quick)))
     if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from W1, W2, W3, W4")
+        parser.error(f"unknown workloads {unknown}; choose from W1, W2, W3, W4, W5")
     started = time.perf_counter()
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(command, flush=True)

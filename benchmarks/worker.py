@@ -106,7 +106,8 @@ def worker(spec: dict) -> dict:
     n_jobs = spec["n_jobs"]
     X, y, X_test, y_test = make_data(w)
     start = time.perf_counter()
-    model = fi.LogisticRegression(l2=L2, n_jobs=n_jobs).fit(X, y)
+    model_class = fi.MultinomialLogisticRegression if w.classes else fi.LogisticRegression
+    model = model_class(l2=L2, n_jobs=n_jobs).fit(X, y)
     fit_seconds = time.perf_counter() - start
     ctx = dict(
         X=X,
@@ -118,6 +119,7 @@ def worker(spec: dict) -> dict:
         n_jobs=n_jobs,
         k=w.k,
         tol=w.tol,
+        classes=w.classes,
     )
     method = METHODS[(w.quantity, spec["method"])]
     repeats = spec["repeats"] or w.repeats

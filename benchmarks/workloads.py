@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W4 and their seeded data, generated in place."""
+"""The benchmark workloads W1-W5 and their seeded data, generated in place."""
 
 from __future__ import annotations
 
@@ -20,20 +20,21 @@ MiB = 2.0**20
 class Workload:
     name: str
     description: str
-    data: str  # "cancer", "dense" or "sparse"
-    quantity: str  # "matrix", "top_k_self" or "cg"
+    data: str  # "cancer", "dense", "sparse" or "multinomial"
+    quantity: str  # "matrix", "top_k_self", "cg" or "matrix_top_k"
     n: int = 0
     d: int = 0
     m: int = 0
     nnz_per_row: int = 0
     k: int = 10
+    classes: int = 0  # K of a multinomial workload
     tol: float = 1e-8
     repeats: int = 3
     methods: tuple = ()  # baseline first
 
 
 def workloads(quick: bool) -> dict[str, Workload]:
-    """The four workloads of the issue; ``quick`` shrinks W2-W4 so the whole run takes seconds."""
+    """The workloads of the issues; ``quick`` shrinks W2-W5 so the whole run takes seconds."""
     matrix_methods = ("numpy", "fastinfluence")
     cg_methods = ("scipy_cg", "fastinfluence_cg", "fastinfluence")
     if quick:
@@ -41,12 +42,14 @@ def workloads(quick: bool) -> dict[str, Workload]:
             "W2": dict(n=20_000, d=100, m=50),
             "W3": dict(n=100_000, d=100, m=200, repeats=1),
             "W4": dict(n=20_000, d=5_000, nnz_per_row=50, m=10, repeats=1),
+            "W5": dict(n=10_000, d=50, classes=5, m=20, repeats=1),
         }
     else:
         sizes = {
             "W2": dict(n=100_000, d=100, m=100, repeats=5),
             "W3": dict(n=1_000_000, d=100, m=1_000, repeats=2),
             "W4": dict(n=200_000, d=50_000, nnz_per_row=50, m=10, repeats=3),
+            "W5": dict(n=100_000, d=100, classes=10, m=100, repeats=3),
         }
     return {
         "W1": Workload(
@@ -81,6 +84,14 @@ def workloads(quick: bool) -> dict[str, Workload]:
             "cg",
             methods=cg_methods,
             **sizes["W4"],
+        ),
+        "W5": Workload(
+            "W5",
+            "multinomial n={n:,} d={d} K={classes} m={m}: full I_up,loss matrix + top-{k}",
+            "multinomial",
+            "matrix_top_k",
+            methods=matrix_methods,
+            **sizes["W5"],
         ),
     }
 
@@ -137,8 +148,17 @@ def _logistic_labels(rng, X, w_true, b_true):
     return (rng.random(X.shape[0]) < expit(X @ w_true + b_true)).astype(np.float64)
 
 
+def _multinomial_labels(rng, X, W_true):
+    """Class codes drawn from softmax(X W^T) (by the Gumbel-max trick, chunk by chunk)."""
+    y = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], CHUNK_ROWS):
+        eta = X[start : start + CHUNK_ROWS] @ W_true.T
+        y[start : start + CHUNK_ROWS] = np.argmax(eta + rng.gumbel(size=eta.shape), axis=1)
+    return y
+
+
 def make_data(w: Workload):
-    """(X, y, X_test, y_test), seeded; labels in {0, 1}."""
+    """(X, y, X_test, y_test), seeded; labels in {0, 1} (class codes 0 .. K-1 for W5)."""
     if w.data == "cancer":
         from sklearn.datasets import load_breast_cancer
         from sklearn.model_selection import train_test_split
@@ -150,6 +170,10 @@ def make_data(w: Workload):
         mean, std = X_train.mean(axis=0), X_train.std(axis=0)
         return (X_train - mean) / std, y_train, (X_test - mean) / std, y_test
     rng = np.random.default_rng(SEED)
+    if w.data == "multinomial":
+        W_true = rng.standard_normal((w.classes, w.d)) * (1.0 / np.sqrt(w.d))
+        X, X_test = _dense_design(rng, w.n, w.d), _dense_design(rng, w.m, w.d)
+        return X, _multinomial_labels(rng, X, W_true), X_test, _multinomial_labels(rng, X_test, W_true)
     if w.data == "dense":
         w_true = rng.standard_normal(w.d) * (2.0 / np.sqrt(w.d))
         X, X_test = _dense_design(rng, w.n, w.d), _dense_design(rng, w.m, w.d)

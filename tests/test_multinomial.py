@@ -32,11 +32,11 @@ def make_data(n=90, d=3, classes=3, seed=0, weighted=True):
 
 
 @functools.cache
-def fitted(classes=3, fit_intercept=True):
+def fitted(classes=3, fit_intercept=True, l2=L2):
     X, y, s = make_data(classes=classes)
     X_test, y_test, _ = make_data(n=4, classes=classes, seed=1)
     labels = np.array(["ant", "bee", "cat", "dog", "eel"])[:classes]
-    model = fi.MultinomialLogisticRegression(l2=L2, fit_intercept=fit_intercept, tol=1e-13)
+    model = fi.MultinomialLogisticRegression(l2=l2, fit_intercept=fit_intercept, tol=1e-13)
     model.fit(X, labels[y], sample_weight=s)
     return model, X, labels[y], s, X_test, labels[y_test]
 
@@ -74,7 +74,14 @@ def raw_hessian(model, X, y, s):
     """H of R (no gauge term) at the fitted theta, by the NumPy reference."""
     codes = model.encode_targets(y, X.shape[0])
     return K.hessian(
-        "multinomial", X, codes, model.theta_, weights=s, l2=L2, n_classes=model.n_classes_, backend="numpy"
+        "multinomial",
+        X,
+        codes,
+        model.theta_,
+        weights=s,
+        l2=model.l2,
+        n_classes=model.n_classes_,
+        backend="numpy",
     )
 
 
@@ -140,13 +147,22 @@ def _quantities(inf, X_test, y_test):
         "proba": inf.on(T.PredictProba(X_test)),
         "decision": inf.on(T.DecisionFunction(X_test)),
         "pert": inf.pert_loss(X_test, y_test, indices=[0, 5]),
+        "leverage_blocks": inf.leverage_blocks(),
+        "coefficient": inf.loo_on(T.Coefficient((inf.model.classes_[1].item(), 1)), "newton"),
+        "spectrum": np.array(list(inf.hessian_spectrum().values())),
     }
 
 
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_influence_is_invariant_to_the_gauge_scale(monkeypatch, fit_intercept):
-    model, X, y, s, X_test, y_test = fitted(fit_intercept=fit_intercept)
-    expected = _quantities(fi.Influence(model, X, y, s), X_test, y_test)
+@pytest.mark.parametrize(
+    ("fit_intercept", "l2"),
+    [(True, L2), (True, 0.0), (False, 0.0)],
+    ids=["intercept", "l2=0", "l2=0-no-intercept"],
+)
+def test_influence_is_invariant_to_the_gauge_scale(monkeypatch, fit_intercept, l2):
+    model, X, y, s, X_test, y_test = fitted(fit_intercept=fit_intercept, l2=l2)
+    inf = fi.Influence(model, X, y, s)
+    assert np.any(inf._engine.gauge.scale > 0)  # there is a gauge to scale
+    expected = _quantities(inf, X_test, y_test)
     original = MN.Gauge.for_data.__func__
     for factor in (1e-3, 1e3):
 
@@ -160,12 +176,18 @@ def test_influence_is_invariant_to_the_gauge_scale(monkeypatch, fit_intercept):
             assert_close(got[name], value, 1e-8, atol_fraction=1e-10, err_msg=name)
 
 
-def test_influence_equals_the_pseudo_inverse_of_the_singular_hessian():
+@pytest.mark.parametrize("l2", [L2, 0.0], ids=["l2", "l2=0"])
+def test_influence_equals_the_pseudo_inverse_of_the_singular_hessian(l2):
     # the sum-to-zero rule: (H + Gamma)^{-1} g = H^+ g for the gradients, which are orthogonal to the gauge
-    model, X, y, s, X_test, y_test = fitted()
+    model, X, y, s, X_test, y_test = fitted(l2=l2)
     inf = fi.Influence(model, X, y, s)
     H = raw_hessian(model, X, y, s)
-    assert np.linalg.matrix_rank(H) == H.shape[0] - 1  # the intercepts' gauge direction
+    gauge_dimensions = 1 if l2 > 0 else X.shape[1] + 1  # the intercepts', or every coordinate's
+    assert np.linalg.matrix_rank(H) == H.shape[0] - gauge_dimensions
+    spectrum = inf.hessian_spectrum()  # of H on the complement of the gauge
+    eig = np.linalg.eigvalsh(H)
+    assert_close(spectrum["smallest_eigenvalue"], eig[gauge_dimensions], 1e-8)
+    assert_close(spectrum["largest_eigenvalue"], eig[-1], 1e-10)
     H_plus = np.linalg.pinv(H, rcond=1e-12, hermitian=True)
     codes = model.encode_targets(y, X.shape[0])
     d1 = K.row_derivatives("multinomial", X, codes, model.theta_, n_classes=3, backend="numpy")[2]
@@ -302,6 +324,7 @@ def test_targets_per_class_and_their_newton_estimates():
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
 def test_backends_sparse_and_float32_agree(backend):
+    # the compiled backend on every layout, and the NumPy one on CSR, against NumPy on dense
     scipy_sparse = pytest.importorskip("scipy.sparse")
     X, y, s = make_data(classes=4, d=5, seed=9)
     X[np.abs(X) < 0.5] = 0.0
@@ -309,6 +332,8 @@ def test_backends_sparse_and_float32_agree(backend):
     model = fi.MultinomialLogisticRegression(l2=L2, backend="numpy", tol=1e-13).fit(X, y, sample_weight=s)
     reference = _quantities(fi.Influence(model, X, y, s, backend="numpy"), X_test, y_test)
     for data, rtol in ((scipy_sparse.csr_matrix(X), 1e-9), (X.astype(np.float32), 1e-9), (X, 1e-9)):
+        if backend == "numpy" and not scipy_sparse.issparse(data):
+            continue  # the reference itself
         data_model = fi.MultinomialLogisticRegression(l2=L2, backend=backend, tol=1e-13)
         data_model.fit(data, y, sample_weight=s)
         got = _quantities(fi.Influence(data_model, data, y, s, backend=backend), X_test, y_test)
@@ -460,3 +485,32 @@ def test_per_class_targets_match_refits():
         means = [losses_at(model, t, X_test, y_test).mean() for t in thetas]
         assert_close(mean_loss[i], (means[0] - means[1]) / (2 * eps), 1e-5)
         assert_close(coefficient[i], (thetas[0][2] - thetas[1][2]) / (2 * eps), 1e-5)
+
+
+def test_empty_selections_and_loss_second_derivative():
+    model, X, y, s, X_test, y_test = fitted()
+    inf = fi.Influence(model, X, y, s)
+    assert fi.exact_loo(model, X, y, [], X_test, y_test, s).shape == (0, 4)
+    assert fi.exact_loo_on(model, X, y, [], T.PredictProba(X_test), s).shape == (0, 4)
+    assert inf.loo_on(T.PredictProba(X_test), "newton", indices=[]).shape == (0, 4)
+    Q = inf.loss_second_derivative_
+    P = model.predict_proba(X)
+    assert_close(Q[7], np.diag(P[7]) - np.outer(P[7], P[7]), 1e-10)
+    assert inf.loss_derivative_.shape == (X.shape[0], 3)
+
+
+def test_per_chunk_dask_targets_and_a_class_without_weight():
+    da = pytest.importorskip("dask.array")
+    fid = pytest.importorskip("fastinfluence.dask")
+    model, X, y, s, X_test, y_test = fitted()
+    chunks = da.from_array(X, chunks=((30, 1, 41, 18), -1))
+    expected = fi.Influence(model, X, y, s)
+    inf = fid.Influence(model, chunks, y, sample_weight=s)
+    for target in (T.PredictProba(X_test), T.MeanTestLoss(X_test, y_test), T.DecisionFunction(X_test, "cat")):
+        for method in ("influence", "newton"):
+            got = inf.loo_on(target, method, indices=[2, 50, 89]).compute(scheduler="threads")
+            assert_close(got, expected.loo_on(target, method, indices=[2, 50, 89]), 1e-8)
+    weights = np.where(y == "cat", 0.0, s)
+    with pytest.warns(fi.ConvergenceWarning, match="no training rows"):
+        dask_fit = fid.fit(fi.MultinomialLogisticRegression(l2=L2), chunks, y, sample_weight=weights)
+    assert not dask_fit.converged_

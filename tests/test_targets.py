@@ -321,3 +321,22 @@ def test_probability_needs_a_probabilistic_model():
         fi.Influence(model, X, y).on(T.PredictProba(X[:2]))
     with pytest.raises(TypeError, match="target must be"):
         fi.Influence(model, X, y).on(X[:2])
+
+
+def test_binary_probability_of_a_class_per_test_point_and_empty_selections():
+    X, y, s = make_data("logistic", n=50, d=3, seed=21, weighted=True)
+    X_test, _, _ = make_data("logistic", n=4, d=3, seed=22)
+    labels = np.where(y > 0, "yes", "no")
+    model = fi.LogisticRegression(l2=1e-2).fit(X, labels, sample_weight=s)
+    inf = fi.Influence(model, X, labels, s)
+    per_point = inf.on(T.PredictProba(X_test, class_=["no", "yes", "yes", "no"]))
+    positive = inf.on(T.PredictProba(X_test))
+    np.testing.assert_allclose(per_point, positive * np.array([-1.0, 1.0, 1.0, -1.0]), rtol=1e-12)
+    newton = inf.loo_on(T.PredictProba(X_test, class_=["no", "yes", "yes", "no"]), "newton")
+    np.testing.assert_allclose(
+        newton, inf.loo_on(T.PredictProba(X_test), "newton") * np.array([-1.0, 1.0, 1.0, -1.0]), rtol=1e-12
+    )
+    assert fi.exact_loo(model, X, labels, [], X_test, labels[:4], s).shape == (0, 4)
+    assert fi.exact_loo_on(model, X, labels, [], T.PredictProba(X_test), s).shape == (0, 4)
+    with pytest.raises(fi.InvalidArgumentError, match="sequence of names"):
+        inf.on(T.LinearFunctional(np.ones(4), names="abc"))

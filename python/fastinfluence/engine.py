@@ -58,6 +58,10 @@ class Engine(Protocol):
     def __init__(self, model, X, y, sample_weight, backend: str, n_jobs) -> None:
         """Validate the training data against the fitted ``model``; no pass over it yet."""
 
+    @property
+    def gauge(self) -> Any:
+        """The multinomial model's gauge term (:class:`fastinfluence.multinomial.Gauge`), else None."""
+
     @staticmethod
     def unavailable_solver_message(solver: str) -> str:
         """Why ``solver`` (not in :attr:`solvers`) cannot run here."""

@@ -94,7 +94,14 @@ from .exceptions import (
 )
 from .fitting import minimise, relative_decrement
 from .models import LinearModelBase
-from .solvers import DirectSolver, make_solver, newton_decrement, resolve_solver, spectrum_summary
+from .solvers import (
+    DirectSolver,
+    HessianOperator,
+    make_solver,
+    newton_decrement,
+    resolve_solver,
+    spectrum_summary,
+)
 from .topk import TopK
 
 __all__ = ["Influence", "TopK", "exact_loo", "exact_loo_on"]
@@ -207,7 +214,9 @@ class Influence:
 
     Attributes
     ----------
-    hessian_ : (p, p) Hessian of R at theta (without damping); None with a matrix-free solver
+    hessian_ : (p, p) Hessian of R at theta (without damping); None with a matrix-free solver. For
+        :class:`fastinfluence.MultinomialLogisticRegression`, plus the gauge term that makes it
+        definite (:mod:`fastinfluence.multinomial`; influence values do not depend on it).
     gradient_norm_ : ||grad R(theta)|| on the given data
     loss_derivative_, loss_second_derivative_ : (n,) loss'_i and loss''_i at the training points
     solver_ : the solver object (``iterations_`` and ``residual_`` of the last solve for CG/LiSSA)
@@ -240,6 +249,12 @@ class Influence:
         self.solver = resolve_solver(solver, self.n_params_)
         if self.solver not in self._engine_class.solvers:
             raise ValueError(self._engine_class.unavailable_solver_message(self.solver))
+        if self.solver == "lissa" and model.n_blocks > 1:
+            # the recursion samples mini-batches of rows through the fused kernel of one eta per row
+            raise ValueError(
+                f"solver='lissa' is not available for {type(model).__name__} (its mini-batch Hessians are "
+                "those of the models with one linear predictor per row); use solver='direct' or 'cg'"
+            )
         self._engine = engine = self._engine_class(model, X, y, sample_weight, backend, n_jobs)
         self.n_samples_ = engine.n_samples
         if engine.train_rows is not None:
@@ -268,17 +283,23 @@ class Influence:
 
     @property
     def _n_classes(self) -> int:
-        return int(getattr(self.model, "n_classes_", 1))
+        return self.model.n_blocks
 
     @property
     def loss_derivative_(self):
-        """loss'_i at the training points, (n,)."""
+        """loss'_i at the training points, (n,); multinomial: the gradient in eta, the residuals
+        P_i - e_{y_i}, (n, K)."""
         return self._engine.derivatives(0)
 
     @property
     def loss_second_derivative_(self):
-        """loss''_i at the training points, (n,)."""
-        return self._engine.derivatives(1)
+        """loss''_i at the training points, (n,); multinomial: the Hessian in eta,
+        Q_i = diag(P_i) - P_i P_i^T, (n, K, K)."""
+        second = self._engine.derivatives(1)
+        if self._n_classes == 1:
+            return second
+        P = second  # the engines keep the probabilities, from which Q follows
+        return P[:, :, None] * np.eye(self._n_classes)[None] - P[:, :, None] * P[:, None, :]
 
     # -- helpers -------------------------------------------------------------------------------
     def _rows(self, indices):
@@ -398,12 +419,7 @@ class Influence:
         block = self._engine.gather(rows)
         scale = rowwise.row_scale(self._engine.kernels, block, ctx)
         fit_intercept = self._engine.fit_intercept
-        gradients = (
-            MN.rows_kron_transpose(block.X, scale, fit_intercept)
-            if scale.ndim == 2
-            else V.augmented_transpose(block.X, scale, fit_intercept)
-        )
-        solved = self.solver_.solve(gradients).T
+        solved = self.solver_.solve(MN.row_gradients(block.X, scale, fit_intercept)).T
         return self._engine.wrap(solved, rows)
 
     # -- public quantities ---------------------------------------------------------------------
@@ -487,10 +503,14 @@ class Influence:
         if self._engine.train_rows is None:
             return top
         kinds = ("helpful", "harmful") if bound.kind in ("loss", "mean_loss") else ("lowers", "raises")
-        column = bound.axis if isinstance(bound.axis, str) else "target"  # (test_row, class) pairs
-        return top.to_frame(
-            train_labels=self._engine.train_rows, test_labels=bound.labels, kinds=kinds, column=column
-        )
+        if isinstance(bound.axis, str):
+            return top.to_frame(self._engine.train_rows, bound.labels, kinds=kinds, column=bound.axis)
+        # columns labelled by pairs, (test_row, class) or (class, feature): one column each
+        frame = top.to_frame(self._engine.train_rows, bound.labels, kinds=kinds, column="target")
+        pairs = frame.pop("target").tolist()
+        for level, name in enumerate(bound.axis):
+            frame.insert(level, name, [pair[level] for pair in pairs])
+        return frame
 
     def top_k(self, X_test, y_test, k=10):
         """The k most helpful and k most harmful training points for each test point:
@@ -590,13 +610,10 @@ class Influence:
             ctx = self._removal_context(method, rows, M=self._solved(bound))
             change = self._engine.map_rows(rows, rowwise.scaled_products, ctx, (bound.n_columns,))
             return self._as_matrix(change, indices, bound)
-        # U = H^{-1} Xa_test^T, so xa_test_j . delta_i = r_i xa_i . U_j
-        X_test, fit_intercept, K = bound.X, self._engine.fit_intercept, self._n_classes
-        U = self.solver_.solve(
-            V.augmented_transpose(X_test, np.ones(X_test.shape[0]), fit_intercept)
-            if K == 1
-            else MN.class_design(X_test, K, fit_intercept)
-        )
+        # U = H^{-1} [grad eta_test], so xa_test_j . delta_i = r_i xa_i . U_j (each class's, K > 1)
+        K = self._n_classes
+        self._check_result_size((self.n_params_, bound.X.shape[0] * K), "the solved test design (Newton)")
+        U = self.solver_.solve(MN.eta_gradients(bound.X, K, self._engine.fit_intercept))
         ctx = self._removal_context(method, rows, M=np.asfortranarray(U), target=bound)
         change = self._engine.map_rows(rows, rowwise.loo_newton_target, ctx, (bound.n_columns,))
         return self._as_matrix(change, indices, bound)
@@ -613,17 +630,48 @@ class Influence:
         Hessian-vector products otherwise. Returns a dict with
         ``smallest_eigenvalue``, ``largest_eigenvalue``, ``condition_number`` and
         ``suggested_damping`` (1e-8 x the largest eigenvalue, which bounds the
-        condition number near 1e8).
+        condition number near 1e8). For the multinomial model: of H on the complement
+        of the gauge directions (the parameters' space the influence lives in; the
+        gauge term, which makes H definite, is left out).
         """
+        gauge = self._engine.gauge
+        if gauge is None:
+            if self.hessian_ is not None:
+                eig = np.linalg.eigvalsh(self.hessian_ + self.damping * np.eye(self.n_params_))
+                return spectrum_summary(float(eig[0]), float(eig[-1]))
+            return spectrum_summary(*self._operator.extreme_eigenvalues())
+        # P A P on the complement, and P A P + largest * P_g for its smallest (the gauge's eigenvalues
+        # moved to the top), with P_g the projector on the gauge directions and P = I - P_g
+        project = gauge.projector().product
         if self.hessian_ is not None:
-            eig = np.linalg.eigvalsh(self.hessian_ + self.damping * np.eye(self.n_params_))
-            return spectrum_summary(float(eig[0]), float(eig[-1]))
-        return spectrum_summary(*self._operator.extreme_eigenvalues())
+            A = self.hessian_ + self.damping * np.eye(self.n_params_)
+            P = np.eye(self.n_params_) - project(np.eye(self.n_params_))
+            inner = P @ A @ P
+            largest = float(np.linalg.eigvalsh(inner)[-1])
+            smallest = float(np.linalg.eigvalsh(inner + largest * project(np.eye(self.n_params_)))[0])
+            return spectrum_summary(smallest, largest)
+        largest = ProjectedOperator(self._operator, project, 0.0).extreme_eigenvalues()[1]
+        smallest = ProjectedOperator(self._operator, project, largest).extreme_eigenvalues()[0]
+        return spectrum_summary(smallest, largest)
+
+
+class ProjectedOperator(HessianOperator):
+    """P A P + shift * P_g for an operator A, the projector P_g on the gauge directions and
+    P = I - P_g: A on the complement of the gauge, its gauge eigenvalues set to ``shift``."""
+
+    def __init__(self, operator: HessianOperator, project, shift: float):
+        self.operator, self.project, self.shift = operator, project, float(shift)
+        self.n_params, self.fit_intercept = operator.n_params, operator.fit_intercept
+
+    def hessian_products(self, V):
+        inside = V - self.project(V)
+        AV = self.operator.matmat(inside)
+        return AV - self.project(AV) + self.shift * self.project(V)
 
 
 def _classes(model):
     """The class labels of a multinomial model's parameter blocks, else None."""
-    return np.asarray(model.classes_).tolist() if getattr(model, "n_classes_", 1) > 1 else None
+    return np.asarray(model.classes_).tolist() if model.n_blocks > 1 else None
 
 
 def _check_out(out, shape, inputs):

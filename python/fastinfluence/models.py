@@ -151,9 +151,11 @@ class LinearModelBase:
         return self.solver if self.solver is not None and self.method == "auto" else self.method
 
     # -- the model interface of the engines (fastinfluence.influence, fastinfluence.dask) ---------
-    #: Blocks of parameters: theta has ``n_classes_ * (d + fit_intercept)`` entries (1 but for
-    #: the multinomial model, whose fit sets it to K).
-    n_classes_: int = 1
+    @property
+    def n_blocks(self) -> int:
+        """Linear predictors per row, one block of ``d + fit_intercept`` parameters each: 1, but K
+        for the multinomial model (known once its classes are)."""
+        return 1
 
     def encode_targets(self, y, n, name="y", *, fitting=False):
         """Labels as the float64 internal encoding of the loss (see fastinfluence.losses)."""
@@ -195,7 +197,7 @@ class LinearModelBase:
         X = V.check_matrix(X, "X")
         y = self.encode_targets(y, X.shape[0], fitting=True)
         s = V.check_sample_weight(sample_weight, X.shape[0])
-        theta0 = np.zeros(self.n_classes_ * (X.shape[1] + (1 if self.fit_intercept else 0)))
+        theta0 = np.zeros(self.n_blocks * (X.shape[1] + (1 if self.fit_intercept else 0)))
         result = minimise(
             self.row_objective(X, y, s),
             theta0,
@@ -213,7 +215,7 @@ class LinearModelBase:
 
     def problem(self, X, y, s) -> Problem:
         """The objective's data (:class:`fastinfluence.backends.contract.Problem`) with this model's loss."""
-        return Problem(self.loss, X, y, s, bool(self.fit_intercept), float(self.l2), self.n_classes_)
+        return Problem(self.loss, X, y, s, bool(self.fit_intercept), float(self.l2), self.n_blocks)
 
     def row_objective(self, X, y, s) -> RowObjective:
         """R on (X, y, s) with this model's loss and options, over the chosen backend's kernels."""
@@ -511,6 +513,13 @@ class MultinomialLogisticRegression(LinearModelBase):
     """
 
     _loss_name = "multinomial"
+    n_classes_: int  # K, set with classes_ when the labels are first encoded (fit)
+
+    @property
+    def n_blocks(self) -> int:
+        if not hasattr(self, "n_classes_"):
+            raise NotFittedError(f"this {type(self).__name__} has no classes yet; call fit(X, y) first")
+        return self.n_classes_
 
     def __init__(
         self,
@@ -575,21 +584,25 @@ class MultinomialLogisticRegression(LinearModelBase):
         return codes.astype(np.float64)
 
     def check_minimiser(self, result, X, y, s):
-        """Not converged when a class has no (weighted) rows: with l2 > 0 its intercept, with
-        l2 = 0 its parameters, then decrease the objective without bound. (With l2 = 0,
-        separable classes also have no minimiser; that case is not detected here: the fit
-        then ends on its stopping rule with very large weights.)"""
+        """Not converged when a class has no (weighted) rows (:meth:`empty_class_reason`)."""
         weights = np.ones(X.shape[0]) if s is None else np.asarray(s, dtype=np.float64)
         totals = np.bincount(np.asarray(y, dtype=np.int64), weights=weights, minlength=self.n_classes_)
-        empty = np.flatnonzero(~(totals > 0))
-        if empty.size and (self.fit_intercept or self.l2 == 0):
-            names = [self.classes_[k].item() for k in empty[:5]]
-            message = (
-                f"class(es) {names} have no training rows with positive weight, so the objective has no "
-                "minimiser (their probability goes to 0 without bound)"
-            )
-            return dict(result, converged=False, message=message)
-        return result
+        reason = self.empty_class_reason(totals)
+        return result if reason is None else dict(result, converged=False, message=reason)
+
+    def empty_class_reason(self, totals) -> str | None:
+        """Why R has no minimiser when a class's total weight (``totals``, (K,)) is 0, else None:
+        with an intercept (or l2 = 0) that class's probability then goes to 0 without bound. (With
+        l2 = 0, separable classes have no minimiser either; that is not detected here: the fit
+        then ends on its stopping rule with very large weights.)"""
+        empty = np.flatnonzero(~(np.asarray(totals) > 0))
+        if not empty.size or not (self.fit_intercept or self.l2 == 0):
+            return None
+        names = [self.classes_[k].item() for k in empty[:5]]
+        return (
+            f"class(es) {names} have no training rows with positive weight, so the objective has no "
+            "minimiser (their probability goes to 0 without bound)"
+        )
 
     def set_fit_result(self, result, n_features):
         super().set_fit_result(result, n_features)

@@ -54,7 +54,17 @@ import numpy as np
 
 from . import _validation as V
 
-__all__ = ["Gauge", "class_design", "leverage_blocks", "newton_residuals", "rows_kron_transpose"]
+__all__ = [
+    "Gauge",
+    "class_design",
+    "eta_gradients",
+    "leverage_blocks",
+    "linear_predictors",
+    "newton_residuals",
+    "row_gradients",
+    "rows_kron_transpose",
+    "softmax",
+]
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,10 @@ class Gauge:
     def diagonal(self) -> np.ndarray:
         return np.tile(self.scale / self.n_classes, self.n_classes)
 
+    def projector(self) -> Gauge:
+        """The orthogonal projector on the gauge directions (as a Gauge of unit scale: its product)."""
+        return Gauge((self.scale > 0).astype(np.float64), self.n_classes)
+
     def dense(self) -> np.ndarray:
         return self.product(np.eye(self.n_classes * self.scale.size))
 
@@ -112,6 +126,35 @@ class Gauge:
         gauge = self.scale > 0
         blocks[:, gauge] -= blocks[:, gauge].mean(axis=0)
         return blocks.reshape(-1)
+
+
+# -- the layout of theta in blocks, one per linear predictor (K for this model, 1 for the others) --
+def linear_predictors(X, theta: np.ndarray, n_blocks: int, fit_intercept: bool) -> np.ndarray:
+    """eta = xa_j . theta (m,), or Theta xa_j (m, K) with theta in K blocks."""
+    if n_blocks == 1:
+        return V.linear_predictor(X, theta, fit_intercept)
+    return np.column_stack([V.linear_predictor(X, row, fit_intercept) for row in theta.reshape(n_blocks, -1)])
+
+
+def row_gradients(X, scale: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """(p, m): column j is ``scale_j xa_j`` for numbers, ``scale_j kron xa_j`` for K-vectors (m, K)."""
+    if scale.ndim == 2:
+        return rows_kron_transpose(X, scale, fit_intercept)
+    return V.augmented_transpose(X, scale, fit_intercept)
+
+
+def eta_gradients(X, n_blocks: int, fit_intercept: bool) -> np.ndarray:
+    """The gradients in theta of the linear predictors at the rows of X: ``xa_j`` (p, m), or
+    ``e_l kron xa_j`` in column ``j K + l`` (p, m K)."""
+    if n_blocks == 1:
+        return V.augmented_transpose(X, np.ones(X.shape[0]), fit_intercept)
+    return class_design(X, n_blocks, fit_intercept)
+
+
+def softmax(eta: np.ndarray) -> np.ndarray:
+    """P = softmax(eta) row by row (m, K), without overflow."""
+    e = np.exp(eta - eta.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def rows_kron_transpose(X, R: np.ndarray, fit_intercept: bool) -> np.ndarray:

@@ -175,9 +175,11 @@ def pert_loss(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
 
 
 def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
-    """f(theta + delta_i) - f(theta) for the target ``ctx.target``, (k, c), delta_i = r_i H^{-1} xa_i:
-    with U = H^{-1} Xa_test^T (``ctx.M``), xa_test_j . delta_i = r_i xa_i . U_j. Test losses use the
-    fused kernel; a mean over the test points holds at most SUB_BLOCK_ENTRIES eta changes at once."""
+    """f(theta + delta_i) - f(theta) for the target ``ctx.target``, (k, c), with the Newton step
+    delta_i = H^{-1} (r_i xa_i), or H^{-1} (r_i kron xa_i) for K-vectors r_i (multinomial): with
+    U = H^{-1} [grad eta_test] (``ctx.M``), the test points' eta changes are r_i xa_i . U_j. Test
+    losses use the fused kernel; the other targets hold at most SUB_BLOCK_ENTRIES eta changes at once
+    (a mean over the test points, or K per test point, would otherwise hold more than the result)."""
     target = ctx.target
     assert target is not None
     assert ctx.M is not None
@@ -186,7 +188,7 @@ def loo_newton_target(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
         return _loss_change(kernels, target, block.X, ctx.fit_intercept, scale, ctx.M, ctx.n_jobs)
     k, m = len(block), ctx.M.shape[1]
     out = np.empty((k, target.n_columns))
-    step = k if target.kind != "mean_loss" else max(1, SUB_BLOCK_ENTRIES // max(m, 1))
+    step = max(1, SUB_BLOCK_ENTRIES // max(m, 1))
     for a in range(0, k, max(step, 1)):
         b = min(k, a + step)
         X = block.X[a:b]

@@ -109,10 +109,12 @@ Approximations and choices.
   minimises ``F = C sum_i s_i loss_i + (1/2) sum_k ||w_k||^2`` with the softmax loss, so
   ``l2 = 1/(C n)`` as in the binary case; its coefficients are taken class by class and put in
   the sum-to-zero gauge (:mod:`fastinfluence.multinomial`; the probabilities do not change).
+- One-vs-rest: a ``OneVsRestClassifier`` is a set of independent binary models;
+  :func:`one_vs_rest_models` gives one fastinfluence model per class.
+- Class labels may be numbers, booleans or names (strings), as the models take them.
 - Not supported (a ``ValueError``/``TypeError`` names what is): l1 and
-  elastic-net penalties, one-vs-rest multi-class and multi-output models, ``positive=True``,
-  other losses (``modified_huber``, ``huber``, ...), and non-numeric class
-  labels (encode them as 0/1 first; fastinfluence models take numeric labels).
+  elastic-net penalties, multi-output models, ``positive=True``, and other losses
+  (``modified_huber``, ``huber``, ...).
 """
 
 from __future__ import annotations
@@ -540,8 +542,7 @@ def from_sklearn(
     ------
     TypeError
         For an unsupported estimator; ValueError for unsupported settings
-        (l1 or elastic-net penalties, multi-class or multi-output models, other
-        losses, non-numeric class labels).
+        (l1 or elastic-net penalties, one-vs-rest or multi-output models, other losses).
 
     Notes
     -----
@@ -573,12 +574,12 @@ def from_sklearn(
     )
     model.check_params()
     multinomial = isinstance(model, MultinomialLogisticRegression)
-    if multinomial:
+    if isinstance(model, MultinomialLogisticRegression):
         classes = np.asarray(final.classes_).copy()
         model.n_classes_ = int(classes.size)
     else:
         classes = _binary_classes(final) if hasattr(final, "classes_") else None
-    theta = _coefficients(final, model.fit_intercept, d, model.n_classes_)
+    theta = _coefficients(final, model.fit_intercept, d, model.n_blocks)
     s = V.check_sample_weight(sample_weight, n)
 
     y_raw = np.asarray(D.to_numpy_1d(y, "y")[0])

@@ -619,9 +619,10 @@ class CentredDirectSolver(DirectSolver):
 
 def _direct_solver(hessian, damping, backend, operator):
     """The direct solver; on centred columns when plain equilibration leaves H ill-conditioned."""
-    # centring needs the rows (an in-memory, dense X)
+    # centring needs the rows (an in-memory, dense X) of a model with one linear predictor per row
     centrable = (
         damping == 0
+        and isinstance(operator, RowHessianOperator)
         and operator.fit_intercept
         and operator.X is not None
         and not _validation.is_sparse(operator.X)
@@ -662,11 +663,5 @@ def make_solver(name: str, *, operator: HessianOperator, hessian=None, damping: 
     if name == "cg":
         return CGSolver(operator, **options)
     if name == "lissa":
-        if not isinstance(operator, RowHessianOperator):
-            # the recursion samples mini-batches of rows through the binary losses' fused kernel
-            raise ValueError(
-                "solver='lissa' is not available for this model (LiSSA's mini-batch Hessians are implemented "
-                "for the binary losses in memory); use solver='direct' or 'cg'"
-            )
         return LissaSolver(operator, **options)
     raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")

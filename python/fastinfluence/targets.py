@@ -98,9 +98,9 @@ class Bound:
     eta: np.ndarray | None = None
     y: np.ndarray | None = None
     mean: str = "identity"  # the mean function of eta: "identity", "logistic", "exp", "softmax"
-    sign: float = 1.0  # -1: the probability of the negative class, 1 - sigma(eta)
+    sign: np.ndarray | float = 1.0  # per column: -1 for a binary model's negative class, 1 - sigma(eta)
     n_classes: int = 1  # K of a multinomial model: eta (m, K), delta_eta (k, m K)
-    classes: np.ndarray | None = None  # the class code of each column of a multinomial probability
+    class_codes: np.ndarray | None = None  # each column's class (its position in classes_), multinomial
 
     @property
     def n_columns(self) -> int:
@@ -124,10 +124,11 @@ class Bound:
         assert self.kind == "mean_function"
         assert self.eta is not None
         if self.mean == "softmax":
-            assert self.classes is not None
+            assert self.class_codes is not None
             # P_c(eta + d) / P_c(eta) = exp(d_c - log sum_l P_l e^{d_l}) = exp(-(loss change for label c))
-            change = self._loss_difference(kernels, self.classes, delta_eta)
-            return softmax_column(self.eta, self.classes) * np.expm1(-change)
+            change = self._loss_difference(kernels, self.class_codes, delta_eta)
+            P_c = MN.softmax(self.eta)[np.arange(self.eta.shape[0]), self.class_codes]
+            return P_c * np.expm1(-change)
         return self.sign * mean_difference(self.mean, self.eta, delta_eta)
 
     def change(self, kernels, delta: np.ndarray, fit_intercept: bool) -> np.ndarray:
@@ -135,22 +136,16 @@ class Bound:
         delta = np.atleast_2d(np.asarray(delta, dtype=np.float64))
         if self.kind == "linear":
             return delta @ self.gradients
-        K = self.n_classes
-        rows = [
-            np.column_stack(
-                [V.linear_predictor(self.X, block, fit_intercept) for block in row.reshape(K, -1)]
-            )
-            for row in delta
-        ]
-        return self.change_from_eta(kernels, np.stack(rows).reshape(delta.shape[0], -1))
-
-
-def softmax_column(eta: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """P_{j, c_j} = softmax(eta_j)[c_j] for each row j of eta (m, K)."""
-    top = eta.max(axis=1, keepdims=True)
-    e = np.exp(eta - top)
-    P = e / e.sum(axis=1, keepdims=True)
-    return P[np.arange(eta.shape[0]), np.asarray(classes, dtype=np.intp)]
+        k = delta.shape[0]
+        if k == 0:
+            return np.empty((0, self.n_columns))
+        # xa_test_j . delta_r for every r and class at once: (m, k K) -> (k, m K)
+        blocks = delta.reshape(k * self.n_classes, -1).T
+        etas = np.asarray(self.X @ blocks[: self.X.shape[1]], dtype=np.float64)
+        if fit_intercept:
+            etas = etas + blocks[-1]
+        delta_eta = etas.reshape(-1, k, self.n_classes).transpose(1, 0, 2).reshape(k, -1)
+        return self.change_from_eta(kernels, delta_eta)
 
 
 def mean_difference(mean: str, eta: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -188,24 +183,7 @@ class Target:
 
 
 def _n_classes(fit: Fit) -> int:
-    return int(getattr(fit.model, "n_classes_", 1))
-
-
-def _eta(fit: Fit, X) -> np.ndarray:
-    """xa_j . theta (m,), or Theta xa_j (m, K) for a multinomial model."""
-    K = _n_classes(fit)
-    if K == 1:
-        return V.linear_predictor(X, fit.theta, fit.fit_intercept)
-    return np.column_stack(
-        [V.linear_predictor(X, row, fit.fit_intercept) for row in fit.theta.reshape(K, -1)]
-    )
-
-
-def _row_gradients(fit: Fit, X, scale: np.ndarray) -> np.ndarray:
-    """(p, m): column j is scale_j xa_j, or scale_j kron xa_j for K-vectors (multinomial)."""
-    if scale.ndim == 2:
-        return MN.rows_kron_transpose(X, scale, fit.fit_intercept)
-    return V.augmented_transpose(X, scale, fit.fit_intercept)
+    return fit.model.n_blocks
 
 
 def _test_points(fit: Fit, X_test, y_test=None):
@@ -214,7 +192,13 @@ def _test_points(fit: Fit, X_test, y_test=None):
     model = fit.model
     X_test, test_rows, _ = model.validate_features(X_test, "X_test")
     if y_test is None:
-        return X_test, None, _eta(fit, X_test), None, test_rows
+        return (
+            X_test,
+            None,
+            MN.linear_predictors(X_test, fit.theta, _n_classes(fit), fit.fit_intercept),
+            None,
+            test_rows,
+        )
     y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
     eta, _, d1, _ = fit.kernels.row_derivatives(model.problem(X_test, y_test, None), fit.theta, fit.n_jobs)
     _check_finite_test_gradients(eta, d1, model.loss.name)
@@ -256,7 +240,7 @@ class TestLoss(Target):
 
     def bind(self, fit):
         X, y, eta, d1, rows = _test_points(fit, self.X_test, self.y_test)
-        G = _row_gradients(fit, X, d1)
+        G = MN.row_gradients(X, d1, fit.fit_intercept)
         return Bound(G, rows, "test_row", "loss", fit.model.loss, X, eta, y, n_classes=_n_classes(fit))
 
 
@@ -328,34 +312,25 @@ class DecisionFunction(Target):
         _check_finite_test_gradients(
             eta, ones[:, None] if K > 1 else ones, fit.model.loss.name, "decision-value"
         )
-        if K == 1:
-            if self.class_ is not None:
-                raise InvalidArgumentValueError(
-                    "class_", "is for multinomial models (a binary model has one eta)"
-                )
-            G = V.augmented_transpose(X, ones, fit.fit_intercept)
-            return Bound(G, rows, "test_row", "linear", fit.model.loss, X, eta)
-        G = MN.class_design(X, K, fit.fit_intercept)
-        codes = _class_codes(fit, self.class_, m, lambda: None)
-        if codes is not None:
-            return Bound(
-                G[:, np.arange(m) * K + codes],
-                rows,
-                "test_row",
-                "linear",
-                fit.model.loss,
-                X,
-                eta,
-                n_classes=K,
+        if K == 1 and self.class_ is not None:
+            raise InvalidArgumentValueError(
+                "class_", "is for multinomial models (a binary model has one eta)"
             )
+        G = MN.eta_gradients(X, K, fit.fit_intercept)
+        codes = None if K == 1 else _class_codes(fit, self.class_, m, lambda: None)
+        if K == 1 or codes is not None:
+            columns = slice(None) if codes is None else np.arange(m) * K + codes
+            return Bound(G[:, columns], rows, "test_row", "linear", fit.model.loss, X, eta, n_classes=K)
         # every class: columns (test_row, class)
         test = range(m) if rows is None else rows
         pairs = [(j, c) for j in test for c in np.asarray(fit.model.classes_).tolist()]
         return Bound(G, pairs, ("test_row", "class"), "linear", fit.model.loss, X, eta, n_classes=K)
 
 
-def _mean_target(fit: Fit, X_test, mean: str, sign: float) -> Bound:
+def _mean_target(fit: Fit, X_test, mean: str, sign=1.0) -> Bound:
+    """A mean function of eta; ``sign`` (a number, or a function of m giving one per test point)."""
     X, _, eta, _, rows = _test_points(fit, X_test)
+    sign = sign(X.shape[0]) if callable(sign) else np.full(X.shape[0], float(sign))
     derivative = _mean_derivative(mean, eta)
     _check_finite_test_gradients(eta, derivative, fit.model.loss.name, "prediction")
     G = V.augmented_transpose(X, sign * derivative, fit.fit_intercept)
@@ -385,32 +360,23 @@ class PredictProba(Target):
                 f"PredictProba needs a probabilistic classifier (LogisticRegression); "
                 f"{type(model).__name__} defines no probability. Use DecisionFunction",
             )
-        if self.class_ is not None and np.ndim(self.class_) > 0:
-            raise InvalidArgumentValueError(
-                "class_", "must be one class of a binary model (its two are complementary)"
-            )
-        classes = list(np.asarray(model.classes_).tolist())
-        if self.class_ is None:
-            sign = 1.0
-        elif self.class_ in classes:
-            sign = 1.0 if classes.index(self.class_) == 1 else -1.0
-        else:
-            raise InvalidArgumentValueError(
-                "class_", f"must be one of the model's classes {classes}, got {self.class_!r}"
-            )
+
+        # P(classes_[1]) = sigma(eta), P(classes_[0]) = 1 - sigma(eta): a sign per test point
+        def sign(m):
+            return 2.0 * _class_codes(fit, self.class_, m, lambda: np.ones(m, dtype=np.int64)) - 1.0
+
         return _mean_target(fit, self.X_test, "logistic", sign)
 
     def _bind_multinomial(self, fit):
         X, _, eta, _, rows = _test_points(fit, self.X_test)
         K, m = _n_classes(fit), X.shape[0]
         codes = _class_codes(fit, self.class_, m, lambda: np.argmax(eta, axis=1))
-        P_c = softmax_column(eta, codes)
-        top = eta.max(axis=1, keepdims=True)
-        P = np.exp(eta - top)
-        P /= P.sum(axis=1, keepdims=True)
+        P = MN.softmax(eta)
+        P_c = P[np.arange(m), codes]
         # d P_c / d eta = P_c (e_c - P)
         scale = -P_c[:, None] * P
         scale[np.arange(m), codes] += P_c
+        _check_finite_test_gradients(eta, scale, fit.model.loss.name, "probability")
         G = MN.rows_kron_transpose(X, scale, fit.fit_intercept)
         return Bound(
             G,
@@ -422,7 +388,7 @@ class PredictProba(Target):
             eta,
             mean="softmax",
             n_classes=K,
-            classes=codes,
+            class_codes=codes,
         )
 
 
@@ -491,7 +457,8 @@ class Coefficient(Target):
                 )
         G = np.zeros((p, len(positions)))
         G[positions, np.arange(len(positions))] = 1.0
-        return Bound(G, [known[i] for i in positions], "target", "linear", fit.model.loss)
+        axis = "target" if _n_classes(fit) == 1 else ("class", "feature")
+        return Bound(G, [known[i] for i in positions], axis, "linear", fit.model.loss)
 
 
 @dataclass(frozen=True, eq=False)
@@ -512,6 +479,8 @@ class LinearFunctional(Target):
             )
         if not np.all(np.isfinite(c)):
             raise InvalidArgumentValueError("c", "must be finite (it has NaN or infinite entries)")
+        if isinstance(self.names, str):
+            raise InvalidArgumentValueError("names", "must be a sequence of names, one per column of c")
         names = None if self.names is None else list(self.names)
         if names is not None and len(names) != c.shape[1]:
             raise InvalidArgumentValueError("names", f"must have {c.shape[1]} entries, one per column of c")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core  # typed by _core.pyi
-from . import numpy_backend as _reference
 from ..losses import CURVATURE_INSTEAD
+from . import numpy_backend as _reference
 from .contract import CGResult, Evaluation, LissaResult, RowDerivatives, RowEvaluation, TopKScores
 
 _NO_WEIGHTS = np.empty(0)

@@ -67,7 +67,7 @@ examples:
   fastinfluence demo --no-plots"""
 
 SCORE_DESCRIPTION = """\
-Fit a model on --train (all columns but --target are features; every column must be
+Fit a model on --train (all columns but --target are features; every feature column must be
 numeric or boolean, without missing values) and score every training row against every
 test row (--test must have the same columns). Row numbers count data rows from 0, in file
 order (the header is not a row). Input and output formats follow the file extensions:
@@ -87,8 +87,9 @@ what --out holds:
                      labels first). With --top-k as well, the self-influence goes to a
                      second file beside --out: scores.csv -> scores.self_influence.csv.
 
-labels: logistic and smooth-hinge take 0/1, -1/+1 or true/false, and --train must hold both
-classes; poisson takes counts >= 0 (not all 0 with an intercept); linear takes any number.
+labels: logistic and smooth-hinge take two classes (0/1, -1/+1, true/false or two names);
+logistic with more than two classes (names or whole numbers) and multinomial fit a softmax over
+them; poisson takes counts >= 0 (not all 0 with an intercept); linear takes any number.
 --train needs at least 2 rows. The objective is (1/n) sum_i loss_i + (l2/2) ||w||^2.
 
 partial outputs: each output FILE is written to FILE.fastinfluence-partial-HOST-PID beside it and

@@ -19,7 +19,7 @@ from .. import _validation as V
 from ..backends import get_backend
 from ..backends.contract import Problem
 from ..losses import Loss
-from ..models import LinearModelBase
+from ..models import LinearModelBase, MultinomialLogisticRegression
 from ..multinomial import Gauge
 from ..solvers import HessianOperator
 from ._data import Data
@@ -33,7 +33,10 @@ def label_encoder(model: LinearModelBase) -> LinearModelBase:
     encoder = type(model)(**model.get_params())
     if hasattr(model, "classes_"):
         encoder.classes_ = model.classes_
-        encoder.n_classes_ = model.n_classes_
+        if isinstance(model, MultinomialLogisticRegression) and isinstance(
+            encoder, MultinomialLogisticRegression
+        ):
+            encoder.n_classes_ = model.n_classes_
     return encoder
 
 

@@ -117,11 +117,15 @@ class DaskEngine:
             label_encoder(model),
             backend,
             self.n_jobs,
-            int(getattr(model, "n_classes_", 1)),
+            model.n_blocks,
         )
         self.objective = Objective(self.data, self.spec, float(model.l2))
         self._theta: np.ndarray | None = None
         self._diagonal: np.ndarray | None = None
+
+    @property
+    def gauge(self):
+        return self.objective.gauge
 
     def at_optimum(self, theta, hessian, value_at_zero):
         self._theta = theta

@@ -70,6 +70,16 @@ def _chunk_minimiser_check(X, y, s, context, block_info=None):
     return out
 
 
+def _chunk_class_totals(X, y, s, context, block_info=None):
+    """The total weight of each class in one chunk, (1, K)."""
+    spec = context["spec"]
+    start, stop = location(block_info)
+    if stop == start:
+        return np.zeros((1, spec.n_classes))
+    _, codes, s = chunk_inputs(spec, X, y, s, start, stop)
+    return np.bincount(codes.astype(np.int64), weights=s, minlength=spec.n_classes)[None].astype(np.float64)
+
+
 def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     """Fit an unfitted fastinfluence model on row-chunked Dask data, to the same optimum as ``model.fit``.
 
@@ -114,7 +124,7 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
         label_encoder(model),
         model.backend,
         V.check_n_jobs(n_jobs),
-        int(model.n_classes_),
+        model.n_blocks,
     )
     objective = Objective(data, spec, float(model.l2))
     p = objective.n_params
@@ -128,8 +138,15 @@ def fit(model, X, y, sample_weight=None, *, n_jobs=1):
     )
     if not objective.total_weight > 0:
         raise ValueError("sample_weight is zero everywhere")
-    # (a multinomial model's classes are those of y: each has rows, so its intercept is bounded)
-    if float(model.l2) > 0 and model.fit_intercept and model.loss.name not in ("squared", "multinomial"):
+    if isinstance(
+        model, MultinomialLogisticRegression
+    ):  # a class of zero total weight: the model's own check, on per-chunk totals
+        parts = map_rows(data, _chunk_class_totals, shared({"spec": spec}), (spec.n_classes,), per_chunk=True)
+        (totals,) = compute(parts.sum(axis=0))
+        reason = model.empty_class_reason(totals)
+        if reason is not None:
+            result = dict(result, converged=False, message=reason)
+    elif float(model.l2) > 0 and model.fit_intercept and model.loss.name != "squared":
         # only the intercept is unpenalised: whether R has a minimiser is a look at the labels
         distinct = np.unique(labels) if classifier else np.array([largest_count])
         reason = intercept_only_reason(model.loss, model.encode_targets(distinct, distinct.size, "y"))

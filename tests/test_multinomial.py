@@ -371,6 +371,11 @@ def test_frames_label_classes():
     assert decision.columns[0] == ("p", "ant")
     coefficient = inf.on(T.Coefficient(("cat", "b")))
     assert coefficient.columns.tolist() == [("cat", "b")]
+    assert coefficient.columns.names == ["class", "feature"]
+    top = inf.top_k_on(T.DecisionFunction(test_frame), 2)
+    assert list(top.columns[:2]) == ["test_row", "class"]
+    assert len(top) == 4 * 3 * 2 * 2  # (test point, class) x kind x rank
+    assert set(top["kind"]) == {"lowers", "raises"}
     assert inf.loss(test_frame, y_test).columns.tolist() == ["p", "q", "r", "t"]
 
 

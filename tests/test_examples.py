@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -46,6 +47,8 @@ def check_digits_multiclass(out):
     assert float(every["influence"]) > 0.8
     assert float(every["newton"]) > max(0.93, float(every["influence"]))
     assert float(protocol["newton"]) > max(0.98, float(protocol["influence"]))
+    if importlib.util.find_spec("matplotlib"):
+        assert "wrote fig2.png" in out
 
 
 CHECKS = {
@@ -55,8 +58,11 @@ CHECKS = {
     "digits_multiclass.py": check_digits_multiclass,
 }
 
-#: Options that make an example small enough for the test suite.
-SMALL = {"digits_multiclass.py": ["--train-rows", "120", "--top", "25", "--test-points", "2"]}
+#: Options that make an example small enough for the test suite (and draw its figure where it can).
+SMALL = {
+    "digits_multiclass.py": ["--train-rows", "120", "--top", "25", "--test-points", "2"]
+    + (["--plot", "fig2.png"] if importlib.util.find_spec("matplotlib") else [])
+}
 
 
 def test_every_example_has_a_check():

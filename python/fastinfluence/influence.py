@@ -506,10 +506,10 @@ class Influence:
         if isinstance(bound.axis, str):
             return top.to_frame(self._engine.train_rows, bound.labels, kinds=kinds, column=bound.axis)
         # columns labelled by pairs, (test_row, class) or (class, feature): one column each
-        frame = top.to_frame(self._engine.train_rows, bound.labels, kinds=kinds, column="target")
-        pairs = frame.pop("target").tolist()
+        frame = top.to_frame(self._engine.train_rows, None, kinds=kinds, column="target")
+        positions = frame.pop("target").to_numpy()
         for level, name in enumerate(bound.axis):
-            frame.insert(level, name, [pair[level] for pair in pairs])
+            frame.insert(level, name, [bound.labels[j][level] for j in positions])
         return frame
 
     def top_k(self, X_test, y_test, k=10):

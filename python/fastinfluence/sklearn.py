@@ -293,10 +293,10 @@ def _smooth_hinge_text(est, loss_name: str, t: float) -> str:
 _SGD_NOTE = " Stochastic gradient descent stops short of the exact optimum, so this is expected."
 
 
-def _translate_logistic(est, n: int) -> _Translation:
+def _translate_logistic(est, n: int, X_sample) -> _Translation:
     """A LogisticRegression: binary, or multinomial with more than two classes."""
     l2 = _logistic_l2(est, n)
-    if _is_multinomial(est):
+    if _is_multinomial(est, X_sample):
         return _Translation(
             MultinomialLogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True
         )
@@ -320,7 +320,7 @@ def _translate_logistic(est, n: int) -> _Translation:
     return spec
 
 
-def _translate(est, n: int, t: float) -> _Translation:
+def _translate(est, n: int, t: float, X_sample=None) -> _Translation:
     """The fastinfluence model (with l2) for the final estimator ``est``; raises for what is unsupported."""
     from sklearn.linear_model import (
         LinearRegression as SkLinearRegression,
@@ -350,7 +350,7 @@ def _translate(est, n: int, t: float) -> _Translation:
             est, "LogisticRegressionCV is not supported (refit a LogisticRegression with its C_)", TypeError
         )
     if isinstance(est, SkLogisticRegression):
-        return _translate_logistic(est, n)
+        return _translate_logistic(est, n, X_sample)
     if isinstance(est, LinearSVC):
         if est.penalty != "l2":
             raise _unsupported(est, f"LinearSVC with penalty={est.penalty!r} is not supported (only 'l2')")
@@ -405,16 +405,22 @@ def _translate(est, n: int, t: float) -> _Translation:
     raise _unsupported(est, f"{name} is not supported", TypeError)
 
 
-def _is_multinomial(est) -> bool:
-    """A fitted LogisticRegression whose classes share one softmax (more than two classes, not
-    one-vs-rest: every solver but liblinear, unless ``multi_class="ovr"`` in older scikit-learn)."""
+def _is_multinomial(est, X_sample=None) -> bool:
+    """A fitted LogisticRegression whose classes share one softmax: more than two classes and not
+    one-vs-rest. The solver and ``multi_class`` tell (liblinear and "ovr" are one-vs-rest); so do
+    its probabilities on ``X_sample`` rows, which are the softmax of its decision values exactly
+    when it is multinomial (newton-cholesky was one-vs-rest before scikit-learn 1.6)."""
     classes = getattr(est, "classes_", None)
     if classes is None or np.asarray(classes).size <= 2:
         return False
-    return (
-        getattr(est, "multi_class", "auto") in ("auto", "multinomial", "deprecated")
-        and est.solver != "liblinear"
-    )
+    if getattr(est, "multi_class", "auto") == "ovr" or est.solver == "liblinear":
+        return False
+    if X_sample is None or not len(X_sample):
+        return True
+    eta = np.asarray(est.decision_function(X_sample), dtype=np.float64)
+    softmax = np.exp(eta - eta.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    return bool(np.allclose(est.predict_proba(X_sample), softmax, rtol=1e-6, atol=1e-9))
 
 
 def _binary_classes(est) -> np.ndarray:
@@ -567,7 +573,7 @@ def from_sklearn(
 
     Xt = V.check_matrix(transform(estimator, X), "X")
     n, d = Xt.shape
-    spec = _translate(final, n, t)
+    spec = _translate(final, n, t, Xt[:16])
     model = spec.model
     model.set_params(
         fit_intercept=bool(final.fit_intercept), tol=tol, max_iter=max_iter, backend=backend, n_jobs=n_jobs

@@ -47,8 +47,19 @@ def check_digits_multiclass(out):
     assert float(every["influence"]) > 0.8
     assert float(every["newton"]) > max(0.93, float(every["influence"]))
     assert float(protocol["newton"]) > max(0.98, float(protocol["influence"]))
-    if importlib.util.find_spec("matplotlib"):
+    if PLOTS:
         assert "wrote fig2.png" in out
+
+
+def check_response_function(out):
+    assert "fitted line: y = 1.000000 x + 0.166667" in out
+    for influence, difference in re.findall(r"I_up,params = (\[.*?\]), \(theta.*? = (\[.*?\])", out):
+        assert influence == difference  # the derivative of the exact refit, to the digits printed
+    assert "(0, 0) on (0, 0)    -0.069444 | -0.046296 | -0.047164" in out
+    largest = float(re.search(r"printed vs exact in the notebook's convention: ([\d.]+)%", out).group(1))
+    assert largest < 3.0
+    if PLOTS:
+        assert "wrote lines.png" in out
 
 
 CHECKS = {
@@ -56,12 +67,15 @@ CHECKS = {
     "mislabel_detection.py": check_mislabel_detection,
     "loo_validation.py": check_loo_validation,
     "digits_multiclass.py": check_digits_multiclass,
+    "response_function.py": check_response_function,
 }
 
 #: Options that make an example small enough for the test suite (and draw its figure where it can).
+PLOTS = importlib.util.find_spec("matplotlib") is not None
 SMALL = {
     "digits_multiclass.py": ["--train-rows", "120", "--top", "25", "--test-points", "2"]
-    + (["--plot", "fig2.png"] if importlib.util.find_spec("matplotlib") else [])
+    + (["--plot", "fig2.png"] if PLOTS else []),
+    "response_function.py": ["--plot", "lines.png"] if PLOTS else [],
 }
 
 

@@ -26,7 +26,7 @@ from .exceptions import (
     NotFittedError,
     PolishingWarning,
 )
-from .influence import Influence, exact_loo, exact_loo_on
+from .influence import Influence, exact_loo, exact_loo_on, response_function
 from .losses import Loss
 from .models import (
     LinearRegression,
@@ -61,6 +61,7 @@ __all__ = [
     "from_sklearn",
     "kernels",
     "losses",
+    "response_function",
     "show_config",
     "targets",
 ]

@@ -421,23 +421,22 @@ def take(labels, indices):
     return labels.take(indices)
 
 
-def label_matrix(values, train_labels, column_labels, column_name: str | tuple = "test_row"):
-    """A (k, c) result as a DataFrame: index ``train_row``, columns ``column_name`` (test points or
-    the columns of a target)."""
+def label_matrix(
+    values, train_labels, column_labels, column_name: str | tuple = "test_row", row_name: str = "train_row"
+):
+    """A (k, c) result as a DataFrame: index ``row_name`` (training rows, or candidate rows), columns
+    ``column_name`` (test points or the columns of a target)."""
     pd = require_pandas()
     column_labels = range(values.shape[1]) if column_labels is None else column_labels
     return pd.DataFrame(
-        values,
-        index=_index(train_labels, "train_row"),
-        columns=_index(column_labels, column_name),
-        copy=False,
+        values, index=_index(train_labels, row_name), columns=_index(column_labels, column_name), copy=False
     )
 
 
-def label_vector(values, train_labels, name: str):
-    """A (k,) result as a Series named ``name``, indexed by ``train_row``."""
+def label_vector(values, train_labels, name: str, row_name: str = "train_row"):
+    """A (k,) result as a Series named ``name``, indexed by ``row_name``."""
     pd = require_pandas()
-    return pd.Series(values, index=_index(train_labels, "train_row"), name=name, copy=False)
+    return pd.Series(values, index=_index(train_labels, row_name), name=name, copy=False)
 
 
 def label_params(values, train_labels, columns, fit_intercept: bool, classes=None):

@@ -55,7 +55,7 @@ from scipy import linalg
 from .backends.contract import Problem
 from .losses import loss_infimum
 from .multinomial import Gauge
-from .solvers import HessianOperator, RowHessianOperator, row_hessian_operator
+from .solvers import HessianOperator, RowHessianOperator, SumOperator, row_hessian_operator
 
 __all__ = [
     "MIN_RECIPROCAL_CONDITION",
@@ -110,12 +110,13 @@ class RowObjective:
     (zero at the sum-to-zero parameters, where the fit starts and stays), whose Hessian is definite.
     """
 
-    def __init__(self, backend, problem: Problem, n_jobs: int):
+    def __init__(self, backend, problem: Problem, n_jobs: int, *, with_gauge: bool = True):
         self.backend, self.problem, self.n_jobs = backend, problem, int(n_jobs)
         self.n_params = problem.n_params
         infimum = loss_infimum(problem.loss, problem.y)
         self.lower_bound = float(np.mean(infimum if problem.weights is None else problem.weights * infimum))
-        self.gauge = Gauge.for_problem(backend, problem, self.n_jobs) if problem.n_classes > 1 else None
+        multi = problem.n_classes > 1 and with_gauge
+        self.gauge = Gauge.for_problem(backend, problem, self.n_jobs) if multi else None
 
     def evaluate(self, theta, hessian):
         value, gradient, H = self.backend.evaluate(self.problem, theta, True, hessian, self.n_jobs)
@@ -135,6 +136,31 @@ class RowObjective:
         # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P
         c = np.asarray(self.backend.curvature_weights(p, theta, self.n_jobs))
         return RowHessianOperator(self.backend, p.X, p.fit_intercept, c, p.l2, 0.0, self.n_jobs)
+
+
+class SumObjective:
+    """sum_k sign_k R_k(theta), each R_k an objective over rows with non-negative weights: extra
+    points added (sign +1) to, or weight taken (sign -1) from, an objective, without handing a
+    kernel a negative weight (its Gram products scale rows by the square roots of the weights)."""
+
+    def __init__(self, parts, signs):
+        self.parts, self.signs = list(parts), [float(sign) for sign in signs]
+        self.n_params = self.parts[0].n_params
+        bounds = [sign * part.lower_bound for part, sign in zip(self.parts, self.signs)]
+        self.lower_bound = float(sum(bounds)) if all(sign > 0 for sign in self.signs) else -np.inf
+
+    def evaluate(self, theta, hessian):
+        value, gradient, H = 0.0, np.zeros(self.n_params), np.zeros((self.n_params,) * 2) if hessian else None
+        for part, sign in zip(self.parts, self.signs):
+            ev = part.evaluate(theta, hessian)
+            value += sign * ev.value
+            gradient = gradient + sign * ev.gradient
+            if H is not None:
+                H = H + sign * ev.hessian
+        return Evaluation(value, gradient, H)
+
+    def hessian_operator(self, theta):
+        return SumOperator([part.hessian_operator(theta) for part in self.parts], self.signs)
 
 
 def newton_cg_damping(diagonal: np.ndarray) -> float:

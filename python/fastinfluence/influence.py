@@ -73,6 +73,7 @@ label. An array training ``X`` gives arrays, whatever the test side is; so does
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -88,12 +89,14 @@ from .exceptions import (
     ConvergenceError,
     ConvergenceWarning,
     IllConditionedHessianError,
+    InvalidArgumentValueError,
     LeverageWarning,
     NotAtOptimumWarning,
     NotFittedError,
 )
-from .fitting import minimise, relative_decrement
+from .fitting import RowObjective, SumObjective, minimise, relative_decrement
 from .models import LinearModelBase
+from .new_points import NewPoints
 from .solvers import (
     DirectSolver,
     HessianOperator,
@@ -104,7 +107,7 @@ from .solvers import (
 )
 from .topk import TopK
 
-__all__ = ["Influence", "TopK", "exact_loo", "exact_loo_on"]
+__all__ = ["Influence", "TopK", "exact_loo", "exact_loo_on", "response_function"]
 
 #: Results larger than this many bytes are refused unless written into a
 #: caller-provided ``out`` array (a ``numpy.memmap`` for data larger than
@@ -623,6 +626,13 @@ class Influence:
         ``loo_on(TestLoss(X_test, y_test), method, indices)``, shape (k, m)."""
         return self.loo_on(T.TestLoss(X_test, y_test), method, indices)
 
+    def new_points(self, X_new, y_new):
+        """Points that are not in the training set, scored as candidates to add ("what would adding
+        this row do"): a :class:`fastinfluence.new_points.NewPoints` with ``params``, ``on``,
+        ``loss``, ``self_influence``, ``top_k_on`` and ``add_on``. Its I_up values are the
+        derivatives of :func:`response_function` at eps = 0."""
+        return NewPoints(self, X_new, y_new)
+
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
 
@@ -763,3 +773,58 @@ def exact_loo_on(model, X, y, indices, target, sample_weight=None, *, return_par
         change = D.label_matrix(change, labels, bound.labels, bound.axis)
         delta_params = D.label_params(delta_params, labels, columns, model.fit_intercept, _classes(model))
     return (change, delta_params) if return_params else change
+
+
+def response_function(model, X, y, X_new, y_new, eps, sample_weight=None):
+    """theta(eps) = argmin R(theta) + sum_j eps_j loss(z_j, theta): the exact refit with the points
+    z_j = (X_new[j], y_new[j]) added with weights eps_j (Koh & Liang's response function).
+
+    R is the model's objective on (X, y, sample_weight), with its n (adding eps loss(z) does
+    not change the 1/n of the training rows' mean); the refit is warm-started at
+    ``model.theta_`` and run to the model's tolerance. ``eps``: one number for every new point,
+    or one per point; a negative eps removes weight (keep it small enough that the objective
+    stays convex). The derivative at eps = 0 of theta(eps) with one point is
+    ``Influence(model, X, y).new_points(X_new, y_new).params()``; with a training row as z and
+    eps = -s_i/n the refit is the leave-one-out refit. Returns theta (p,).
+    """
+    _check_model(model)
+    X, _, _ = model.validate_features(X, "X")
+    n = X.shape[0]
+    y = model.encode_targets(y, n, "y")
+    s = V.check_sample_weight(sample_weight, n)
+    s = np.ones(n) if s is None else s
+    X_new, _, _ = model.validate_features(X_new, "X_new")
+    c = X_new.shape[0]
+    y_new = model.encode_targets(y_new, c, "y_new")
+    eps = np.asarray(eps, dtype=np.float64)
+    if eps.ndim > 1 or (eps.ndim == 1 and eps.shape[0] != c) or not np.all(np.isfinite(eps)):
+        raise InvalidArgumentValueError(
+            "eps", f"must be a finite number or one per new point ({c}); got {eps!r}"
+        )
+    eps = np.broadcast_to(eps, (c,))
+    # R plus the points of positive eps, minus those of negative eps: every part's weights >= 0
+    backend, n_jobs = get_backend(model.backend), V.check_n_jobs(model.n_jobs)
+    parts, signs = [model.row_objective(X, y, s)], [1.0]
+    for sign in (1.0, -1.0):
+        rows = np.flatnonzero(sign * eps > 0)
+        if rows.size:
+            # (1/c_k) sum_j (c_k |eps_j|) loss_j = sum_j |eps_j| loss_j, without a penalty
+            problem = model.problem(X_new[rows], y_new[rows], np.abs(eps[rows]) * rows.size)
+            problem = dataclasses.replace(problem, l2=0.0)
+            parts.append(RowObjective(backend, problem, n_jobs, with_gauge=False))
+            signs.append(sign)
+    result = minimise(
+        SumObjective(parts, signs),
+        model.theta_,
+        tol=float(model.tol),
+        max_iter=int(model.max_iter),
+        method=model.fit_method(model.theta_.size),
+        objective_scale=getattr(model, "objective_scale_", None),
+    )
+    if not result["converged"]:
+        warnings.warn(
+            f"the response-function refit did not converge: {result['message']}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return np.asarray(result["theta"], dtype=np.float64)

@@ -325,6 +325,22 @@ class MultinomialHessianOperator(HessianOperator):
         return diagonal + self.gauge.diagonal()
 
 
+class SumOperator(HessianOperator):
+    """sum_k sign_k H_k of undamped operators: the Hessian of a
+    :class:`fastinfluence.fitting.SumObjective`."""
+
+    def __init__(self, operators, signs, damping=0.0):
+        self.operators, self.signs, self.damping = list(operators), list(signs), float(damping)
+        first = self.operators[0]
+        self.n_params, self.fit_intercept, self.backend = first.n_params, first.fit_intercept, first.backend
+
+    def hessian_products(self, V: np.ndarray) -> np.ndarray:
+        return sum(sign * np.asarray(op.hessian_products(V)) for op, sign in zip(self.operators, self.signs))
+
+    def undamped_diagonal(self) -> np.ndarray:
+        return sum(sign * np.asarray(op.undamped_diagonal()) for op, sign in zip(self.operators, self.signs))
+
+
 def row_hessian_operator(backend, problem, d2, damping, n_jobs, gauge=None) -> HessianOperator:
     """H + damping I over the in-memory rows of ``problem`` at theta, from loss'' per row (the
     probabilities P for the multinomial loss, with its ``gauge``)."""

@@ -201,7 +201,7 @@ def _test_points(fit: Fit, X_test, y_test=None):
         )
     y_test = model.encode_targets(y_test, X_test.shape[0], "y_test")
     eta, _, d1, _ = fit.kernels.row_derivatives(model.problem(X_test, y_test, None), fit.theta, fit.n_jobs)
-    _check_finite_test_gradients(eta, d1, model.loss.name)
+    check_finite_gradients(eta, d1, model.loss.name)
     return X_test, y_test, eta, d1, test_rows
 
 
@@ -209,9 +209,9 @@ def _test_points(fit: Fit, X_test, y_test=None):
 _EXP_OVERFLOW = float(np.log(np.finfo(np.float64).max))
 
 
-def _check_finite_test_gradients(eta, d1, loss_name, what="test-loss"):
-    """ValueError naming X_test when test points have a non-finite eta or derivative of the target in
-    eta (loss', the mean function's derivative): their influence would be NaN."""
+def check_finite_gradients(eta, d1, loss_name, argument="X_test", what="test-loss"):
+    """ValueError naming ``argument`` when its rows have a non-finite eta or derivative of the target
+    in eta (loss', the mean function's derivative): their influence would be NaN."""
     bad = ~(np.isfinite(eta) & np.isfinite(d1))
     if bad.ndim == 2:  # multinomial: K entries per test point
         bad, eta = bad.any(axis=1), eta.max(axis=1)
@@ -222,7 +222,7 @@ def _check_finite_test_gradients(eta, d1, loss_name, what="test-loss"):
     if loss_name == "poisson":
         cause = f"; exp(eta) overflows double precision above eta = {_EXP_OVERFLOW:.2f}"
     raise InvalidArgumentValueError(
-        "X_test",
+        argument,
         f"has {rows.size} row(s) (the first at position {rows[0]}) whose {what} gradient is not "
         f"finite: their linear predictor eta reaches {np.max(eta[rows]):.6g} under the {loss_name} "
         f"loss{cause}. Their influence would be NaN; drop those rows (or check the scale of X_test "
@@ -309,8 +309,8 @@ class DecisionFunction(Target):
         X, _, eta, _, rows = _test_points(fit, self.X_test)
         K, m = _n_classes(fit), X.shape[0]
         ones = np.ones(m)
-        _check_finite_test_gradients(
-            eta, ones[:, None] if K > 1 else ones, fit.model.loss.name, "decision-value"
+        check_finite_gradients(
+            eta, ones[:, None] if K > 1 else ones, fit.model.loss.name, what="decision-value"
         )
         if K == 1 and self.class_ is not None:
             raise InvalidArgumentValueError(
@@ -332,7 +332,7 @@ def _mean_target(fit: Fit, X_test, mean: str, sign=1.0) -> Bound:
     X, _, eta, _, rows = _test_points(fit, X_test)
     sign = sign(X.shape[0]) if callable(sign) else np.full(X.shape[0], float(sign))
     derivative = _mean_derivative(mean, eta)
-    _check_finite_test_gradients(eta, derivative, fit.model.loss.name, "prediction")
+    check_finite_gradients(eta, derivative, fit.model.loss.name, what="prediction")
     G = V.augmented_transpose(X, sign * derivative, fit.fit_intercept)
     return Bound(G, rows, "test_row", "mean_function", fit.model.loss, X, eta, mean=mean, sign=sign)
 
@@ -376,7 +376,7 @@ class PredictProba(Target):
         # d P_c / d eta = P_c (e_c - P)
         scale = -P_c[:, None] * P
         scale[np.arange(m), codes] += P_c
-        _check_finite_test_gradients(eta, scale, fit.model.loss.name, "probability")
+        check_finite_gradients(eta, scale, fit.model.loss.name, what="probability")
         G = MN.rows_kron_transpose(X, scale, fit.fit_intercept)
         return Bound(
             G,

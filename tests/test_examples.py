@@ -62,12 +62,23 @@ def check_response_function(out):
         assert "wrote lines.png" in out
 
 
+def check_group_effects(out):
+    ratios = dict(re.findall(r"(first order|Newton) estimate: median ratio .*? = (\d\.\d+)", out))
+    assert float(ratios["first order"]) < 0.9  # the known underestimate of large groups
+    assert abs(float(ratios["Newton"]) - 1.0) < 0.05
+    coherent = re.search(r"coherent \(all\)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)", out)
+    assert float(coherent.group(4)) > 0.99  # Newton's Pearson r over the coherent groups
+    if PLOTS:
+        assert "wrote groups.png" in out
+
+
 CHECKS = {
     "quickstart.py": check_quickstart,
     "mislabel_detection.py": check_mislabel_detection,
     "loo_validation.py": check_loo_validation,
     "digits_multiclass.py": check_digits_multiclass,
     "response_function.py": check_response_function,
+    "group_effects.py": check_group_effects,
 }
 
 #: Options that make an example small enough for the test suite (and draw its figure where it can).
@@ -76,6 +87,7 @@ SMALL = {
     "digits_multiclass.py": ["--train-rows", "120", "--top", "25", "--test-points", "2"]
     + (["--plot", "fig2.png"] if PLOTS else []),
     "response_function.py": ["--plot", "lines.png"] if PLOTS else [],
+    "group_effects.py": ["--plot", "groups.png"] if PLOTS else [],
 }
 
 

@@ -26,7 +26,7 @@ from .exceptions import (
     NotFittedError,
     PolishingWarning,
 )
-from .influence import Influence, exact_loo, exact_loo_on, response_function
+from .influence import Influence, exact_group_loo_on, exact_loo, exact_loo_on, response_function
 from .losses import Loss
 from .models import (
     LinearRegression,
@@ -56,6 +56,7 @@ __all__ = [
     "PolishingWarning",
     "SmoothHingeClassifier",
     "build_info",
+    "exact_group_loo_on",
     "exact_loo",
     "exact_loo_on",
     "from_sklearn",

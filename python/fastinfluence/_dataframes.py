@@ -439,15 +439,18 @@ def label_vector(values, train_labels, name: str, row_name: str = "train_row"):
     return pd.Series(values, index=_index(train_labels, row_name), name=name, copy=False)
 
 
-def label_params(values, train_labels, columns, fit_intercept: bool, classes=None):
-    """A (k, p) parameter result: index ``train_row``, one column per feature (+ ``"intercept"``);
+def label_params(
+    values, train_labels, columns, fit_intercept: bool, classes=None, row_name: str = "train_row"
+):
+    """A (k, p) parameter result: index ``row_name``, one column per feature (+ ``"intercept"``);
     with ``classes`` (a multinomial model), ``(class, feature)`` columns, class by class."""
     pd = require_pandas()
     names = list(columns) + (["intercept"] if fit_intercept else [])
     if classes is not None:
-        index = pd.MultiIndex.from_product([list(classes), names], names=["class", "feature"])
-        return pd.DataFrame(values, index=_index(train_labels, "train_row"), columns=index, copy=False)
-    return pd.DataFrame(values, index=_index(train_labels, "train_row"), columns=pd.Index(names), copy=False)
+        columns_index = pd.MultiIndex.from_product([list(classes), names], names=["class", "feature"])
+    else:
+        columns_index = pd.Index(names)
+    return pd.DataFrame(values, index=_index(train_labels, row_name), columns=columns_index, copy=False)
 
 
 def label_pert(values, train_labels, test_labels, columns):

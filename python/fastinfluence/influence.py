@@ -95,6 +95,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .fitting import RowObjective, SumObjective, minimise, relative_decrement
+from .groups import Groups, group_indices
 from .models import LinearModelBase
 from .new_points import NewPoints
 from .solvers import (
@@ -107,7 +108,7 @@ from .solvers import (
 )
 from .topk import TopK
 
-__all__ = ["Influence", "TopK", "exact_loo", "exact_loo_on", "response_function"]
+__all__ = ["Influence", "TopK", "exact_group_loo_on", "exact_loo", "exact_loo_on", "response_function"]
 
 #: Results larger than this many bytes are refused unless written into a
 #: caller-provided ``out`` array (a ``numpy.memmap`` for data larger than
@@ -633,6 +634,13 @@ class Influence:
         derivatives of :func:`response_function` at eps = 0."""
         return NewPoints(self, X_new, y_new)
 
+    def groups(self, groups):
+        """Groups of training rows removed together: a :class:`fastinfluence.groups.Groups` with
+        ``loo_params``, ``loo_on`` and ``loo`` by the first-order and the Newton (Woodbury)
+        estimate. ``groups``: a label per training row, or a list of arrays of row positions;
+        :func:`exact_group_loo_on` refits."""
+        return Groups(self, groups)
+
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
 
@@ -744,29 +752,11 @@ def exact_loo_on(model, X, y, indices, target, sample_weight=None, *, return_par
     theta = model.theta_
     bound = target.bind(T.Fit(model, theta, backend, n_jobs, lambda X_test, y_test: (X_test, y_test)))
 
-    method = model.fit_method(theta.size)
-    objective_scale = getattr(model, "objective_scale_", None)
-    delta_params = np.empty((idx.size, theta.size))
-    for row, i in enumerate(idx):
-        weights = s.copy()
-        weights[i] = 0.0
-        # warm-started at theta, to the model's stopping rule and polished (R(0) barely moves)
-        result = minimise(
-            model.row_objective(X, y, weights),
-            theta,
-            tol=float(model.tol),
-            max_iter=int(model.max_iter),
-            method=method,
-            objective_scale=objective_scale,
-        )
-        result = model.check_minimiser(result, X, y, weights)  # removing a row can lose it
-        if not result["converged"]:
-            warnings.warn(
-                f"leave-one-out refit without row {i} did not converge: {result['message']}",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        delta_params[row] = np.asarray(result["theta"]) - theta
+    delta_params = (
+        np.stack([_refit_without(model, X, y, s, [i], f"row {i}") for i in idx])
+        if idx.size
+        else (np.empty((0, theta.size)))
+    )
     change = bound.change(backend, delta_params, bool(model.fit_intercept)).reshape(idx.size, bound.n_columns)
     if train_rows is not None:
         labels = D.take(train_rows, idx)
@@ -828,3 +818,53 @@ def response_function(model, X, y, X_new, y_new, eps, sample_weight=None):
             stacklevel=2,
         )
     return np.asarray(result["theta"], dtype=np.float64)
+
+
+def _refit_without(model, X, y, s, rows, what: str) -> np.ndarray:
+    """theta_{-rows} - theta: the refit with the weights of ``rows`` set to 0 (n fixed), warm-started
+    at theta, to the model's stopping rule and polished; warns when it has no minimiser."""
+    weights = s.copy()
+    weights[rows] = 0.0
+    result = minimise(
+        model.row_objective(X, y, weights),
+        model.theta_,
+        tol=float(model.tol),
+        max_iter=int(model.max_iter),
+        method=model.fit_method(model.theta_.size),
+        objective_scale=getattr(model, "objective_scale_", None),
+    )
+    result = model.check_minimiser(result, X, y, weights)  # removing rows can lose it
+    if not result["converged"]:
+        warnings.warn(
+            f"leave-one-out refit without {what} did not converge: {result['message']}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return np.asarray(result["theta"]) - model.theta_
+
+
+def exact_group_loo_on(model, X, y, groups, target, sample_weight=None, *, return_params=False):
+    """Brute force for groups: refit with every row of a group removed (weights 0, n fixed), for
+    each group. ``groups`` as :meth:`Influence.groups` takes them. Returns ``f(theta_{-G}) -
+    f(theta)``, (groups, c), and with ``return_params=True`` also ``theta_{-G} - theta``."""
+    _check_model(model)
+    if not isinstance(target, T.Target):
+        raise TypeError(f"target must be a fastinfluence.targets target, got {type(target).__name__}")
+    backend = get_backend(model.backend)
+    X, train_rows, columns = model.validate_features(X, "X")
+    n = X.shape[0]
+    y = model.encode_targets(y, n, "y")
+    s = V.check_sample_weight(sample_weight, n)
+    s = np.ones(n) if s is None else s
+    labels, members = group_indices(groups, n)
+    bound = target.bind(
+        T.Fit(model, model.theta_, backend, V.check_n_jobs(model.n_jobs), lambda a, b: (a, b))
+    )
+    delta = np.stack(
+        [_refit_without(model, X, y, s, rows, f"group {label!r}") for label, rows in zip(labels, members)]
+    )
+    change = bound.change(backend, delta, bool(model.fit_intercept)).reshape(len(members), bound.n_columns)
+    if train_rows is not None:
+        change = D.label_matrix(change, labels, bound.labels, bound.axis, row_name="group")
+        delta = D.label_params(delta, labels, columns, model.fit_intercept, _classes(model), "group")
+    return (change, delta) if return_params else change

@@ -95,6 +95,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .fitting import RowObjective, SumObjective, minimise, relative_decrement
+from .flips import flip_set
 from .groups import Groups, group_indices
 from .models import LinearModelBase
 from .new_points import NewPoints
@@ -640,6 +641,17 @@ class Influence:
         estimate. ``groups``: a label per training row, or a list of arrays of row positions;
         :func:`exact_group_loo_on` refits."""
         return Groups(self, groups)
+
+    def flip_set(self, target, threshold=0.0, *, max_size=None, candidates=200):
+        """A small set of training rows whose removal moves a quantity across ``threshold``: the sign
+        of a coefficient (``Coefficient``, threshold 0), a test point's predicted label (its
+        ``DecisionFunction``, 0) or probability (``PredictProba``, e.g. 0.5), a test loss risen by a
+        given amount (``TestLoss``, its value plus the amount). Greedy removal by the Newton group
+        estimate with rank-one updates, confirmed by exact refits (:mod:`fastinfluence.flips`);
+        ``max_size`` rows at most (default 5% of n), chosen among the ``candidates`` rows whose own
+        removal moves it most. Returns a :class:`fastinfluence.flips.FlipSet`; ``confirmed`` is
+        False, and its ``message`` says so, when no set below ``max_size`` is found."""
+        return flip_set(self, target, threshold, max_size, candidates)
 
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.

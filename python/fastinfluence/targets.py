@@ -106,6 +106,21 @@ class Bound:
     def n_columns(self) -> int:
         return self.gradients.shape[1]
 
+    def value(self, kernels, theta: np.ndarray, fit_intercept: bool) -> np.ndarray:
+        """f(theta) of each column (c,), for the models with one linear predictor per row."""
+        if self.kind == "linear":
+            return self.gradients.T @ theta
+        if self.n_classes > 1:
+            raise NotImplementedError("the value of a multinomial model's target (its changes are available)")
+        eta = V.linear_predictor(self.X, theta, fit_intercept)
+        if self.kind in ("loss", "mean_loss"):
+            values = np.asarray(kernels.loss_terms(self.loss, self.y, eta)[0], dtype=np.float64)
+            return values if self.kind == "loss" else values.mean(keepdims=True)
+        sign = np.broadcast_to(np.asarray(self.sign, dtype=np.float64), eta.shape)
+        if self.mean == "logistic":  # sigma(eta), or 1 - sigma(eta) = sigma(-eta) for the other class
+            return _expit(sign * eta)
+        return np.exp(eta) if self.mean == "exp" else eta
+
     def _loss_difference(self, kernels, y, delta_eta):
         assert self.eta is not None  # the kinds that need a loss difference carry the test points
         if self.n_classes > 1:

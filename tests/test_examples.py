@@ -53,7 +53,9 @@ def check_digits_multiclass(out):
 
 def check_response_function(out):
     assert "fitted line: y = 1.000000 x + 0.166667" in out
-    for influence, difference in re.findall(r"I_up,params = (\[.*?\]), \(theta.*? = (\[.*?\])", out):
+    pairs = re.findall(r"I_up,params = (\[.*?\]), \(theta.*? = (\[.*?\])", out)
+    assert len(pairs) == 3
+    for influence, difference in pairs:
         assert influence == difference  # the derivative of the exact refit, to the digits printed
     assert "(0, 0) on (0, 0)    -0.069444 | -0.046296 | -0.047164" in out
     largest = float(re.search(r"printed vs exact in the notebook's convention: ([\d.]+)%", out).group(1))

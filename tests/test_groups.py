@@ -142,3 +142,29 @@ def test_dask_groups_agree_with_memory():
     groups = fid.Influence(model, da.from_array(X, chunks=(30, -1)), y, sample_weight=s).groups(labels)
     for method in ("influence", "newton"):
         assert_close(groups.loo(X_test, y_test, method), expected.loo(X_test, y_test, method), 1e-9)
+
+
+def test_duplicates_tuples_singular_groups_and_cg():
+    model, X, y, s, _X_test, _y_test = problem("squared")
+    inf = fi.Influence(model, X, y, s)
+    # a row listed twice is removed once, as the refit removes it
+    twice = inf.groups([[3, 3, 7]]).loo_params("newton")
+    assert_close(twice, inf.groups([[3, 7]]).loo_params("newton"), 1e-12)
+    _, exact = fi.exact_group_loo_on(model, X, y, [[3, 7]], T.Coefficient(0), s, return_params=True)
+    assert_close(twice, exact, 1e-8)
+    # tuple labels, one per row, are labels
+    labels = [(i % 2, i % 3) for i in range(X.shape[0])]
+    assert len(inf.groups(labels).labels_) == 6
+    # CG: the same estimates, the reduced Hessian formed from the operator for large groups
+    cg = fi.Influence(model, X, y, s, solver="cg", solver_options={"tol": 1e-12})
+    members = [np.arange(0, 3), np.arange(10, 40)]
+    assert_close(cg.groups(members).loo_params("newton"), inf.groups(members).loo_params("newton"), 1e-8)
+    # a group whose removal leaves a singular Hessian: NaN and a warning, as for single rows
+    Xs = np.hstack([X, np.zeros((X.shape[0], 1))])
+    Xs[0, -1] = 1.0  # a column only row 0 has
+    singular = make_model("squared", l2=0.0, tol=1e-13).fit(Xs, y)
+    inf_s = fi.Influence(singular, Xs, y)
+    with pytest.warns(fi.LeverageWarning, match="singular Hessian"):
+        steps = inf_s.groups([[0], [0, 1, 2, 3], list(range(40))]).loo_params("newton")
+    assert np.isnan(steps[:2]).all()
+    assert np.isfinite(steps[2]).all() or np.isnan(steps[2]).all()

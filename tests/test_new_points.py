@@ -201,3 +201,14 @@ def test_new_points_whose_gradient_overflows_name_x_new():
     with pytest.raises(fi.InvalidArgumentError, match="not finite") as info:
         fi.Influence(model, X, y, s).new_points(X_bad, np.array([1.0, 2.0]))
     assert info.value.argument == "X_new"
+
+
+def test_multinomial_response_function_with_newton_cg():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((50, 3))
+    y = np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(50, 3)), axis=1)
+    for method in ("newton", "newton_cg"):
+        model = fi.MultinomialLogisticRegression(l2=1e-2, tol=1e-12, method=method).fit(X, y)
+        up, down = (fi.response_function(model, X, y, X[:2], y[:2], e) for e in (1e-5, -1e-5))
+        expected = fi.Influence(model, X, y).new_points(X[:2], y[:2]).params().sum(axis=0)
+        assert_close((up - down) / 2e-5, expected, 1e-5, atol_fraction=1e-6)

@@ -130,7 +130,7 @@ class RowObjective:
 
     def hessian_operator(self, theta):
         p = self.problem
-        if self.gauge is not None:  # the Hessian's weights are the probabilities at theta
+        if p.n_classes > 1:  # the Hessian's weights are the probabilities at theta
             P = np.asarray(self.backend.row_derivatives(p, theta, self.n_jobs).d2)
             return row_hessian_operator(self.backend, p, P, 0.0, self.n_jobs, self.gauge)
         # c_i = s_i loss''_i / n at theta: H = Xa^T diag(c) Xa + l2 P

@@ -21,6 +21,7 @@ solved instead (size p). It is the exact refit for the squared loss. A target f 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -34,16 +35,26 @@ __all__ = ["Groups", "group_indices"]
 
 
 def group_indices(groups, n: int) -> tuple[list, list[np.ndarray]]:
-    """(labels, one array of row positions per group) from a label per row ((n,), groups in the
-    order ``numpy.unique`` sorts the labels) or a sequence of index arrays (labels 0, 1, ...)."""
-    if isinstance(groups, (list, tuple)) and groups and all(np.ndim(g) == 1 for g in groups):
-        members = [V.check_indices(np.asarray(g, dtype=np.int64), n, "groups") for g in groups]
-        for k, g in enumerate(members):
-            assert g is not None
-            if g.size == 0:
+    """(labels, one sorted array of distinct row positions per group) from a label per row ((n,):
+    numbers, strings, tuples; groups in the order ``numpy.unique`` sorts the labels) or a list of
+    index arrays (NumPy arrays or lists of positions; labels 0, 1, ...)."""
+    if (
+        isinstance(groups, (list, tuple))
+        and groups
+        and all(isinstance(g, (list, np.ndarray)) for g in groups)
+    ):
+        members = []
+        for k, g in enumerate(groups):
+            rows = V.check_indices(np.asarray(g, dtype=np.int64), n, "groups")
+            if rows is None or rows.size == 0:
                 raise InvalidArgumentValueError("groups", f"group {k} is empty")
-        return list(range(len(members))), [g for g in members if g is not None]
-    labels = np.asarray(D.to_numpy_1d(groups, "groups")[0])
+            members.append(np.unique(rows))  # a row is removed once, however often it is listed
+        return list(range(len(members))), members
+    if isinstance(groups, (list, tuple)):  # labels, possibly tuples: one object per row
+        labels = np.empty(len(groups), dtype=object)
+        labels[:] = list(groups)
+    else:
+        labels = np.asarray(D.to_numpy_1d(groups, "groups")[0])
     if labels.shape != (n,):
         raise InvalidArgumentValueError(
             "groups",
@@ -51,9 +62,15 @@ def group_indices(groups, n: int) -> tuple[list, list[np.ndarray]]:
         )
     if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
         raise InvalidArgumentValueError("groups", "has missing (NaN) labels")
-    if labels.dtype.kind == "O" and any(v is None for v in labels.tolist()):
-        raise InvalidArgumentValueError("groups", "has missing (None) labels")
-    names, codes = np.unique(labels, return_inverse=True)
+    if labels.dtype.kind == "O" and any(
+        v is None or (isinstance(v, float) and math.isnan(v)) for v in labels.tolist()
+    ):
+        raise InvalidArgumentValueError("groups", "has missing (None or NaN) labels")
+    try:
+        names, codes = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise InvalidArgumentValueError("groups", "mixes labels that cannot be sorted together") from None
+    codes = codes.reshape(-1)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(names.size + 1))
     return names.tolist(), [order[bounds[k] : bounds[k + 1]] for k in range(names.size)]
@@ -78,7 +95,9 @@ class Groups:
             return values
         if bound is None:
             columns, fit_intercept = inf._engine.columns, inf._engine.fit_intercept
-            return D.label_params(values, self.labels_, columns, fit_intercept, _classes(inf.model), "group")
+            return D.label_params(
+                values, self.labels_, columns, fit_intercept, MN.class_labels(inf.model), "group"
+            )
         return D.label_matrix(values, self.labels_, bound.labels, bound.axis, row_name="group")
 
     def _steps(self, method: str) -> np.ndarray:
@@ -86,35 +105,53 @@ class Groups:
         inf = self._influence
         inf._check_method(method)
         engine, fit_intercept, K = inf._engine, inf._engine.fit_intercept, inf.model.n_blocks
-        n = inf.n_samples_
-        steps = np.empty((len(self._members), inf.n_params_))
-        risky = 0
+        n, p = inf.n_samples_, inf.n_params_
+        inf._check_result_size((len(self._members), p), "the groups' parameter changes")
+        # every group's rows in one gather (one pass on Dask), then each group's slice
+        everyone = np.unique(np.concatenate(self._members))
+        block = engine.gather(engine.rows(everyone))
+        steps = np.empty((len(self._members), p))
+        floor, H, risky = inf._leverage_floor(), None, 0
         for k, members in enumerate(self._members):
-            block = engine.gather(engine.rows(members))
-            c = block.s / n
-            rho = (c[:, None] * block.d1 if K > 1 else c * block.d1).reshape(-1)
-            B = MN.eta_gradients(block.X, K, fit_intercept)  # (p, K |G|), columns i K + l
+            at = np.searchsorted(everyone, members)
+            X, c = block.X[at], block.s[at] / n
+            rho = (c[:, None] * block.d1[at] if K > 1 else c * block.d1[at]).reshape(-1)
+            B = MN.eta_gradients(X, K, fit_intercept)  # (p, K |G|), columns i K + l
             if method == "influence":  # one solve: H^{-1} (B rho)
                 steps[k] = inf.solver_.solve(B @ rho)
                 continue
-            C = _curvature_blocks(c, block.d2, K)
-            if B.shape[1] > inf.n_params_ and inf.hessian_ is not None:
-                # H - B C B^T directly: a solve of size p (the damping as Influence's solver has it)
-                reduced = inf.hessian_ + inf.damping * np.eye(inf.n_params_) - B @ C @ B.T
-                try:
-                    steps[k] = np.linalg.solve(reduced, B @ rho)
-                except np.linalg.LinAlgError:
+            L = _curvature_factor(c, block.d2[at], K)  # C = L^T L: (|G|, K, K) diagonal blocks
+            if B.shape[1] > p:
+                # H - B C B^T directly (a solve of size p); H formed once, from the operator if need be
+                if H is None:
+                    H = (
+                        inf.hessian_ + inf.damping * np.eye(p)
+                        if inf.hessian_ is not None
+                        else inf._operator.dense()
+                    )
+                # B C B^T = (B L^T)(B L^T)^T, block by block: no K|G| x K|G| matrix
+                BL = np.einsum("pik,ilk->pil", B.reshape(p, -1, K), L).reshape(p, -1)
+                reduced = H - BL @ BL.T
+                scale = 1.0 / np.sqrt(np.maximum(np.diag(H), np.finfo(float).tiny))
+                smallest = np.linalg.eigvalsh(reduced * scale[:, None] * scale[None, :])[0]
+                if not smallest > floor:
                     steps[k], risky = np.nan, risky + 1
+                    continue
+                steps[k] = np.linalg.solve(reduced, B @ rho)
                 continue
             HB = inf.solver_.solve(B)
-            system = np.eye(B.shape[1]) - C @ (B.T @ HB)
-            try:
-                steps[k] = HB @ np.linalg.solve(system, rho)
-            except np.linalg.LinAlgError:
+            dense = _block_diagonal(L)  # small here: K|G| <= p
+            LS = dense @ (B.T @ HB)
+            # the eigenvalues of I - C S are those of I - L S L^T: their smallest plays 1 - h's part
+            inner = LS @ dense.T
+            if not np.linalg.eigvalsh(np.eye(inner.shape[0]) - 0.5 * (inner + inner.T))[0] > floor:
                 steps[k], risky = np.nan, risky + 1
+                continue
+            steps[k] = HB @ np.linalg.solve(np.eye(B.shape[1]) - dense.T @ LS, rho)
         if risky:
             warnings.warn(
-                f"{risky} group(s) leave a singular Hessian when removed (their Newton estimates are NaN)",
+                f"{risky} group(s) leave a (numerically) singular Hessian when removed: the objective "
+                "without them has no unique minimiser, so their Newton estimates are set to NaN",
                 LeverageWarning,
                 stacklevel=3,
             )
@@ -141,17 +178,19 @@ class Groups:
         return self.loo_on(TestLoss(X_test, y_test), method)
 
 
-def _curvature_blocks(c: np.ndarray, d2: np.ndarray, K: int) -> np.ndarray:
-    """C_G: diag(c_i loss''_i), or block-diagonal c_i Q_i (Q_i = diag(P_i) - P_i P_i^T) for K > 1."""
+def _curvature_factor(c: np.ndarray, d2: np.ndarray, K: int) -> np.ndarray:
+    """The diagonal blocks (|G|, K, K) of L with C_G = L^T L: sqrt(c_i loss''_i), or sqrt(c_i) F_i
+    with Q_i = F_i^T F_i (:mod:`fastinfluence.multinomial`) for K > 1."""
     if K == 1:
-        return np.diag(c * d2)
-    k = c.size
-    C = np.zeros((k * K, k * K))
+        return np.sqrt(np.maximum(c * d2, 0.0))[:, None, None]
+    F = np.sqrt(d2)[:, :, None] * (np.eye(K)[None] - d2[:, None, :])
+    return np.sqrt(c)[:, None, None] * F
+
+
+def _block_diagonal(blocks: np.ndarray) -> np.ndarray:
+    """The dense block-diagonal matrix of (k, K, K) blocks."""
+    k, K, _ = blocks.shape
+    dense = np.zeros((k * K, k * K))
     for i in range(k):
-        P = d2[i]
-        C[i * K : (i + 1) * K, i * K : (i + 1) * K] = c[i] * (np.diag(P) - np.outer(P, P))
-    return C
-
-
-def _classes(model):
-    return np.asarray(model.classes_).tolist() if model.n_blocks > 1 else None
+        dense[i * K : (i + 1) * K, i * K : (i + 1) * K] = blocks[i]
+    return dense

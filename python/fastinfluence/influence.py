@@ -354,7 +354,7 @@ class Influence:
             self._train_labels(indices),
             self._engine.columns,
             self._engine.fit_intercept,
-            _classes(self.model),
+            MN.class_labels(self.model),
         )
 
     def _as_vector(self, values, indices, name):
@@ -699,11 +699,6 @@ class ProjectedOperator(HessianOperator):
         return AV - self.project(AV) + self.shift * self.project(V)
 
 
-def _classes(model):
-    """The class labels of a multinomial model's parameter blocks, else None."""
-    return np.asarray(model.classes_).tolist() if model.n_blocks > 1 else None
-
-
 def _check_out(out, shape, inputs):
     """``out`` must be a writable C-contiguous float64 array of ``shape`` overlapping none of ``inputs``."""
     if not isinstance(out, np.ndarray):
@@ -747,34 +742,7 @@ def exact_loo_on(model, X, y, indices, target, sample_weight=None, *, return_par
     labelled as :meth:`Influence.loo_on` and :meth:`Influence.loo_params` label theirs
     when X is a frame.
     """
-    _check_model(model)
-    if not isinstance(target, T.Target):
-        raise TypeError(f"target must be a fastinfluence.targets target, got {type(target).__name__}")
-    backend = get_backend(model.backend)
-    n_jobs = V.check_n_jobs(model.n_jobs)
-    X, train_rows, columns = model.validate_features(X, "X")
-    if train_rows is not None:
-        D.require_pandas("exact_loo results for DataFrame input")
-    n = X.shape[0]
-    y = model.encode_targets(y, n, "y")
-    s = V.check_sample_weight(sample_weight, n)
-    s = np.ones(n) if s is None else s
-    idx = V.check_indices(indices, n)
-    idx = np.arange(n) if idx is None else idx
-    theta = model.theta_
-    bound = target.bind(T.Fit(model, theta, backend, n_jobs, lambda X_test, y_test: (X_test, y_test)))
-
-    delta_params = (
-        np.stack([_refit_without(model, X, y, s, [i], f"row {i}") for i in idx])
-        if idx.size
-        else (np.empty((0, theta.size)))
-    )
-    change = bound.change(backend, delta_params, bool(model.fit_intercept)).reshape(idx.size, bound.n_columns)
-    if train_rows is not None:
-        labels = D.take(train_rows, idx)
-        change = D.label_matrix(change, labels, bound.labels, bound.axis)
-        delta_params = D.label_params(delta_params, labels, columns, model.fit_intercept, _classes(model))
-    return (change, delta_params) if return_params else change
+    return _exact_removals(model, X, y, sample_weight, target, return_params, indices=indices)
 
 
 def response_function(model, X, y, X_new, y_new, eps, sample_weight=None):
@@ -832,9 +800,10 @@ def response_function(model, X, y, X_new, y_new, eps, sample_weight=None):
     return np.asarray(result["theta"], dtype=np.float64)
 
 
-def _refit_without(model, X, y, s, rows, what: str) -> np.ndarray:
-    """theta_{-rows} - theta: the refit with the weights of ``rows`` set to 0 (n fixed), warm-started
-    at theta, to the model's stopping rule and polished; warns when it has no minimiser."""
+def _refit_without(model, X, y, s, rows, what: str, *, warn: bool = True):
+    """(theta_{-rows} - theta, converged): the refit with the weights of ``rows`` set to 0 (n fixed),
+    warm-started at theta, to the model's stopping rule and polished; by default warns when it has
+    no minimiser (removing rows can lose it) or does not converge."""
     weights = s.copy()
     weights[rows] = 0.0
     result = minimise(
@@ -845,38 +814,51 @@ def _refit_without(model, X, y, s, rows, what: str) -> np.ndarray:
         method=model.fit_method(model.theta_.size),
         objective_scale=getattr(model, "objective_scale_", None),
     )
-    result = model.check_minimiser(result, X, y, weights)  # removing rows can lose it
-    if not result["converged"]:
+    result = model.check_minimiser(result, X, y, weights)
+    if warn and not result["converged"]:
         warnings.warn(
-            f"leave-one-out refit without {what} did not converge: {result['message']}",
+            f"the refit without {what} did not converge: {result['message']}",
             ConvergenceWarning,
             stacklevel=3,
         )
-    return np.asarray(result["theta"]) - model.theta_
+    return np.asarray(result["theta"]) - model.theta_, bool(result["converged"])
 
 
 def exact_group_loo_on(model, X, y, groups, target, sample_weight=None, *, return_params=False):
     """Brute force for groups: refit with every row of a group removed (weights 0, n fixed), for
     each group. ``groups`` as :meth:`Influence.groups` takes them. Returns ``f(theta_{-G}) -
     f(theta)``, (groups, c), and with ``return_params=True`` also ``theta_{-G} - theta``."""
+    return _exact_removals(model, X, y, sample_weight, target, return_params, groups=groups)
+
+
+def _exact_removals(model, X, y, sample_weight, target, return_params, *, indices=None, groups=None):
+    """The refits of exact_loo_on (each row of ``indices``) and exact_group_loo_on (each group)."""
     _check_model(model)
     if not isinstance(target, T.Target):
         raise TypeError(f"target must be a fastinfluence.targets target, got {type(target).__name__}")
     backend = get_backend(model.backend)
     X, train_rows, columns = model.validate_features(X, "X")
+    if train_rows is not None:
+        D.require_pandas("exact_loo results for DataFrame input")
     n = X.shape[0]
     y = model.encode_targets(y, n, "y")
     s = V.check_sample_weight(sample_weight, n)
     s = np.ones(n) if s is None else s
-    labels, members = group_indices(groups, n)
-    bound = target.bind(
-        T.Fit(model, model.theta_, backend, V.check_n_jobs(model.n_jobs), lambda a, b: (a, b))
-    )
-    delta = np.stack(
-        [_refit_without(model, X, y, s, rows, f"group {label!r}") for label, rows in zip(labels, members)]
-    )
+    if groups is None:  # one row per removal, labelled by its training row
+        idx = V.check_indices(indices, n)
+        idx = np.arange(n) if idx is None else idx
+        members, names = [np.array([i]) for i in idx], [f"row {i}" for i in idx]
+        labels, row_name = (None if train_rows is None else D.take(train_rows, idx)), "train_row"
+    else:
+        labels, members = group_indices(groups, n)
+        names, row_name = [f"group {label!r}" for label in labels], "group"
+    fit = T.Fit(model, model.theta_, backend, V.check_n_jobs(model.n_jobs), lambda a, b: (a, b))
+    bound = target.bind(fit)
+    delta = np.empty((len(members), model.theta_.size))
+    for k, (rows, name) in enumerate(zip(members, names)):
+        delta[k] = _refit_without(model, X, y, s, rows, name)[0]
     change = bound.change(backend, delta, bool(model.fit_intercept)).reshape(len(members), bound.n_columns)
     if train_rows is not None:
-        change = D.label_matrix(change, labels, bound.labels, bound.axis, row_name="group")
-        delta = D.label_params(delta, labels, columns, model.fit_intercept, _classes(model), "group")
+        change = D.label_matrix(change, labels, bound.labels, bound.axis, row_name=row_name)
+        delta = D.label_params(delta, labels, columns, model.fit_intercept, MN.class_labels(model), row_name)
     return (change, delta) if return_params else change

@@ -57,6 +57,7 @@ from . import _validation as V
 __all__ = [
     "Gauge",
     "class_design",
+    "class_labels",
     "eta_gradients",
     "leverage_blocks",
     "linear_predictors",
@@ -149,6 +150,11 @@ def eta_gradients(X, n_blocks: int, fit_intercept: bool) -> np.ndarray:
     if n_blocks == 1:
         return V.augmented_transpose(X, np.ones(X.shape[0]), fit_intercept)
     return class_design(X, n_blocks, fit_intercept)
+
+
+def class_labels(model) -> list | None:
+    """The labels of a multinomial model's parameter blocks (for (class, feature) columns), else None."""
+    return np.asarray(model.classes_).tolist() if model.n_blocks > 1 else None
 
 
 def softmax(eta: np.ndarray) -> np.ndarray:

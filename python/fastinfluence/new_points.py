@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dataframes as D
+from . import _validation as V
 from . import multinomial as MN
 from . import rowwise
 from . import targets as T
@@ -60,6 +61,7 @@ class NewPoints:
     def params(self):
         """I_up,params(z) = -H^{-1} g_z for each candidate, (c, p): d theta / d eps."""
         inf = self._influence
+        inf._check_result_size((self.n_points_, inf.n_params_), "the new points' parameter influence")
         ctx = inf._context()
         scale = rowwise.row_scale(inf._engine.kernels, self._block, ctx)
         return inf.solver_.solve(MN.row_gradients(self._block.X, scale, inf._engine.fit_intercept)).T
@@ -69,6 +71,7 @@ class NewPoints:
         (upweighting it from 0) lowers f. One solve for the target, one product per row block."""
         inf = self._influence
         bound = inf._bind(target)
+        inf._check_result_size((self.n_points_, bound.n_columns), "the new points' influence matrix")
         ctx = inf._context(M=inf._solved(bound))
         return self._label(rowwise.scaled_products(inf._engine.kernels, self._block, ctx), bound)
 
@@ -86,7 +89,7 @@ class NewPoints:
         """The k candidates whose addition lowers (``helpful_*``) and raises (``harmful_*``) the target
         most, per column, streaming over the candidates (arrays; row numbers of ``X_new``)."""
         inf = self._influence
-        k = min(int(k), self.n_points_)
+        k = min(V.check_positive_int(k, "k", maximum=None), self.n_points_)
         ctx = inf._context(M=inf._solved(inf._bind(target)), k=k)
         return unpack(rowwise.top_k_candidates(inf._engine.kernels, self._block, ctx))
 

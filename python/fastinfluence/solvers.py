@@ -312,7 +312,7 @@ class MultinomialHessianOperator(HessianOperator):
         HV = self.backend.multinomial_gram_product(
             self.X, self.fit_intercept, self.c, self.P, self.l2, V, self.n_jobs
         )
-        return np.asarray(HV) + self.gauge.product(V)
+        return np.asarray(HV) if self.gauge is None else np.asarray(HV) + self.gauge.product(V)
 
     def undamped_diagonal(self) -> np.ndarray:
         diagonal = np.array(
@@ -322,7 +322,7 @@ class MultinomialHessianOperator(HessianOperator):
         d = self.X.shape[1]
         blocks = diagonal.reshape(self.P.shape[1], -1)
         blocks[:, :d] += self.l2
-        return diagonal + self.gauge.diagonal()
+        return diagonal if self.gauge is None else diagonal + self.gauge.diagonal()
 
 
 class SumOperator(HessianOperator):

@@ -327,3 +327,13 @@ def test_show_config_prints_eigen_version_and_openmp(capsys):
     assert info["compiled_core"] == "available"
     assert isinstance(info["threads"], int)
     assert info["threads"] >= 1
+
+
+def test_build_info_names_the_instruction_sets_compiled_for():
+    # from the compiler's macros (Eigen's "simd" string says AVX for an AVX2 + FMA build too)
+    from fastinfluence import _core
+
+    sets = _core.build_info()["instruction_sets"]
+    assert set(sets) <= {"SSE4.2", "AVX", "AVX2", "FMA", "AVX512F", "NEON"}
+    assert "AVX2" not in sets or "AVX" in sets  # AVX2 implies AVX
+    assert fi.build_info()["instruction_sets"] == (", ".join(sets) or "baseline")

@@ -38,6 +38,7 @@ PYBIND11_MODULE(_core, m) {
     info["openmp"] = fastinfluence::openmp_enabled();
     info["max_threads"] = fastinfluence::max_threads();
     info["simd"] = fastinfluence::simd_instruction_sets();
+    info["instruction_sets"] = fastinfluence::compiled_instruction_sets();
 #ifdef FASTINFLUENCE_BUILD_TYPE
     info["build_type"] = FASTINFLUENCE_BUILD_TYPE;
 #else

@@ -24,6 +24,7 @@ def build_info() -> dict:
         openmp="on" if core["openmp"] else "off",
         threads=core["max_threads"],
         simd=core["simd"],
+        instruction_sets=", ".join(core["instruction_sets"]) or "baseline",
         build_type=core["build_type"],
     )
     try:

@@ -32,7 +32,8 @@ _Floats = npt.ArrayLike  # converted to contiguous float64
 _F64 = npt.NDArray[np.float64]
 
 def build_info() -> dict[str, Any]:
-    """eigen_version, openmp, max_threads, simd, build_type, assertions, sanitizers, layouts."""
+    """eigen_version, openmp, max_threads, simd, instruction_sets, build_type, assertions,
+    sanitizers, layouts."""
 
 # register_losses.cpp
 def loss_terms(kind: int, t: float, y: _Floats, eta: _Floats) -> tuple[_F64, _F64, _F64]:

@@ -83,7 +83,7 @@ def numpy_top_k_self(ctx, timer, row_block=8):
     from scipy.linalg import cho_solve
 
     X, k = ctx["X"], ctx["k"]
-    n, d = X.shape
+    d = X.shape[1]
     d1, factor, V = numpy_hessian_and_gradients(
         X, ctx["y"], ctx["X_test"], ctx["y_test"], ctx["theta"], timer
     )
@@ -92,21 +92,7 @@ def numpy_top_k_self(ctx, timer, row_block=8):
         ST += V[-1][:, None]
         ST *= -d1[None, :]
     with timer("top_k"):
-        m = ST.shape[0]
-        helpful_idx, harmful_idx = np.empty((m, k), np.int64), np.empty((m, k), np.int64)
-        helpful, harmful = np.empty((m, k)), np.empty((m, k))
-        for start in range(0, m, row_block):
-            rows = ST[start : start + row_block]
-            part = np.argpartition(rows, (k - 1, n - k), axis=1)
-            low, high = part[:, :k], part[:, n - k :]
-            low_s, high_s = np.take_along_axis(rows, low, 1), np.take_along_axis(rows, high, 1)
-            # most negative first (ties: lower row first); most positive first
-            order = np.lexsort((low, low_s), axis=1)
-            helpful_idx[start : start + row_block] = np.take_along_axis(low, order, 1)
-            helpful[start : start + row_block] = np.take_along_axis(low_s, order, 1)
-            order = np.lexsort((high, -high_s), axis=1)
-            harmful_idx[start : start + row_block] = np.take_along_axis(high, order, 1)
-            harmful[start : start + row_block] = np.take_along_axis(high_s, order, 1)
+        helpful_idx, helpful, harmful_idx, harmful = _top_k_of_transposed(ST, k, row_block)
         del ST
     with timer("self_influence"):
         H_inv = cho_solve(factor, np.eye(d + 1))

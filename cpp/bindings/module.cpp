@@ -1,6 +1,11 @@
-// fastinfluence._core: the private compiled module. The public API lives in
+// fastinfluence._core_<variant>: the private compiled module, one per SIMD variant (FASTINFLUENCE_MODULE,
+// set by CMakeLists.txt; fastinfluence._native loads one as fastinfluence._core). The public API lives in
 // python/fastinfluence; the stable low-level API in fastinfluence.kernels.
 #include "bindings.hpp"
+
+#ifndef FASTINFLUENCE_MODULE
+#define FASTINFLUENCE_MODULE _core_baseline
+#endif
 
 namespace fastinfluence::bindings {
 namespace {
@@ -20,7 +25,7 @@ bool python_interrupt_requested() {
 }  // namespace
 }  // namespace fastinfluence::bindings
 
-PYBIND11_MODULE(_core, m) {
+PYBIND11_MODULE(FASTINFLUENCE_MODULE, m) {
   namespace fb = fastinfluence::bindings;
   m.doc() = "Private compiled core of fastinfluence; use fastinfluence.kernels instead.";
   fastinfluence::interrupt_hook() = &fb::python_interrupt_requested;
@@ -56,6 +61,11 @@ PYBIND11_MODULE(_core, m) {
 #endif
     // Every layout is read directly: the kernels convert blocks as they go (problem.hpp).
     info["layouts"] = "all";
+#ifdef FASTINFLUENCE_VARIANT
+    info["variant"] = FASTINFLUENCE_VARIANT;
+#else
+    info["variant"] = "unknown";
+#endif
     return info;
   });
 

@@ -14,8 +14,10 @@ __version__ = "0.1.0"
 
 from . import kernels, losses, targets
 from ._config import build_info, show_config
+from ._native import warn_if_not_compiled
 from .exceptions import (
     ApproximationWarning,
+    CompiledCoreWarning,
     ConvergenceError,
     ConvergenceWarning,
     FastInfluenceWarning,
@@ -37,8 +39,11 @@ from .models import (
 )
 from .sklearn import from_sklearn  # imports scikit-learn only when called
 
+warn_if_not_compiled()  # once, at import, in an installation built without a C++ compiler
+
 __all__ = [
     "ApproximationWarning",
+    "CompiledCoreWarning",
     "ConvergenceError",
     "ConvergenceWarning",
     "FastInfluenceWarning",

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import sys
 
+from . import _native
+
 
 def build_info() -> dict:
-    """Versions, OpenMP and SIMD settings of the compiled core, as a dict."""
+    """Versions, OpenMP and SIMD settings of the compiled core, as a dict.
+
+    ``variants_built`` are the SIMD variants this installation holds, ``cpu_features`` what this CPU
+    runs, ``variant`` the one this process loaded and why (:mod:`fastinfluence._native`; the
+    environment variable ``FASTINFLUENCE_SIMD`` forces one), ``backend_auto`` what
+    ``backend="auto"`` runs."""
     import numpy as np
 
     from . import __version__
 
     info = {"fastinfluence": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
+    compiled, variants = _native.built()
+    info["variants_built"] = ", ".join(variants) or ("none" if compiled is False else "unknown")
+    features = _native.cpu_features()
+    info["cpu_features"] = "undetected" if features is None else (", ".join(sorted(features)) or "none")
     try:
         from . import _core  # typed by _core.pyi
     except ImportError as exc:  # the NumPy backend still works without the compiled core
         info["compiled_core"] = f"unavailable ({exc})"
+        info["backend_auto"] = "numpy"
         return info
     core = _core.build_info()
+    chosen = _native.selection()
     info["compiled_core"] = "available"
+    info["backend_auto"] = "cpp"
     info.update(
+        variant=core["variant"] if chosen is None else f"{chosen.variant} ({chosen.reason})",
         eigen=core["eigen_version"],
         openmp="on" if core["openmp"] else "off",
         threads=core["max_threads"],

@@ -5,6 +5,11 @@ class FastInfluenceWarning(UserWarning):
     """Base class of every warning fastinfluence emits."""
 
 
+class CompiledCoreWarning(FastInfluenceWarning):
+    """The compiled core is not there (built without a C++ compiler) or failed to load: the NumPy
+    backend computes every result instead (``backend="auto"``)."""
+
+
 class ConvergenceWarning(FastInfluenceWarning):
     """A fit or an iterative solver stopped before reaching its tolerance."""
 

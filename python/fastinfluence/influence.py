@@ -209,8 +209,9 @@ class Influence:
         Added to the diagonal of H, as in Koh & Liang (section 4.2) for
         singular or ill-conditioned problems. With damping > 0 the estimates are of a
         damped problem; leave it at 0 when H is well conditioned.
-    backend : {"cpp", "numpy"}
-        Compiled kernels, or the pure-NumPy reference.
+    backend : {"auto", "cpp", "numpy"}
+        Compiled kernels, or the pure-NumPy reference; "auto" (the default) is the compiled core
+        where it loads, else NumPy (see :func:`fastinfluence.backends.get_backend`).
     n_jobs : int or None
         Threads for the compiled kernels (None or -1: every core).
     solver_options : dict or None
@@ -239,7 +240,7 @@ class Influence:
         *,
         solver="direct",
         damping=0.0,
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver_options=None,
     ):

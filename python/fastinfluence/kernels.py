@@ -1,8 +1,9 @@
 """The stable low-level kernel API, for libraries that build on fastinfluence.
 
 Every function validates its arguments (shapes, dtypes, finiteness, label
-domains) and then calls the chosen backend: ``"cpp"`` (compiled, OpenMP) or
-``"numpy"`` (pure-NumPy reference). Signatures here are stable across minor
+domains) and then calls the chosen backend: ``"cpp"`` (compiled, OpenMP),
+``"numpy"`` (pure-NumPy reference), or ``"auto"`` (the default: the compiled core where
+it loads, else NumPy). Signatures here are stable across minor
 versions; :mod:`fastinfluence._core` is private and may change.
 
 Conventions: ``X`` is (n, d): a float32 or float64 array in C or F order
@@ -120,7 +121,7 @@ def _check_theta(theta, p, n_classes):
     return V.check_vector(theta, p, "theta")
 
 
-def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
+def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="auto"):
     """Elementwise ``(loss(y, eta), d loss/d eta, d^2 loss/d eta^2)``, each of shape (n,).
 
     For the per-entry losses only (the multinomial loss: :func:`row_derivatives` with ``n_classes``)."""
@@ -132,7 +133,7 @@ def loss_terms(loss: str | Loss, y, eta, *, t=None, backend="cpp"):
     return get_backend(backend).loss_terms(loss, y, eta)
 
 
-def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
+def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="auto"):
     """``loss(y, eta + delta) - loss(y, eta)`` elementwise, accurate for small delta.
 
     For the per-entry losses only (the multinomial loss: :func:`multinomial_loo_loss_change`)."""
@@ -146,7 +147,7 @@ def loss_difference(loss: str | Loss, y, eta, delta, *, t=None, backend="cpp"):
 
 
 def row_derivatives(
-    loss, X, y, theta, *, fit_intercept=True, t=None, n_classes=None, backend="cpp", n_jobs=None
+    loss, X, y, theta, *, fit_intercept=True, t=None, n_classes=None, backend="auto", n_jobs=None
 ):
     """Per-row ``(eta, loss, loss', loss'')`` at theta, each (n,), in one pass over X.
 
@@ -178,7 +179,7 @@ def evaluate(
     want_hessian=True,
     t=None,
     n_classes=None,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ):
     """``(R(theta), grad R | None, H | None)`` in one fused pass over X.
@@ -219,7 +220,7 @@ def objective(
     fit_intercept=True,
     t=None,
     n_classes=None,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ) -> float:
     """``R(theta)``."""
@@ -240,7 +241,7 @@ def gradient(
     fit_intercept=True,
     t=None,
     n_classes=None,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ) -> np.ndarray:
     """``grad R(theta) = (1/n) sum_i s_i loss'_i xa_i + l2 [w; 0]``, shape (p,)."""
@@ -260,7 +261,7 @@ def hessian(
     fit_intercept=True,
     t=None,
     n_classes=None,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ) -> np.ndarray:
     """``H = (1/n) sum_i s_i loss''_i xa_i xa_i^T + l2 diag(1, .., 1, 0)``, shape (p, p)."""
@@ -281,7 +282,7 @@ def hessian_vector_product(
     fit_intercept=True,
     t=None,
     n_classes=None,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ) -> np.ndarray:
     """``H v`` without forming H; ``v`` of shape (p,) or a block (p, k)."""
@@ -307,7 +308,7 @@ def fit_newton(
     tol=1e-10,
     max_iter=100,
     method="newton",
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ) -> dict:
     """Minimise R by Newton's method with line search (warm-started at ``theta0``, default zeros).
@@ -336,7 +337,7 @@ def fit_newton(
     return minimise(objective, theta0, tol=float(tol), max_iter=max_iter, method=method)
 
 
-def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None):
+def scaled_row_products(X, row_scale, M, *, fit_intercept=True, out=None, backend="auto", n_jobs=None):
     """``out[i] = row_scale[i] * (x_i^T M[:d] + M[d])``, shape (n, m): the batch-scoring product.
 
     With ``M = H^{-1} G_test`` and ``row_scale = -loss'`` this is the matrix of
@@ -369,7 +370,7 @@ def _check_out(out, shape, inputs) -> None:
     V.check_out_overlap(out, inputs)
 
 
-def row_quadratic_forms(X, A, *, fit_intercept=True, backend="cpp", n_jobs=None):
+def row_quadratic_forms(X, A, *, fit_intercept=True, backend="auto", n_jobs=None):
     """``q_i = ||A xa_i||^2``, shape (n,); with ``A = L^{-1}`` (H = L L^T) it is ``xa_i^T H^{-1} xa_i``."""
     X = V.check_matrix(X, "X")
     A = np.asfortranarray(A, dtype=np.float64)
@@ -408,7 +409,7 @@ def _check_curvature(X, c):
 
 
 def curvature_weights(
-    loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="cpp", n_jobs=None
+    loss, X, y, theta, *, weights=None, fit_intercept=True, t=None, backend="auto", n_jobs=None
 ) -> np.ndarray:
     """``c_i = s_i loss''_i / n`` at theta, shape (n,): ``H = Xa^T diag(c) Xa + l2 diag(1, .., 1, 0)``."""
     get_loss(loss, t).require_per_entry("curvature_weights", CURVATURE_INSTEAD)
@@ -416,7 +417,7 @@ def curvature_weights(
     return get_backend(backend).curvature_weights(problem, theta, V.check_n_jobs(n_jobs))
 
 
-def regularised_gram_product(X, c, V_block, *, l2=0.0, fit_intercept=True, backend="cpp", n_jobs=None):
+def regularised_gram_product(X, c, V_block, *, l2=0.0, fit_intercept=True, backend="auto", n_jobs=None):
     """``H V = Xa^T diag(c) Xa V + l2 [V_w; 0]`` for a (p, k) block, one pass over X, H never formed."""
     X = V.check_matrix(X, "X")
     c = _check_curvature(X, c)
@@ -427,7 +428,7 @@ def regularised_gram_product(X, c, V_block, *, l2=0.0, fit_intercept=True, backe
     )
 
 
-def gram_diagonal(X, c, *, fit_intercept=True, backend="cpp", n_jobs=None) -> np.ndarray:
+def gram_diagonal(X, c, *, fit_intercept=True, backend="auto", n_jobs=None) -> np.ndarray:
     """``diag(Xa^T diag(c) Xa)``, shape (p,): the Jacobi preconditioner (add l2 to the first d entries)."""
     X = V.check_matrix(X, "X")
     c = _check_curvature(X, c)
@@ -446,7 +447,7 @@ def cg_solve(
     max_iter=1000,
     x0=None,
     precondition=True,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ):
     """Solve ``(H + damping I) V = B`` by Jacobi-preconditioned CG over Hessian-vector products.
@@ -490,7 +491,7 @@ def lissa_solve(
     repeats=1,
     batch_size=256,
     seed=0,
-    backend="cpp",
+    backend="auto",
 ):
     """LiSSA estimate of ``(H + damping I)^{-1} B``: ``v_j = b + (I - (H_j + damping I)/scale) v_{j-1}``.
 
@@ -519,7 +520,7 @@ def lissa_solve(
     )
 
 
-def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="cpp", n_jobs=None):
+def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="auto", n_jobs=None):
     """The k most negative and k most positive entries of each column of ``diag(row_scale) Xa M``.
 
     Streams over row blocks without holding the (n, m) matrix. Returns
@@ -573,7 +574,7 @@ def _multinomial_params(X, fit_intercept, n_classes):
     return n_classes * (X.shape[1] + (1 if fit_intercept else 0))
 
 
-def multinomial_gram_product(X, c, P, V_block, *, l2=0.0, fit_intercept=True, backend="cpp", n_jobs=None):
+def multinomial_gram_product(X, c, P, V_block, *, l2=0.0, fit_intercept=True, backend="auto", n_jobs=None):
     """``H V`` of the multinomial loss for a (p, m) block, one pass over X, H never formed.
 
     ``H = sum_i c_i Q_i kron (xa_i xa_i^T) + l2 (I_K kron diag(1, .., 1, 0))`` in the class-major
@@ -591,7 +592,7 @@ def multinomial_gram_product(X, c, P, V_block, *, l2=0.0, fit_intercept=True, ba
     )
 
 
-def multinomial_gram_diagonal(X, c, P, *, fit_intercept=True, backend="cpp", n_jobs=None) -> np.ndarray:
+def multinomial_gram_diagonal(X, c, P, *, fit_intercept=True, backend="auto", n_jobs=None) -> np.ndarray:
     """The diagonal of the data part of the multinomial H (no l2), shape (p,): entry ``k q + j`` is
     ``sum_i c_i P_ik (1 - P_ik) xa_ij^2``. Add l2 to the weight entries for the Jacobi preconditioner."""
     X = V.check_matrix(X, "X")
@@ -602,7 +603,7 @@ def multinomial_gram_diagonal(X, c, P, *, fit_intercept=True, backend="cpp", n_j
     )
 
 
-def multinomial_scaled_row_products(X, R, M, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None):
+def multinomial_scaled_row_products(X, R, M, *, fit_intercept=True, out=None, backend="auto", n_jobs=None):
     """``out[i, j] = sum_k R[i, k] * (xa_i . M[k q:(k + 1) q, j])``, shape (n, m).
 
     ``R`` is (n, K), ``M`` (p, m) in the class-major layout, p = K q: with ``R = -s (P - Y)``
@@ -620,7 +621,7 @@ def multinomial_scaled_row_products(X, R, M, *, fit_intercept=True, out=None, ba
     )
 
 
-def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="cpp", n_jobs=None):
+def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="auto", n_jobs=None):
     """The k most negative and k most positive entries of each column of the scores of
     :func:`multinomial_scaled_row_products`, streaming over row blocks (O(m k) memory).
 
@@ -636,7 +637,7 @@ def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="cpp", n
     )
 
 
-def multinomial_row_quadratic_forms(X, A, *, n_classes, fit_intercept=True, backend="cpp", n_jobs=None):
+def multinomial_row_quadratic_forms(X, A, *, n_classes, fit_intercept=True, backend="auto", n_jobs=None):
     """``S[i, k, l] = (A_k xa_i) . (A_l xa_i)`` with ``A_k = A[:, k q:(k + 1) q]``, shape (n, K, K).
 
     ``A`` is (r, p), p = K q: with ``H^{-1} = A^T A`` (A = L^{-1} for H = L L^T) ``S[i]`` is the
@@ -660,7 +661,7 @@ def multinomial_row_quadratic_forms(X, A, *, n_classes, fit_intercept=True, back
 
 
 def multinomial_loo_loss_change(
-    X, R, U, y_test, eta_test, *, fit_intercept=True, out=None, backend="cpp", n_jobs=None
+    X, R, U, y_test, eta_test, *, fit_intercept=True, out=None, backend="auto", n_jobs=None
 ):
     """``loss(y_j, eta_j + delta_ij) - loss(y_j, eta_j)`` of the multinomial loss, shape (n, m).
 

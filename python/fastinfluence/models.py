@@ -90,7 +90,7 @@ class LinearModelBase:
         tol=1e-10,
         max_iter=100,
         method="auto",
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver=None,
     ):
@@ -312,7 +312,7 @@ class BinaryClassifierBase(LinearModelBase):
         tol=1e-10,
         max_iter=100,
         method="auto",
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver=None,
     ):
@@ -442,7 +442,7 @@ class SmoothHingeClassifier(BinaryClassifierBase):
         tol=1e-10,
         max_iter=100,
         method="auto",
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver=None,
     ):
@@ -478,7 +478,7 @@ class PoissonRegression(LinearModelBase):
         tol=1e-10,
         max_iter=100,
         method="auto",
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver=None,
     ):
@@ -529,7 +529,7 @@ class MultinomialLogisticRegression(LinearModelBase):
         tol=1e-10,
         max_iter=100,
         method="auto",
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver=None,
     ):

@@ -495,7 +495,7 @@ def from_sklearn(
     t=DEFAULT_TEMPERATURE,
     tol=1e-10,
     max_iter=100,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
 ):
     """The fitted fastinfluence model equivalent to a fitted scikit-learn estimator.

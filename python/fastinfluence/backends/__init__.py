@@ -12,13 +12,18 @@ and the tests import a backend.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 
-BACKENDS = ("cpp", "numpy")
+BACKENDS = ("auto", "cpp", "numpy")
 
 
 def get_backend(name: str) -> ModuleType:
-    """The backend module called ``name`` ("cpp" or "numpy")."""
+    """The backend module called ``name``: "cpp", "numpy", or "auto" (every default), which is
+    "cpp" when the compiled core loads and otherwise "numpy" (with a
+    :class:`~fastinfluence.CompiledCoreWarning` once, when a core was built but failed to load)."""
+    if name == "auto":
+        return _auto()
     if name == "cpp":
         from . import cpp_backend
 
@@ -28,3 +33,33 @@ def get_backend(name: str) -> ModuleType:
 
         return numpy_backend
     raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+
+
+_auto_choice: ModuleType | None = None
+
+
+def _auto() -> ModuleType:
+    global _auto_choice  # noqa: PLW0603 - decided once per process
+    if _auto_choice is None:
+        try:
+            from . import cpp_backend
+
+            _auto_choice = cpp_backend
+        except ImportError as exc:
+            from .._native import built
+            from ..exceptions import CompiledCoreWarning
+            from . import numpy_backend
+
+            if built()[0] is not False:  # a build without a compiler already said so at import
+                warnings.warn(
+                    f"the compiled core did not load ({exc}); using the NumPy backend",
+                    CompiledCoreWarning,
+                    stacklevel=3,
+                )
+            _auto_choice = numpy_backend
+    return _auto_choice
+
+
+def resolved_name(name: str) -> str:
+    """The backend ``name`` runs as: "cpp" or "numpy" ("auto" resolved)."""
+    return "cpp" if get_backend(name).__name__.endswith("cpp_backend") else "numpy"

@@ -80,8 +80,8 @@ class Influence(_influence.Influence):
         use ``"cg"``.
     damping : float >= 0
         Added to the diagonal of H (Koh & Liang, section 4.2).
-    backend : {"cpp", "numpy"}
-        Kernels run per chunk.
+    backend : {"auto", "cpp", "numpy"}
+        Kernels run per chunk ("auto": the compiled core where it loads, else NumPy).
     n_jobs : int or None
         Threads of the compiled kernel inside each Dask task (None: 1).
     solver_options : dict or None

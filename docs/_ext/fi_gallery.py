@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,15 +95,25 @@ def _docstring(script: Path) -> str:
     return doc
 
 
+def _title_and_lead(doc: str) -> tuple[str, str]:
+    """The page's title and the sentence under it, from the docstring's first paragraph: a long
+    ``"Title: what it does"`` is cut at the colon, a short one is the title alone."""
+    first = " ".join(doc.split("\n\n", 1)[0].split()).rstrip(".")
+    if len(first) > 60 and ": " in first:
+        title, lead = first.split(": ", 1)
+        return title, lead[0].upper() + lead[1:] + "."
+    return first, ""
+
+
 def _title(doc: str) -> str:
-    # the first sentence of the docstring's first paragraph
-    first = " ".join(doc.split("\n\n", 1)[0].split())
-    return first.split(": ", 1)[0] if len(first) > 90 and ": " in first else first
+    return _title_and_lead(doc)[0]
 
 
 def _escape(text: str) -> str:
-    """Plain docstring prose as reStructuredText: ``|x|`` means an absolute value, not a substitution."""
-    return text.replace("|", r"\|")
+    """Plain docstring prose as reStructuredText: ``|x|`` means an absolute value, not a
+    substitution, and the ``Run: python examples/...`` line is a command, set as a literal."""
+    text = text.replace("|", r"\|")
+    return re.sub(r"^Run: (python .*)$", r"Run: ``\1``", text, flags=re.MULTILINE)
 
 
 def _heading(text: str, char: str) -> str:
@@ -111,13 +122,12 @@ def _heading(text: str, char: str) -> str:
 
 def _page(name: str, script: Path, args: list[str], figures: list[Path], run: _Run) -> str:
     doc = _docstring(script)
-    title = _title(doc)
+    title, lead = _title_and_lead(doc)
     body = doc.split("\n\n", 1)[1] if "\n\n" in doc else ""
-    first = doc.split("\n\n", 1)[0]
     command = " ".join(["python", f"examples/{script.name}", *args])
     lines = [f".. _gallery-{name}:", "", _heading(title, "=")]
-    if " ".join(first.split()) != title:
-        lines += [_escape(first), ""]
+    if lead:
+        lines += [_escape(lead), ""]
     lines += [_escape(body), ""]
     lines += [
         _heading("Run for this page", "-"),
@@ -141,18 +151,27 @@ def _page(name: str, script: Path, args: list[str], figures: list[Path], run: _R
     return "\n".join(lines)
 
 
-def _index(entries: list[tuple[str, str]]) -> str:
+def _index(app) -> str:
+    """The gallery's front page: a card per example, with its first figure where it draws one."""
     lines = [
         _heading("Example gallery", "="),
         "Each page is a script of ``examples/`` run when this site was built, at the small size",
         "the test suite uses: its figures, what it printed and its source. Run one yourself with",
         "``python examples/<name>.py`` (``--help`` lists its options; the full sizes are the defaults).",
         "",
-        ".. toctree::",
-        "   :maxdepth: 1",
+        ".. grid:: 1 2 3 3",
+        "   :gutter: 3",
         "",
     ]
-    lines += [f"   {title} <{name}>" for name, title in entries]
+    for name, (script, _, _) in app.fi_gallery_runs.items():
+        figures = _finish(app, name)
+        title, lead = _title_and_lead(_docstring(script))
+        lines += [f"   .. grid-item-card:: {title}", f"      :link: {name}", "      :link-type: doc"]
+        if figures:
+            lines += [f"      :img-top: /{GALLERY}/images/{name}-{figures[0].name}"]
+        lines += ["", f"      {_escape(lead) if lead else f'``examples/{script.name}``'}", ""]
+    lines += [".. toctree::", "   :hidden:", ""]
+    lines += [f"   {name}" for name in app.fi_gallery_runs]
     return "\n".join([*lines, ""])
 
 
@@ -177,7 +196,6 @@ def _start(app):
     (pages / "images").mkdir(parents=True, exist_ok=True)
     scratch = Path(app.doctreedir).parent / "gallery-runs"
     app.fi_gallery_runs = {}
-    entries = []
     for script_name, args in examples.items():
         name = Path(script_name).stem
         script = source / script_name
@@ -189,26 +207,36 @@ def _start(app):
         shutil.copyfile(script, pages / f"{name}.py")
         # a placeholder, so that Sphinx knows the page; its text is made when it is read
         (pages / f"{name}.rst").write_text(_heading(_title(_docstring(script)), "=") + "\n")
-        entries.append((name, _title(_docstring(script))))
-    (pages / "index.rst").write_text(_index(entries))
+    (pages / "index.rst").write_text(_heading("Example gallery", "=") + "\n")
+
+
+def _finish(app, name: str) -> list[Path]:
+    """Wait for an example's run (once) and copy its figures into the pages' images."""
+    script, _, run = app.fi_gallery_runs[name]
+    if not hasattr(run, "figures"):
+        run.figures = run.wait()
+        images = Path(app.srcdir) / GALLERY / "images"
+        for figure in run.figures:
+            shutil.copyfile(figure, images / f"{name}-{figure.name}")
+        if not run.skipped:
+            logger.info("gallery: examples/%s ran in %.0f s", script.name, run.seconds)
+    return run.figures
 
 
 def _fill(app, docname, source):
-    if not docname.startswith(f"{GALLERY}/") or docname == f"{GALLERY}/index":
+    if not docname.startswith(f"{GALLERY}/"):
         return
     name = docname.split("/", 1)[1]
+    if name == "index":
+        source[0] = _index(app)
+        return
     script, args, run = app.fi_gallery_runs[name]
-    figures = run.wait()
-    images = Path(app.srcdir) / GALLERY / "images"
-    for figure in figures:
-        shutil.copyfile(figure, images / f"{name}-{figure.name}")
-    logger.info("gallery: examples/%s ran in %.0f s", script.name, run.seconds)
-    source[0] = _page(name, script, args, figures, run)
+    source[0] = _page(name, script, args, _finish(app, name), run)
 
 
 def _always_reread(app, env, added, changed, removed):
     # the pages depend on the examples' runs, not only on their files
-    return [f"{GALLERY}/{name}" for name in getattr(app, "fi_gallery_runs", {})]
+    return [f"{GALLERY}/{name}" for name in [*getattr(app, "fi_gallery_runs", {}), "index"]]
 
 
 class CommandHelp(Directive):

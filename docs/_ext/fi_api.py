@@ -14,6 +14,15 @@ same Python object. A name that means nothing, or an object that is documented n
 unresolved: with ``nitpicky`` that is still a warning, so a reference to an undocumented object
 fails the build.
 
+Formula blocks: the docstrings set formulas apart as indented plain text after a paragraph,
+
+    like this,
+
+which reStructuredText reads as a block quote and reflows into one line. Each such block (after a
+blank line, below a paragraph that is not a list item, a directive or a field, and not already
+introduced by ``::``) is made a literal block (``code-block:: text``), so it keeps its lines and
+alignment.
+
 Summary lines: autosummary's tables show a docstring's first sentence, which it ends at the first
 ``". "``, also inside an inline literal such as ````eta = xa . theta````. Here it is given the
 first paragraph with the periods inside literals masked, and they are put back in the summary.
@@ -118,7 +127,35 @@ def _summary(doc, document) -> str:
     return _extract_summary([first, *lines[end:]], document).replace("." + _MASK, ". ")
 
 
+_LIST_ITEM = re.compile(r"^\s*([-*+]|\d+\.|#\.|\(?\w\))\s")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _literal_formula_blocks(app, what, name, obj, options, lines):
+    """Before numpydoc: "paragraph / blank / deeper-indented block" becomes a ``text`` code block."""
+    found = []
+    for i in range(2, len(lines)):
+        block, blank, above = lines[i], lines[i - 1], lines[i - 2]
+        if blank.strip() or not block.strip() or not above.strip() or _indent(block) <= _indent(above):
+            continue
+        start = i - 2  # the paragraph's first line
+        while start > 0 and lines[start - 1].strip() and _indent(lines[start - 1]) == _indent(above):
+            start -= 1
+        first = lines[start].lstrip()
+        if above.rstrip().endswith("::") or first.startswith((":", "..", ">>>")) or _LIST_ITEM.match(first):
+            continue
+        if set(above.strip()) <= set("=-~^\"'`#*+"):  # a section underline or a table border
+            continue
+        found.append(i)
+    for i in reversed(found):  # from the end, so that the insertions leave the others in place
+        lines[i - 1 : i] = ["", " " * _indent(lines[i - 2]) + ".. code-block:: text", ""]
+
+
 def setup(app):
     app.connect("missing-reference", _resolve)
+    app.connect("autodoc-process-docstring", _literal_formula_blocks, priority=400)
     autosummary.extract_summary = _summary
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

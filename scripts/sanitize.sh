@@ -3,7 +3,7 @@
 # every layout, as in the release build: problem.hpp), then the tests
 # of the kernels (the multinomial ones too), influence, sparse input, top-k and solvers against it.
 # Usage: bash scripts/sanitize.sh [extra pytest arguments]
-# Its last result is recorded in the README ("Sanitizers").
+# Its last result is recorded in docs/guide/architecture.md ("Build and configuration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

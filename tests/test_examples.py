@@ -43,7 +43,7 @@ def check_digits_multiclass(out):
     every = dict(re.findall(r"all pairs: (\w+) estimate: Pearson r = (\d\.\d+)", out))
     protocol = dict(re.findall(r"(\w+) estimate: Pearson r = (\d\.\d+) over \d+ removals", out))
     # at the test's size (120 rows for 650 parameters) every row is influential; the full run's
-    # figures are in the README
+    # figures are in the user guide (docs/guide/leave-one-out.md)
     assert float(every["influence"]) > 0.8
     assert float(every["newton"]) > max(0.93, float(every["influence"]))
     assert float(protocol["newton"]) > max(0.98, float(protocol["influence"]))

@@ -64,7 +64,7 @@ class Engine(Protocol):
 
     @staticmethod
     def unavailable_solver_message(solver: str) -> str:
-        """Why ``solver`` (not in :attr:`solvers`) cannot run here."""
+        """Why ``solver`` (not in ``solvers``) cannot run here."""
 
     def at_optimum(self, theta: np.ndarray, hessian: bool, value_at_zero: bool) -> Optimum:
         """One pass at theta; loss'_i and loss''_i of every row are kept (or made available)."""
@@ -78,7 +78,7 @@ class Engine(Protocol):
     def n_rows(self, rows) -> int: ...
 
     def map_rows(self, rows, func: RowFunction, ctx: rowwise.Context, trailing: tuple, out=None):
-        """``func(kernels, block, ctx)`` over the rows: a (k, *trailing) result (``out`` filled if given)."""
+        """``func(kernels, block, ctx)`` over the rows: a ``(k, *trailing)`` result (``out`` if given)."""
 
     def sum_rows(self, rows, func: Callable[..., float], ctx: rowwise.Context) -> float:
         """The sum of ``func(kernels, block, ctx)`` (a number per block) over the rows, computed now."""

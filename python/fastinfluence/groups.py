@@ -5,7 +5,7 @@ order, by the sum of the rows' own estimates,
 
     delta_first = H^{-1} sum_{i in G} (s_i/n) g_i = H^{-1} B_G rho_G,
 
-with ``B_G`` the p x |G| matrix of the rows' ``xa_i`` (``e_l kron xa_i`` for each class l of a
+with ``B_G`` the p x ``|G|`` matrix of the rows' ``xa_i`` (``e_l kron xa_i`` for each class l of a
 multinomial model: K|G| columns) and ``rho_G`` their stacked ``(s_i/n) loss'_i`` (residuals). The
 first-order estimate is known to underestimate the effect of large groups (Koh, Ang, Teo & Liang
 2019). One exact Newton step on the objective without G, whose Hessian is

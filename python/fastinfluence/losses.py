@@ -5,15 +5,15 @@ Each loss is a function of the label ``y`` and the linear predictor
 in ``eta``. Labels are given here in the *internal* encoding the kernels use
 (the estimators in :mod:`fastinfluence.models` translate user labels):
 
-=================  ===============================================  ============  =================
-name               loss(y, eta)                                     y (internal)  kind id (C++)
-=================  ===============================================  ============  =================
-``squared``        ``0.5 * (eta - y)**2``                           real          0
-``logistic``       ``log(1 + exp(eta)) - y * eta``                  {0, 1}        1
-``smooth_hinge``   ``t * log(1 + exp((1 - y * eta) / t))``          {-1, +1}      2
-``poisson``        ``exp(eta) - y * eta`` (log link)                y >= 0        3
+=================  ================================================  ============  =================
+name               loss(y, eta)                                      y (internal)  kind id (C++)
+=================  ================================================  ============  =================
+``squared``        ``0.5 * (eta - y)**2``                            real          0
+``logistic``       ``log(1 + exp(eta)) - y * eta``                   {0, 1}        1
+``smooth_hinge``   ``t * log(1 + exp((1 - y * eta) / t))``           {-1, +1}      2
+``poisson``        ``exp(eta) - y * eta`` (log link)                 y >= 0        3
 ``multinomial``    ``logsumexp(eta) - eta[y]`` (softmax, K classes)  {0, .., K-1}  4
-=================  ===============================================  ============  =================
+=================  ================================================  ============  =================
 
 The first four are per-entry losses of one linear predictor per row (:data:`LOSS_NAMES`).
 The multinomial loss (:data:`MULTICLASS_LOSS_NAMES`) takes a vector ``eta`` of K linear

@@ -13,22 +13,22 @@ upweighting z_i *lowers* f (for a loss: z_i helps); removing z_i changes f by
 about ``-(s_i/n) I_up,f(z_i)``, or, by one Newton step, by
 ``f(theta + delta_newton_i) - f(theta)`` (exact for the linear targets).
 
-=====================================  ==============================================  =========
-target                                 f(theta), per column                            columns
-=====================================  ==============================================  =========
-``TestLoss(X_test, y_test)``           ``loss(y_j, eta_j)`` (what ``Influence.loss``    m
+=====================================  ================================================  =========
+target                                 f(theta), per column                              columns
+=====================================  ================================================  =========
+``TestLoss(X_test, y_test)``           ``loss(y_j, eta_j)`` (what ``Influence.loss``      m
                                        scores)
-``MeanTestLoss(X_test, y_test)``       ``(1/m) sum_j loss(y_j, eta_j)``: one solve,     1
+``MeanTestLoss(X_test, y_test)``       ``(1/m) sum_j loss(y_j, eta_j)``: one solve,       1
                                        "which rows hurt validation most"
-``DecisionFunction(X_test)``           ``eta_j = xa_j . theta`` (no labels needed)      m
-``PredictProba(X_test, class_=None)``  the predicted probability of ``class_``          m
+``DecisionFunction(X_test)``           ``eta_j = xa_j . theta`` (no labels needed)        m
+``PredictProba(X_test, class_=None)``  the predicted probability of ``class_``            m
                                        (default: the positive class ``classes_[1]``)
-``Predict(X_test)``                    the predicted mean: ``eta_j`` (least squares),   m
+``Predict(X_test)``                    the predicted mean: ``eta_j`` (least squares),     m
                                        ``exp(eta_j)`` (Poisson)
-``Coefficient(*names)``                the named coefficients (feature names of a       one each
+``Coefficient(*names)``                the named coefficients (feature names of a         one each
                                        frame, positions, or ``"intercept"``)
 ``LinearFunctional(c, names=None)``    ``c^T theta`` for each column of c (p,) / (p, q)  q
-=====================================  ==============================================  =========
+=====================================  ================================================  =========
 
 ``eta_j = xa_j . theta`` with ``xa_j = (x_j, 1)`` when the model has an intercept.
 ``TestLoss`` and ``MeanTestLoss`` need labels, in the model's encoding (class names
@@ -191,7 +191,7 @@ def _mean_derivative(mean: str, eta: np.ndarray) -> np.ndarray:
 
 
 class Target:
-    """Base class of the targets: :meth:`bind` evaluates the target at a fitted model."""
+    """Base class of the targets: ``bind`` evaluates the target at a fitted model."""
 
     def bind(self, fit: Fit) -> Bound:
         raise NotImplementedError

@@ -38,7 +38,8 @@ What is computed where:
 Dask does the scheduling: the default threaded scheduler on one machine
 (out of core over a ``numpy.memmap`` or a folder of Parquet files), or a
 ``distributed`` cluster when a ``Client`` is active. Lost workers are
-recovered by Dask (tasks are recomputed from the graph; see the README).
+recovered by Dask (tasks are recomputed from the graph; see the user guide's
+Dask page, docs/guide/dask.md).
 Results equal the in-memory engine's to about 1e-9 relative: the same
 kernels, the same Newton iteration and stopping rule, only the order of the
 sums over chunks differs.

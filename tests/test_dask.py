@@ -401,7 +401,7 @@ def test_errors_name_the_problem():
     bad[35, 1] = np.nan
     with pytest.raises(ValueError, match=r"X\[31:72\] contains NaN"):  # the chunk's rows are named
         fid.fit(make_model("logistic"), chunked(bad), y)
-    with pytest.raises(ValueError, match="binary labels.*found 3 classes"):  # (y + 2 is two classes)
+    with pytest.raises(ValueError, match=r"binary labels.*found 3 classes"):  # (y + 2 is two classes)
         fid.fit(make_model("logistic"), chunked(X), np.arange(N) % 3)
     with pytest.raises(ValueError, match="zero everywhere"):
         fid.fit(make_model("squared"), chunked(X), y, sample_weight=np.zeros(N))

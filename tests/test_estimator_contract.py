@@ -244,6 +244,10 @@ def test_scores_check_their_input(data):
         model.score(data["X"], data["labels"], -np.ones(120))
     with pytest.raises(ValueError, match=r"^X has 3 features, but LogisticRegression is expecting 4"):
         model.score(data["X"][:, :3], data["labels"])
+    with pytest.raises(ValueError, match=r"^y contains NaN or infinity"):
+        model.score(data["X"][:2], [0.0, np.nan])
+    with pytest.raises(ValueError, match=r"^y has missing values"):
+        fi.LogisticRegression().fit(data["X"], data["named"]).score(data["X"][:2], np.array(["yes", None]))
     with pytest.raises(ValueError, match=r"^y must hold non-negative counts"):
         fi.PoissonRegression().fit(data["X"], data["counts"]).score(data["X"], -data["counts"])
 
@@ -273,6 +277,12 @@ def test_params_clone_and_repr_show_what_was_set():
     assert repr(twin) == repr(model)
     with pytest.raises(ValueError, match=r"SmoothHingeClassifier has no parameter 'alpha'; its parameters"):
         model.set_params(alpha=1.0)
+    with pytest.raises(
+        ValueError, match=r"parameter 'l2' is not an estimator, so 'l2__x' names no parameter"
+    ):
+        model.set_params(l2__x=1.0)
+    assert model.set_params() is model
+    assert model.set_params(t=0.5, fit_intercept=False).get_params()["t"] == 0.5
     # parameters are stored as given and validated by fit, not by __init__ or set_params
     odd = fi.LogisticRegression(l2=-1.0)
     assert odd.l2 == -1.0

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from . import _validation as V
-from .exceptions import NotFittedError
+from .exceptions import InvalidArgumentValueError, NotFittedError
 
 __all__ = [
     "Estimator",
@@ -151,6 +151,11 @@ class Estimator:
                     f"{sorted(self._get_param_names())}"
                 )
             if nests:
+                if not hasattr(valid[name], "set_params"):
+                    raise ValueError(
+                        f"{type(self).__name__}'s parameter {name!r} is not an estimator, so {key!r} names "
+                        "no parameter"
+                    )
                 nested.setdefault(name, {})[sub] = value
             else:
                 setattr(self, name, value)
@@ -199,12 +204,25 @@ class Estimator:
 
 # -- scores ------------------------------------------------------------------------------------
 def score_inputs(model, X, y, sample_weight, encode=False):
-    """(X checked against the fit, y (1-D; encoded as the loss takes it with ``encode``), the
-    weights or None) for a score."""
+    """(X checked against the fit, y (1-D; encoded as the loss takes it with ``encode``, else the
+    labels as given, without missing values), the weights or None) for a score."""
     X = model.validate_features(X, "X")[0]
     n = X.shape[0]
-    y = model.encode_targets(y, n, "y") if encode else V.check_1d(y, n, "y")
+    y = model.encode_targets(y, n, "y") if encode else _labels(y, n)
     return X, y, V.check_sample_weight(sample_weight, n)
+
+
+def _labels(y, n: int) -> np.ndarray:
+    """Class labels as given (a label the model does not know counts as a wrong prediction), refusing
+    missing ones: NaN never equals a prediction, so it would pass for a mistake."""
+    labels = V.check_1d(y, n, "y")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise InvalidArgumentValueError("y", "contains NaN or infinity")
+    if labels.dtype.kind == "O" and any(
+        v is None or (isinstance(v, float) and math.isnan(v)) for v in labels
+    ):
+        raise InvalidArgumentValueError("y", "has missing values (None or NaN)")
+    return labels
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> float:

@@ -23,6 +23,14 @@ all strings, a model records them in ``feature_names_in_`` (as scikit-learn
 does), and frames given later (to ``predict``, ``Influence``, ...) must have
 the same columns in the same order, or a ``ValueError`` says which differ;
 arrays are matched by position. ``predict`` and friends return NumPy arrays.
+
+The models are scikit-learn estimators (:mod:`fastinfluence._estimator`, checked by
+scikit-learn's ``check_estimator`` suite; scikit-learn stays optional): ``get_params``,
+``set_params``, ``clone``, ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` work, the
+parameters are the keyword arguments of ``__init__``, stored unchanged and validated by
+``fit``. ``score`` is R^2 for :class:`LinearRegression`, accuracy for the classifiers and the
+fraction of Poisson deviance explained, D^2, for :class:`PoissonRegression` (as scikit-learn's
+``PoissonRegressor``). ``row_losses(X, y, sample_weight)`` gives each row's loss at the fit.
 """
 
 from __future__ import annotations

@@ -401,8 +401,8 @@ def test_errors_name_the_problem():
     bad[35, 1] = np.nan
     with pytest.raises(ValueError, match=r"X\[31:72\] contains NaN"):  # the chunk's rows are named
         fid.fit(make_model("logistic"), chunked(bad), y)
-    with pytest.raises(ValueError, match="labels"):
-        fid.fit(make_model("logistic"), chunked(X), y + 2)
+    with pytest.raises(ValueError, match=r"binary labels.*found 3 classes"):  # (y + 2 is two classes)
+        fid.fit(make_model("logistic"), chunked(X), np.arange(N) % 3)
     with pytest.raises(ValueError, match="zero everywhere"):
         fid.fit(make_model("squared"), chunked(X), y, sample_weight=np.zeros(N))
     pd = pytest.importorskip("pandas")
@@ -490,3 +490,15 @@ def test_cg_refuses_a_singular_hessian_as_in_memory():
         fi.Influence(model, X, y, solver="cg")
     with pytest.raises(fi.IllConditionedHessianError, match=r"singular|not positive definite"):
         fid.Influence(model, chunked(X), y, solver="cg")
+
+
+def test_repr_says_what_it_holds_and_its_chunks():
+    X, y, s, _X_test, _y_test = problem("logistic")
+    model = make_model("logistic").fit(X, y, sample_weight=s)
+    inf = fid.Influence(model, chunked(X), y, sample_weight=s, solver="cg")
+    n_chunks = len(chunked(X).chunks[0])
+    assert n_chunks > 1
+    assert repr(inf) == (
+        f"Influence(model=LogisticRegression(l2={L2!r}), n={X.shape[0]}, p={X.shape[1] + 1}, solver='cg', "
+        f"damping=0.0, backend='cpp', chunks={n_chunks})"
+    )

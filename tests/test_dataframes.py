@@ -518,10 +518,13 @@ def test_class_names_are_sorted_and_the_second_is_positive(problem):
 def test_class_name_errors(problem):
     X, y01 = problem["X"][:6], problem["y"][:6]
     with pytest.raises(
-        ValueError, match=r"^y must hold exactly two classes for LogisticRegression; found only 'a'"
+        ValueError,
+        match=r"^y must hold binary labels \(two classes.* for LogisticRegression; found one class only, 'a'",
     ):
         fi.LogisticRegression().fit(X, ["a"] * 6)
-    with pytest.raises(ValueError, match=r"^y must hold exactly two classes .*found 3: \['a', 'b', 'c'\]"):
+    with pytest.raises(
+        ValueError, match=r"^y must hold binary labels .*found 3 classes \['a', 'b', 'c'\]\. Only binary"
+    ):
         fi.LogisticRegression().fit(X, ["a", "b", "c", "a", "b", "c"])
     with pytest.raises(TypeError, match=r"^y mixes label types \['int', 'str'\]"):
         fi.LogisticRegression().fit(X, np.array(["a", 1, "a", 1, "a", 1], dtype=object))

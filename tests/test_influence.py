@@ -393,3 +393,25 @@ def test_damping_shifts_the_hessian(fitted):
     np.testing.assert_array_equal(damped.hessian_, undamped.hessian_)  # hessian_ is without damping
     # a large damping shrinks every H^{-1} quantity
     assert np.all(np.abs(damped.self_influence()) < np.abs(undamped.self_influence()))
+
+
+def test_repr_says_what_it_holds():
+    X, y, s = make_data("logistic", n=50, d=3, seed=3, weighted=True)
+    model = make_model("logistic").fit(X, y, sample_weight=s)
+    inf = fi.Influence(model, X, y, s, damping=1e-6, backend="numpy")
+    assert repr(inf) == (
+        "Influence(model=LogisticRegression(l2=0.01), n=50, p=4, solver='direct', damping=1e-06, "
+        "backend='numpy')"
+    )
+    assert repr(fi.Influence(model, X, y, s, solver="cg")).startswith(
+        "Influence(model=LogisticRegression(l2=0.01), n=50, p=4, solver='cg', damping=0.0"
+    )
+    labels = np.digitize(X[:, 0], [-0.5, 0.5])
+    multi = fi.MultinomialLogisticRegression(l2=0.01, fit_intercept=False).fit(X, labels)
+    assert repr(fi.Influence(multi, X, labels)) == (
+        "Influence(model=MultinomialLogisticRegression(l2=0.01, fit_intercept=False), n=50, p=9, "
+        "classes=3, solver='direct', damping=0.0, backend='cpp')"
+    )
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    assert repr(fi.Influence(model.fit(frame, y, s), frame, y, s)).endswith("backend='cpp', labelled=True)")

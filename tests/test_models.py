@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import L2, assert_close, loss_of, make_data, make_model
+from conftest import L2, SMOOTH_HINGE_T, assert_close, loss_of, make_data, make_model
 from scipy import optimize
 
 import fastinfluence as fi
@@ -369,3 +369,74 @@ def test_collinear_features_without_l2_still_fit():
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_loss_property_matches_model(name):
     assert make_model(name).loss == loss_of(name)
+
+
+# ---------------------------------------------------------------------------
+# Per-row losses
+# ---------------------------------------------------------------------------
+
+
+def _loss_by_hand(name, y, eta):
+    """Each loss written out from its formula (fastinfluence.losses), y in the internal encoding."""
+    if name == "squared":
+        return 0.5 * (eta - y) ** 2
+    if name == "logistic":
+        return np.logaddexp(0.0, eta) - y * eta
+    if name == "smooth_hinge":
+        return SMOOTH_HINGE_T * np.logaddexp(0.0, (1.0 - y * eta) / SMOOTH_HINGE_T)
+    return np.exp(eta) - y * eta
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_row_losses_are_the_loss_of_each_row(name, backend):
+    X, y, s = make_data(name, n=80, d=3, seed=31, weighted=True)
+    model = make_model(name, backend=backend).fit(X, y, sample_weight=s)
+    eta = X @ model.coef_ + model.intercept_
+    losses = model.row_losses(X, y)
+    assert losses.shape == (80,)
+    assert losses.dtype == np.float64
+    assert_close(losses, _loss_by_hand(name, y, eta), 1e-12)
+    y_internal = model.encode_targets(y, 80)
+    assert_close(losses, K.loss_terms(model.loss, y_internal, eta)[0], 1e-13)
+    # weighted: the terms of R, whose mean plus the penalty is the objective at the optimum
+    weighted = model.row_losses(X, y, sample_weight=s)
+    assert_close(weighted, s * losses, 1e-15)
+    assert_close(weighted.mean() + 0.5 * model.l2 * model.coef_ @ model.coef_, model.objective_, 1e-12)
+
+
+def test_row_losses_take_the_users_labels_and_frames():
+    pd = pytest.importorskip("pandas")
+    X, y01, _ = make_data("logistic", n=50, d=3, seed=32)
+    names = np.where(y01 == 1, "spam", "ham")
+    model = fi.LogisticRegression(l2=L2).fit(pd.DataFrame(X, columns=["a", "b", "c"]), names)
+    eta = model.decision_function(X)
+    expected = np.logaddexp(0.0, eta) - (names == "spam") * eta  # "spam" is classes_[1]
+    frame = pd.DataFrame(X, columns=["a", "b", "c"], index=np.arange(100, 150))
+    assert_close(model.row_losses(frame, pd.Series(names, index=frame.index)), expected, 1e-12)
+    with pytest.raises(ValueError, match=r"^y holds labels \['eggs'\] that are not among the model's"):
+        model.row_losses(X[:2], ["spam", "eggs"])
+    with pytest.raises(ValueError, match=r"^sample_weight must be non-negative"):
+        model.row_losses(X, names, sample_weight=-np.ones(50))
+    with pytest.raises(fi.NotFittedError):
+        fi.LogisticRegression().row_losses(X, names)
+
+
+def test_multinomial_row_losses_are_the_log_loss():
+    from scipy.special import logsumexp
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(33)
+    X = rng.normal(size=(90, 3))
+    y = np.array(["a", "b", "c"])[np.argmax(X @ rng.normal(size=(3, 3)) + rng.gumbel(size=(90, 3)), axis=1)]
+    model = fi.MultinomialLogisticRegression(l2=L2).fit(X, y)
+    losses = model.row_losses(X, y)
+    eta = model.class_scores(X)
+    codes = np.searchsorted(model.classes_, y)
+    assert_close(losses, logsumexp(eta, axis=1) - eta[np.arange(90), codes], 1e-12)
+    # scikit-learn's log-loss of the predicted probabilities is their mean
+    assert losses.mean() == pytest.approx(
+        log_loss(y, model.predict_proba(X), labels=model.classes_), rel=1e-12
+    )
+    penalty = 0.5 * model.l2 * np.sum(model.coef_**2)
+    assert losses.mean() + penalty == pytest.approx(model.objective_, rel=1e-12)

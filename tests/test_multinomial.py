@@ -108,10 +108,15 @@ def test_fit_matches_scikit_learn_and_sums_to_zero():
 
 def test_labels_of_any_kind_sorted_as_scikit_learn_sorts_them():
     X, y, _ = make_data(classes=3)
-    for labels in (np.array([7, 2, 5]), np.array(["c", "a", "b"]), np.array([0.5, -1.0, 3.0])):
+    for labels in (np.array([7, 2, 5]), np.array(["c", "a", "b"]), np.array([2.0, -1.0, 3.0])):
         model = fi.MultinomialLogisticRegression().fit(X, labels[y])
         assert model.classes_.tolist() == sorted(labels.tolist())
         assert set(model.predict(X).tolist()) <= set(labels.tolist())
+    # numbers that are not whole are a continuous target, not classes (scikit-learn's rule)
+    with pytest.raises(
+        fi.InvalidArgumentError, match=r"^y must hold class labels .*continuous values such as 0\.5"
+    ):
+        fi.MultinomialLogisticRegression().fit(X, np.array([0.5, -1.0, 3.0])[y])
     model = fi.MultinomialLogisticRegression().fit(X, y == 1)
     assert model.classes_.tolist() == [False, True]
     with pytest.raises(fi.InvalidArgumentError, match="not among the model's classes") as info:

@@ -144,3 +144,82 @@ def test_demo_plots_render_from_the_demo_result(tmp_path):
             assert handle.read(8) == PNG_MAGIC
     with pytest.raises(ValueError, match="unknown plot"):
         write_plots(result, tmp_path, which=("pie",))
+
+
+def test_plot_top_influences_names_bars_by_a_series_index(tmp_path):
+    pd = pytest.importorskip("pandas")
+    scores = pd.Series([-3.0, 2.0, -1.0, 0.5, 4.0], index=["ann", "bob", "cy", "dee", "eve"], name="j")
+    ax = fiplot.plot_top_influences(scores, k=2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ann", "cy", "bob", "eve"]
+    np.testing.assert_array_equal([b.get_width() for b in ax.patches], [-3.0, -1.0, 2.0, 4.0])
+    save_png(ax, tmp_path / "top_series.png")
+    # explicit labels win; integer and tuple labels are shown as text
+    assert (
+        fiplot.plot_top_influences(scores, k=1, labels=list("ABCDE")).get_yticklabels()[0].get_text() == "A"
+    )
+    numbered = pd.Series(scores.to_numpy(), index=pd.Index([10, 11, 12, 13, 14], name="train_row"))
+    assert [t.get_text() for t in fiplot.plot_top_influences(numbered, k=1).get_yticklabels()] == ["10", "14"]
+
+
+def test_plot_top_influences_of_a_labelled_influence_result(tmp_path):
+    pd = pytest.importorskip("pandas")
+    import fastinfluence as fi
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"], index=[f"row{i}" for i in range(40)])
+    y = (X["a"] + rng.normal(size=40) > 0).astype(int)
+    inf = fi.Influence(fi.LogisticRegression(l2=0.01).fit(X, y), X, y)
+    scores = inf.loss(X.iloc[:3], y.iloc[:3])["row1"]  # one test point's column, indexed by training row
+    ax = fiplot.plot_top_influences(scores, k=3)
+    order = np.argsort(scores.to_numpy(), kind="stable")
+    expected = [X.index[i] for i in np.r_[order[:3], order[-3:]]]
+    assert [t.get_text() for t in ax.get_yticklabels()] == expected
+    save_png(ax, tmp_path / "top_influence_frame.png")
+
+
+def test_plot_loo_matches_series_by_label_and_names_the_largest(tmp_path):
+    pd = pytest.importorskip("pandas")
+    labels = [f"r{i}" for i in range(8)]
+    actual = pd.Series([0.1, -0.9, 0.2, 0.05, 0.7, -0.3, 0.0, 0.4], index=labels)
+    predicted = actual.iloc[::-1] * 1.1  # the same rows in another order
+    ax = fiplot.plot_loo(predicted, actual, annotate=2)
+    points = ax.collections[0].get_offsets()
+    # in predicted's order, each point at (actual, predicted) of its own row
+    np.testing.assert_allclose(points[:, 0], actual.iloc[::-1].to_numpy())
+    np.testing.assert_allclose(points[:, 1], predicted.to_numpy())
+    assert [t.get_text() for t in ax.texts] == ["r1", "r4"]  # the largest |actual| changes
+    assert ax.texts[0].xy == pytest.approx((-0.9, -0.99))
+    save_png(ax, tmp_path / "loo_series.png")
+    assert len(fiplot.plot_loo(predicted, actual).texts) == 5  # a Series: the 5 largest by default
+    assert not fiplot.plot_loo(predicted.to_numpy(), actual.iloc[::-1].to_numpy()).texts  # arrays: none
+    assert [
+        t.get_text() for t in fiplot.plot_loo(np.ones(3), np.array([0.0, 3.0, -1.0]), annotate=1).texts
+    ] == ["#1"]
+    with pytest.raises(
+        ValueError, match=r"actual lacks the labels 'r7' and has labels the others do not have"
+    ):
+        fiplot.plot_loo(predicted, actual.rename({"r7": "zz"}))
+    with pytest.raises(ValueError, match=r"annotate must be an integer >= 0"):
+        fiplot.plot_loo(predicted, actual, annotate=-1)
+
+
+def test_plot_mislabel_detection_matches_series_by_label():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(5)
+    n = 60
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, 6, replace=False)] = True
+    index = pd.Index([f"p{i}" for i in range(n)])
+    self_influence = pd.Series(-np.abs(rng.normal(size=n)) - 5.0 * flipped, index=index)
+    training_loss = pd.Series(rng.random(n), index=index)
+    shuffled = rng.permutation(n)
+    ax = fiplot.plot_mislabel_detection(
+        self_influence, training_loss.iloc[shuffled], pd.Series(flipped, index=index).iloc[::-1]
+    )
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    by_self = next(v for k, v in lines.items() if k.startswith("self-influence"))
+    np.testing.assert_allclose(by_self.get_ydata()[:7], np.arange(7) / 6)  # matched, not by position
+    reference = fiplot.plot_mislabel_detection(self_influence.to_numpy(), training_loss.to_numpy(), flipped)
+    loss_line = next(v for k, v in lines.items() if k == "training loss")
+    reference_loss = next(v for v in reference.get_lines() if v.get_label() == "training loss")
+    np.testing.assert_array_equal(loss_line.get_ydata(), reference_loss.get_ydata())

@@ -47,6 +47,7 @@ __all__ = [
     "is_dataframe",
     "is_series",
     "is_tabular",
+    "pandas_series_index",
     "to_numpy_2d",
     "to_numpy_1d",
     "feature_names",
@@ -113,6 +114,16 @@ def is_dataframe(obj) -> bool:
 def is_series(obj) -> bool:
     """True for a pandas Series or Index, a polars Series, a pyarrow Array or ChunkedArray."""
     return _library(obj) is not None and _kind(obj)[1] == "series"
+
+
+def pandas_series_index(obj):
+    """The index of a pandas Series (its labels), or None for anything else (arrays, other libraries'
+    series, which have no labels of their own)."""
+    if _library(obj) != "pandas":
+        return None
+    import pandas as pd
+
+    return obj.index if isinstance(obj, pd.Series) else None
 
 
 def is_tabular(obj) -> bool:
@@ -371,8 +382,29 @@ def check_feature_names(fitted, columns, name: str) -> None:
             f"e.g. {name}[model.feature_names_in_] for pandas"
         )
     raise InvalidArgumentValueError(
-        name, f"{detail}. Its feature names must match those seen in fit, in the same order"
+        name,
+        f"{detail}. Its feature names must match those seen in fit, in the same order.\n"
+        + _sklearn_feature_names_message(fitted_names, names),
     )
+
+
+def _sklearn_feature_names_message(fitted: list, given: list) -> str:
+    """The mismatch in scikit-learn's words (``validate_data``'s; tools and its estimator checks
+    look for them): the names unseen at fit time, then those missing, five of each at most."""
+
+    def listed(names):
+        return "".join(f"- {c}\n" for c in names[:5]) + ("- ...\n" if len(names) > 5 else "")
+
+    unseen = sorted(set(given) - set(fitted))
+    missing = sorted(set(fitted) - set(given))
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    return message
 
 
 def describe_column_mismatch(expected, given, *, lacking: str, extra: str) -> str | None:

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from . import _dataframes as D
-from .exceptions import InvalidArgumentTypeError, InvalidArgumentValueError
+from .exceptions import ComplexDataError, InvalidArgumentTypeError, InvalidArgumentValueError
 
 try:  # SciPy is a dependency; the guard keeps this module importable on its own
     from scipy import sparse as _scipy_sparse
@@ -113,16 +113,18 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
         arr = np.asarray(X)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise InvalidArgumentTypeError(name, f"could not be converted to a NumPy array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
+    arr = _real_dtype(arr, name)
     if arr.ndim != 2:
-        raise InvalidArgumentValueError(
-            name, f"must be a 2-D array (n_samples, n_features), got shape {arr.shape}"
+        hint = (
+            ". Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample"
+            if arr.ndim == 1
+            else ""
         )
-    if not allow_empty and (arr.shape[0] == 0 or arr.shape[1] == 0):
-        raise InvalidArgumentValueError(name, f"is empty: shape {arr.shape}")
+        raise InvalidArgumentValueError(
+            name, f"must be a 2-D array (n_samples, n_features), got shape {arr.shape}{hint}"
+        )
+    if not allow_empty:
+        check_not_empty(arr.shape, name)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
@@ -131,18 +133,60 @@ def check_matrix(X, name: str = "X", *, allow_empty: bool = False):
     return arr
 
 
+def check_not_empty(shape: tuple, name: str) -> None:
+    """ValueError when an (n, d) shape has no rows or no columns (in scikit-learn's words, which its
+    estimator checks look for)."""
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if shape[axis] == 0:
+            raise InvalidArgumentValueError(
+                name, f"is empty: 0 {what}(s) (shape={tuple(shape)}) while a minimum of 1 is required."
+            )
+
+
+def _dtype_error(name: str, dtype) -> InvalidArgumentTypeError:
+    if np.issubdtype(dtype, np.complexfloating):  # scikit-learn's estimator checks want a ValueError
+        return ComplexDataError(
+            name,
+            f"must hold real numbers, got dtype {dtype}. Complex data not supported: pass the real "
+            "part (.real) if the imaginary parts are zero",
+        )
+    return InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {dtype}")
+
+
+def _real_dtype(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` unchanged when it holds real numbers or booleans; an object array of numbers as
+    float64 (a copy); otherwise a TypeError (a ValueError too for complex numbers)."""
+    if arr.dtype == object:
+        values = arr.ravel().tolist()
+        if any(v is None for v in values):
+            raise InvalidArgumentValueError(name, "has missing values (None) in an object array")
+        if any(isinstance(v, (complex, np.complexfloating)) for v in values):
+            raise _dtype_error(name, np.dtype(complex))
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:  # strings, dicts, ...: NumPy says which
+            raise InvalidArgumentTypeError(
+                name, f"must hold real numbers; its object entries could not be converted ({exc})"
+            ) from None
+    if np.issubdtype(arr.dtype, np.complexfloating) or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+    ):
+        raise _dtype_error(name, arr.dtype)
+    return arr
+
+
 def _check_sparse_matrix(X, name, allow_empty):
     if X.ndim != 2:
         raise InvalidArgumentValueError(name, f"must be 2-D, got shape {X.shape}")
-    if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
-        raise InvalidArgumentValueError(name, f"is empty: shape {X.shape}")
+    if not allow_empty:
+        check_not_empty(X.shape, name)
     dtype = X.dtype
     if (
         dtype.kind == "O"
         or not (np.issubdtype(dtype, np.number) or dtype.kind == "b")
         or np.issubdtype(dtype, np.complexfloating)
     ):
-        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {dtype}")
+        raise _dtype_error(name, dtype)
     _check_sparse_structure(X, name)  # before SciPy's conversions or the kernels read the index arrays
     csr = X if X.format == "csr" else X.tocsr()  # CSC/COO/...: one conversion
     copied = csr is not X
@@ -291,13 +335,8 @@ def check_1d(v, n: int | None, name: str) -> np.ndarray:
 def check_vector(v, n: int | None, name: str) -> np.ndarray:
     """A 1-D finite float64 vector of length n (a copy, so callers may encode in place)."""
     arr = check_1d(v, n, name)
-    if (
-        arr.dtype == object
-        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
-        or np.issubdtype(arr.dtype, np.complexfloating)
-    ):
-        raise InvalidArgumentTypeError(name, f"must hold real numbers, got dtype {arr.dtype}")
-    out = np.array(arr, dtype=np.float64, copy=True)
+    real = _real_dtype(arr, name)
+    out = real if real is not arr else np.array(arr, dtype=np.float64, copy=True)
     if not np.isfinite(out).all():
         raise InvalidArgumentValueError(name, "contains NaN or infinity")
     return out
@@ -457,10 +496,13 @@ def _buffers(value) -> list:
     return []
 
 
-def check_same_features(X: np.ndarray, n_features: int, name: str) -> None:
+def check_same_features(X: np.ndarray, n_features: int, name: str, owner: str = "the model") -> None:
+    """ValueError unless X has the ``n_features`` columns the model (named ``owner``) was fitted with."""
     if X.shape[1] != n_features:
         raise InvalidArgumentValueError(
-            name, f"has {X.shape[1]} features, but the model was fitted with {n_features}"
+            name,
+            f"has {X.shape[1]} features, but {owner} is expecting {n_features} features as input (the "
+            "number it was fitted with)",
         )
 
 

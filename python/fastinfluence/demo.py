@@ -140,12 +140,6 @@ def load_breast_cancer_split():
     return X_train, y[:N_TRAIN], X_test, y[N_TRAIN:], [str(c) for c in class_names]
 
 
-def _logistic_loss(model, X, y):
-    """Per-row logistic loss log(1 + e^eta) - y eta, y in {0, 1}."""
-    eta = model.decision_function(X)
-    return np.logaddexp(0.0, eta) - y * eta
-
-
 def _correlation(a, b):
     from .plot import pearson_correlation  # numpy only; matplotlib is imported by the plotting functions
 
@@ -164,7 +158,7 @@ def compute_demo(seed=0, *, n_loo=100):
     model = fi.LogisticRegression(l2=L2).fit(X_train, y_train)
     inf = fi.Influence(model, X_train, y_train)
     scores = inf.loss(X_test, y_test)
-    test_loss = _logistic_loss(model, X_test, y_test)
+    test_loss = model.row_losses(X_test, y_test)
     misclassified = np.flatnonzero(model.predict(X_test) != y_test)
     misclassified = misclassified[np.argsort(-test_loss[misclassified], kind="stable")]
 
@@ -194,7 +188,7 @@ def compute_demo(seed=0, *, n_loo=100):
     y_noisy = np.where(flipped_mask, 1 - y_train, y_train)
     noisy_model = fi.LogisticRegression(l2=L2).fit(X_train, y_noisy)
     noisy_self_influence = fi.Influence(noisy_model, X_train, y_noisy).self_influence()
-    noisy_training_loss = _logistic_loss(noisy_model, X_train, y_noisy)
+    noisy_training_loss = noisy_model.row_losses(X_train, y_noisy)
     rankings = {
         "self_influence": np.argsort(-np.abs(noisy_self_influence), kind="stable"),
         "training_loss": np.argsort(-noisy_training_loss, kind="stable"),

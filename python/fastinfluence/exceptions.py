@@ -92,3 +92,8 @@ class InvalidArgumentValueError(InvalidArgumentError, ValueError):
 
 class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
     """An argument has a type or dtype the call cannot take (see :class:`InvalidArgumentError`)."""
+
+
+class ComplexDataError(InvalidArgumentTypeError, ValueError):
+    """An argument holds complex numbers: a ``TypeError`` (a dtype the call cannot take), and a
+    ``ValueError`` too, as scikit-learn raises for complex data (its estimator checks expect that)."""

@@ -287,6 +287,24 @@ class Influence:
         self.newton_decrement_ = newton_decrement(optimum.gradient, self.solver_, self._operator.diagonal)
         warn_if_not_at_optimum(self.newton_decrement_, max(float(scale), np.finfo(float).tiny), stacklevel=2)
 
+    def __repr__(self) -> str:
+        """What it holds: ``Influence(model=LogisticRegression(l2=0.01), n=455, p=31, solver='direct',
+        damping=0.0, backend='cpp')``, with the number of classes of a multinomial model (whose p
+        counts the K blocks of ``d + fit_intercept`` parameters), whether results are labelled
+        (the training X was a frame), and what the engine adds (the Dask engine's row chunks)."""
+        parts = [f"model={self.model!r}", f"n={self.n_samples_}", f"p={self.n_params_}"]
+        if self._n_classes > 1:
+            parts.append(f"classes={self._n_classes}")
+        parts += [f"solver={self.solver!r}", f"damping={self.damping!r}", f"backend={self.backend!r}"]
+        if self._engine.train_rows is not None:
+            parts.append("labelled=True")
+        parts += [f"{key}={value!r}" for key, value in self._repr_extra().items()]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _repr_extra(self) -> dict:
+        """Further ``name: value`` pairs of the repr (engines with more to say override it)."""
+        return {}
+
     @property
     def _n_classes(self) -> int:
         return self.model.n_blocks

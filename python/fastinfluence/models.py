@@ -23,6 +23,14 @@ all strings, a model records them in ``feature_names_in_`` (as scikit-learn
 does), and frames given later (to ``predict``, ``Influence``, ...) must have
 the same columns in the same order, or a ``ValueError`` says which differ;
 arrays are matched by position. ``predict`` and friends return NumPy arrays.
+
+The models are scikit-learn estimators (:mod:`fastinfluence._estimator`, checked by
+scikit-learn's ``check_estimator`` suite; scikit-learn stays optional): ``get_params``,
+``set_params``, ``clone``, ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` work, the
+parameters are the keyword arguments of ``__init__``, stored unchanged and validated by
+``fit``. ``score`` is R^2 for :class:`LinearRegression`, accuracy for the classifiers and the
+fraction of Poisson deviance explained, D^2, for :class:`PoissonRegression` (as scikit-learn's
+``PoissonRegressor``). ``row_losses(X, y, sample_weight)`` gives each row's loss at the fit.
 """
 
 from __future__ import annotations
@@ -34,13 +42,20 @@ import numpy as np
 
 from . import _dataframes as D
 from . import _validation as V
+from ._estimator import (
+    ClassifierContract,
+    Estimator,
+    RegressorContract,
+    not_fitted_error,
+    poisson_d2_score,
+    score_inputs,
+)
 from .backends import get_backend
 from .backends.contract import Problem
 from .exceptions import (
     ConvergenceWarning,
     InvalidArgumentTypeError,
     InvalidArgumentValueError,
-    NotFittedError,
 )
 from .fitting import RowObjective, minimise
 from .losses import Loss
@@ -62,20 +77,15 @@ FIT_SOLVERS = FIT_METHODS  # the name before 0.2
 AUTO_NEWTON_MAX_PARAMS = 4096
 
 
-class LinearModelBase:
-    """Shared fitting machinery; subclasses choose the loss and the label encoding."""
+class LinearModelBase(Estimator):
+    """Shared fitting machinery; subclasses choose the loss and the label encoding.
+
+    The parameters are the keyword arguments of ``__init__``, stored unchanged and validated
+    by ``fit`` (:meth:`check_params`); ``get_params``, ``set_params``, ``repr`` and the tags
+    scikit-learn reads come from :class:`fastinfluence._estimator.Estimator`.
+    """
 
     _loss_name: str = ""
-    _param_names: tuple[str, ...] = (
-        "l2",
-        "fit_intercept",
-        "tol",
-        "max_iter",
-        "method",
-        "backend",
-        "n_jobs",
-        "solver",
-    )
     # Fitted attributes that only some models have (``hasattr`` tells; declared, not set, here):
     # the two classes of a classifier, and the weights that fastinfluence.sklearn.from_sklearn derived.
     classes_: np.ndarray
@@ -102,21 +112,6 @@ class LinearModelBase:
         self.max_iter = max_iter
         self.backend = backend
         self.n_jobs = n_jobs
-
-    # -- scikit-learn style parameter handling ----------------------------------------------
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._param_names}
-
-    def set_params(self, **params):
-        for name, value in params.items():
-            if name not in self._param_names:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # -- the objective ---------------------------------------------------------------------
     @property
@@ -172,8 +167,8 @@ class LinearModelBase:
         """
         X, rows, columns = D.to_numpy_2d(X, name)
         X = V.check_matrix(X, name)
-        V.check_same_features(X, self.n_features_in_, name)
         D.check_feature_names(getattr(self, "feature_names_in_", None), columns, name)
+        V.check_same_features(X, self.n_features_in_, name, type(self).__name__)
         return X, rows, columns
 
     # -- fitting -----------------------------------------------------------------------------
@@ -193,6 +188,10 @@ class LinearModelBase:
         self
         """
         self.check_params()
+        if y is None:  # in scikit-learn's words, which its estimator checks look for
+            raise InvalidArgumentValueError(
+                "y", f"is None: {type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X, _, columns = D.to_numpy_2d(X, "X")
         X = V.check_matrix(X, "X")
         y = self.encode_targets(y, X.shape[0], fitting=True)
@@ -272,7 +271,7 @@ class LinearModelBase:
 
     def _check_fitted(self):
         if not hasattr(self, "theta_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
+            raise not_fitted_error(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
 
     # -- prediction --------------------------------------------------------------------------
     def decision_function(self, X):
@@ -282,17 +281,64 @@ class LinearModelBase:
         return V.linear_predictor(X, self.theta_, bool(self.fit_intercept))
 
     def predict(self, X):
+        """The prediction of the linear predictor eta = X w + b, shape (n,)."""
         return self.decision_function(X)
 
+    def row_losses(self, X, y, sample_weight=None):
+        """The loss of each row at the fitted parameters, ``s_i * loss(y_i, eta_i)``, shape (n,).
 
-class LinearRegression(LinearModelBase):
+        These are the terms of the objective's sum: on the data the model was fitted on,
+        ``row_losses(X, y, sample_weight).mean() + (l2/2) ||w||^2`` is ``objective_`` (the
+        minimum of R). The loss is the model's own (:attr:`loss`; the table of
+        :mod:`fastinfluence.losses`), of the linear predictor ``eta_i = x_i . w + b``:
+
+        ==============================  ==============================================
+        model                           loss(y_i, eta_i)
+        ==============================  ==============================================
+        LinearRegression                ``(eta_i - y_i)^2 / 2``
+        LogisticRegression              ``log(1 + exp(eta_i)) - y_i eta_i``, y_i in {0, 1}
+                                        (1 for ``classes_[1]``): the log-loss
+        SmoothHingeClassifier           ``t log(1 + exp((1 - y_i eta_i) / t))``, y_i = +-1
+        PoissonRegression               ``exp(eta_i) - y_i eta_i``: the negative log-likelihood
+                                        without its ``log(y_i!)``, so it can be negative
+        MultinomialLogisticRegression   ``logsumexp(eta_i) - eta_i[y_i]`` (eta_i of the K
+                                        classes): the log-loss
+        ==============================  ==============================================
+
+        Parameters
+        ----------
+        X : array (n, d), sparse matrix or data frame, as ``predict`` takes it
+        y : array or Series (n,) of labels or targets, in the encoding the model was fitted with
+        sample_weight : array or Series (n,), non-negative, or None (all ones)
+
+        Returns
+        -------
+        losses : ndarray (n,), float64 (NumPy, also for frames, as ``predict``)
+        """
+        self._check_fitted()
+        X = self.validate_features(X, "X")[0]
+        n = X.shape[0]
+        y = self.encode_targets(y, n, "y")
+        s = V.check_sample_weight(sample_weight, n)
+        rows = get_backend(self.backend).row_derivatives(
+            self.problem(X, y, None), self.theta_, V.check_n_jobs(self.n_jobs)
+        )
+        losses = np.array(rows.value, dtype=np.float64)
+        return losses if s is None else s * losses
+
+
+class LinearRegression(RegressorContract, LinearModelBase):
     """Least squares, ``loss = 0.5 * (eta - y)**2``, with an optional l2 (ridge) penalty."""
 
     _loss_name = "squared"
 
 
-class BinaryClassifierBase(LinearModelBase):
-    """Labels may be {0, 1}, {-1, +1}, bool, or two class names; ``classes_`` keeps the user's pair.
+class BinaryClassifierBase(ClassifierContract, LinearModelBase):
+    """Labels may be any two classes: {0, 1}, {-1, +1}, bool, two other whole numbers (such as
+    {1, 2}), or two class names; ``classes_`` keeps the user's pair. Labels in {0, 1} or
+    {-1, +1} make that pair the classes even when only one of them is present (the fit then
+    has no minimiser and says so); other numbers must show both classes. More than two
+    classes, or continuous (non-integer) values, are refused with a ``ValueError``.
 
     Class names (strings, of a NumPy string or object array, a pandas or polars
     Series, ...) are sorted as ``numpy.unique`` sorts them, and the second is
@@ -303,6 +349,7 @@ class BinaryClassifierBase(LinearModelBase):
 
     _positive_internal = 1.0
     _negative_internal = 0.0
+    _binary_only = True
 
     def __init__(
         self,
@@ -336,18 +383,7 @@ class BinaryClassifierBase(LinearModelBase):
         y = V.check_vector(raw, n, name)
         values = set(np.unique(y).tolist())
         if fitting:
-            if is_bool or values <= {0.0, 1.0}:
-                classes = (False, True) if is_bool else (0, 1)
-            elif values <= {-1.0, 1.0}:
-                classes = (-1, 1)
-            else:
-                shown = sorted(values)[:5]
-                raise InvalidArgumentValueError(
-                    name,
-                    f"must hold binary labels in {{0, 1}}, {{-1, +1}} or bool (or two class names, "
-                    f"such as strings) for {type(self).__name__}; found values {shown}",
-                )
-            self.classes_ = np.array(classes)
+            self.classes_ = self._numeric_classes(raw, values, is_bool, name)
         if _class_names(self.classes_, "classes_") is not None:  # fitted on class names, given numbers
             raise InvalidArgumentValueError(
                 name,
@@ -363,15 +399,44 @@ class BinaryClassifierBase(LinearModelBase):
         positive = y == float(self.classes_[1])
         return np.where(positive, self._positive_internal, self._negative_internal)
 
+    def _numeric_classes(self, raw, values: set, is_bool: bool, name: str) -> np.ndarray:
+        """``classes_`` of numeric or boolean labels: (False, True); (0, 1) or (-1, +1) when the
+        labels lie in one of those pairs (also when only one of its classes is present: the fit
+        then has no minimiser and says so); else the two distinct values, sorted."""
+        if is_bool:
+            return np.array((False, True))
+        _check_discrete(values, name, type(self).__name__, BINARY_LABELS)
+        if values <= {0.0, 1.0}:
+            return np.array((0, 1))
+        if values <= {-1.0, 1.0}:
+            return np.array((-1, 1))
+        labels = np.unique(raw) if raw.dtype.kind in "iu" else np.array(sorted(values))
+        if labels.size != 2:
+            raise self._not_two_classes(name, labels.tolist())
+        return labels
+
+    def _not_two_classes(self, name: str, labels: list) -> InvalidArgumentValueError:
+        """The error for labels that are not two classes (one, or more than two)."""
+        shown = [label.item() if hasattr(label, "item") else label for label in labels[:5]]
+        owner = type(self).__name__
+        if len(labels) == 1:
+            return InvalidArgumentValueError(
+                name,
+                f"{BINARY_LABELS} for {owner}; found one class only, {shown[0]!r}: the training labels must "
+                "show both classes",
+            )
+        more = " ..." if len(labels) > 5 else ""
+        return InvalidArgumentValueError(
+            name,
+            f"{BINARY_LABELS} for {owner}; found {len(labels)} classes {shown}{more}. Only binary "
+            "classification is supported: use MultinomialLogisticRegression for more than two classes",
+        )
+
     def _encode_class_names(self, raw, names, name, fitting):
         """Internal labels for class names: positive where raw is ``classes_[1]``."""
         if fitting:
             if names.size != 2:
-                shown = names.tolist()
-                found = f"only {shown[0]!r}" if len(shown) == 1 else f"{len(shown)}: {shown[:5]}"
-                raise InvalidArgumentValueError(
-                    name, f"must hold exactly two classes for {type(self).__name__}; found {found}"
-                )
+                raise self._not_two_classes(name, names.tolist())
             self.classes_ = names
         known = set(self.classes_.tolist())
         bad = [label for label in names.tolist() if label not in known]
@@ -386,6 +451,23 @@ class BinaryClassifierBase(LinearModelBase):
     def predict(self, X):
         """The predicted class, in the labels the model was fitted with."""
         return np.where(self.decision_function(X) > 0, self.classes_[1], self.classes_[0])
+
+
+#: What the binary classifiers' label errors start with.
+BINARY_LABELS = "must hold binary labels (two classes: numbers, bool or class names)"
+
+
+def _check_discrete(values: set, name: str, owner: str, expected: str = "must hold class labels") -> None:
+    """ValueError when numeric labels are not whole numbers (a continuous target, as scikit-learn
+    calls it): a classifier's labels are classes."""
+    fractional = sorted(v for v in values if v != math.floor(v))
+    if fractional:
+        raise InvalidArgumentValueError(
+            name,
+            f"{expected} for {owner}; found continuous values such as {fractional[0]:g} (Unknown label "
+            "type: continuous. Classes are whole numbers, booleans or names; for a real-valued target "
+            "use LinearRegression)",
+        )
 
 
 def _class_names(raw: np.ndarray, name: str) -> np.ndarray | None:
@@ -430,7 +512,6 @@ class SmoothHingeClassifier(BinaryClassifierBase):
     """
 
     _loss_name = "smooth_hinge"
-    _param_names = (*LinearModelBase._param_names, "t")
     _negative_internal = -1.0
 
     def __init__(
@@ -465,10 +546,11 @@ class SmoothHingeClassifier(BinaryClassifierBase):
         return Loss("smooth_hinge", self.t)
 
 
-class PoissonRegression(LinearModelBase):
+class PoissonRegression(RegressorContract, LinearModelBase):
     """Poisson regression with log link, ``loss = exp(eta) - y * eta`` for counts y >= 0."""
 
     _loss_name = "poisson"
+    _positive_targets = True
 
     def __init__(
         self,
@@ -497,8 +579,32 @@ class PoissonRegression(LinearModelBase):
         """The predicted mean, exp(eta)."""
         return np.exp(self.decision_function(X))
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """The fraction of Poisson deviance explained, D^2, of ``predict(X)`` (as scikit-learn's
+        ``PoissonRegressor.score``).
 
-class MultinomialLogisticRegression(LinearModelBase):
+        ``D^2 = 1 - sum_i s_i dev(y_i, mu_i) / sum_i s_i dev(y_i, ybar)`` with the unit deviance
+        ``dev(y, mu) = 2 (y log(y / mu) - y + mu)`` and ``ybar`` the weighted mean count: R^2
+        with the deviance in place of the squared error. The deviance is the loss the model
+        minimises (twice ``exp(eta) - y eta`` plus a term free of eta), so D^2 ranks fits as the
+        objective does, where R^2 would be dominated by the largest counts (whose variance is
+        largest).
+
+        Parameters
+        ----------
+        X : array (m, d), sparse matrix or data frame, as ``predict`` takes it
+        y : array or Series (m,) of counts >= 0
+        sample_weight : array or Series (m,), non-negative, or None
+
+        Returns
+        -------
+        d2 : float <= 1 (1 for exact predictions, 0 for predicting the mean count)
+        """
+        X, y, s = score_inputs(self, X, y, sample_weight, encode=True)
+        return poisson_d2_score(y, self.predict(X), s)
+
+
+class MultinomialLogisticRegression(ClassifierContract, LinearModelBase):
     """Softmax (multinomial logistic) regression over K >= 2 classes, as scikit-learn's
     multinomial ``LogisticRegression`` parameterises it: one weight vector and intercept per class,
     ``loss = logsumexp(eta) - eta[y]`` with ``eta = W x + b`` (K,), L2 on the weights, intercepts
@@ -518,7 +624,7 @@ class MultinomialLogisticRegression(LinearModelBase):
     @property
     def n_blocks(self) -> int:
         if not hasattr(self, "n_classes_"):
-            raise NotFittedError(f"this {type(self).__name__} has no classes yet; call fit(X, y) first")
+            raise not_fitted_error(f"this {type(self).__name__} has no classes yet; call fit(X, y) first")
         return self.n_classes_
 
     def __init__(
@@ -555,10 +661,14 @@ class MultinomialLogisticRegression(LinearModelBase):
         else:
             values = V.check_vector(raw, n, name)
             labels = np.unique(raw if raw.dtype.kind in "iu" else values)
+            if fitting:
+                _check_discrete(set(labels.tolist()), name, type(self).__name__)
         if fitting:
             if labels.size < 2:
                 raise InvalidArgumentValueError(
-                    name, f"must hold at least two classes for {type(self).__name__}; found {labels.tolist()}"
+                    name,
+                    f"must hold at least two classes for {type(self).__name__}; found one class only, "
+                    f"{labels.tolist()}",
                 )
             self.classes_ = labels
             self.n_classes_ = int(labels.size)
@@ -610,19 +720,29 @@ class MultinomialLogisticRegression(LinearModelBase):
         self.coef_ = blocks[:, :n_features].copy()
         self.intercept_ = blocks[:, n_features].copy() if self.fit_intercept else np.zeros(self.n_classes_)
 
-    def decision_function(self, X):
-        """The linear predictors eta = X W^T + b, shape (n, K): columns follow ``classes_``."""
+    def class_scores(self, X):
+        """The linear predictors eta = X W^T + b, shape (n, K): columns follow ``classes_`` (the
+        sum-to-zero parameterisation's, see :mod:`fastinfluence.multinomial`)."""
         self._check_fitted()
         X = self.validate_features(X, "X")[0]
         blocks = self.theta_.reshape(self.n_classes_, -1)
         return np.column_stack([V.linear_predictor(X, row, bool(self.fit_intercept)) for row in blocks])
 
+    def decision_function(self, X):
+        """The linear predictors eta = X W^T + b, shape (n, K): columns follow ``classes_``
+        (:meth:`class_scores`). With two classes, as scikit-learn's binary classifiers, the one
+        decision value ``eta[:, 1] - eta[:, 0]`` of ``classes_[1]`` against ``classes_[0]``,
+        shape (n,): positive where ``classes_[1]`` is predicted."""
+        eta = self.class_scores(X)
+        return eta[:, 1] - eta[:, 0] if self.n_classes_ == 2 else eta
+
     def predict_proba(self, X):
         """Class probabilities, shape (n, K): columns follow ``classes_``."""
         from scipy.special import softmax
 
-        return softmax(self.decision_function(X), axis=1)
+        return softmax(self.class_scores(X), axis=1)
 
     def predict(self, X):
         """The most probable class, in the labels the model was fitted with."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        scores = self.class_scores(X)
+        return self.classes_[np.argmax(scores, axis=1)]

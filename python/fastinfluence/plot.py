@@ -11,6 +11,12 @@ Sign convention (see :mod:`fastinfluence.influence`): a negative
 ``I_up,loss(z_i, z_test)`` marks a *helpful* training point (upweighting it lowers
 the test loss), a positive one a *harmful* point.
 
+Labels: pandas Series (a column of ``inf.loss(X_test, y_test)`` for a training
+frame, ``inf.self_influence()``, a column of ``fi.exact_loo(...)``) carry the training
+rows' labels in their index. Given one, :func:`plot_top_influences` names its bars by
+them and :func:`plot_loo` labels its most influential points; several Series given
+together are matched by label (in the first one's order), not by position.
+
 matplotlib is imported when a function is first called, never at
 ``import fastinfluence``.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _dataframes as D
 from ._optional import require
 
 __all__ = ["plot_loo", "plot_top_influences", "plot_mislabel_detection"]
@@ -41,6 +48,35 @@ def _vector(values, name):
     return arr
 
 
+def _matched_by_label(named: dict):
+    """``(values, labels)``: the values of ``named`` (name -> array or pandas Series), Series
+    reordered by label to the first Series's index, and that index as a list (None when no Series
+    was given). Arrays are taken in that order as they are."""
+    indexes = [D.pandas_series_index(values) for values in named.values()]
+    reference = next((index for index in indexes if index is not None), None)
+    matched = {}
+    for (name, values), index in zip(named.items(), indexes):
+        aligned = index is None or reference is None or index.equals(reference)
+        matched[name] = values if aligned else _align(values, index, reference, name)
+    return matched, None if reference is None else list(reference)
+
+
+def _align(series, index, reference, name):
+    """``series`` reordered to the labels of ``reference``: ValueError unless it has the same labels."""
+    if not (index.is_unique and reference.is_unique):
+        raise ValueError(
+            f"{name} is a Series whose index differs from the other's and is not unique, so its "
+            "values cannot be matched by label; pass Series with the same index (or arrays)"
+        )
+    missing, extra = reference.difference(index), index.difference(reference)
+    if len(missing) or len(extra):
+        detail = D.describe_column_mismatch(
+            list(reference), list(index), lacking="the labels", extra="labels the others do not have:"
+        )
+        raise ValueError(f"{name} {detail}: Series are matched by their index labels")
+    return series.reindex(reference)
+
+
 def pearson_correlation(predicted, actual) -> float:
     """Pearson correlation of two vectors over the entries where both are finite (NaN if undefined)."""
     predicted = _vector(predicted, "predicted")
@@ -56,27 +92,37 @@ def pearson_correlation(predicted, actual) -> float:
     return float(np.corrcoef(p, a)[0, 1])
 
 
-def plot_loo(predicted, actual, ax=None, *, label="training points"):
+def plot_loo(predicted, actual, ax=None, *, label="training points", annotate=None):
     """Predicted against actual leave-one-out change of test loss, Pearson r in the title.
 
     Parameters
     ----------
-    predicted : array of shape (k,)
+    predicted : array or pandas Series of shape (k,)
         Estimated ``loss(z_test, theta_{-i}) - loss(z_test, theta)``, for example
-        ``inf.loo(X_test, y_test, indices=idx)[:, j]`` (or a flattened matrix).
-    actual : array of shape (k,)
-        The same change from brute-force refits, ``fi.exact_loo(...)``.
+        ``inf.loo(X_test, y_test, indices=idx)[:, j]`` (or a flattened matrix), or a column
+        of the DataFrame it is for a training frame.
+    actual : array or pandas Series of shape (k,)
+        The same change from brute-force refits, ``fi.exact_loo(...)``. Two Series are
+        matched by their index labels; a ValueError says which labels one lacks.
     ax : matplotlib Axes or None
     label : str
         Legend label of the scattered points.
+    annotate : int >= 0 or None
+        How many points to label, those whose removal changes the test loss most (largest
+        ``|actual|``): by their index label when a Series was given, else ``#i`` (position).
+        None: 5 when a Series was given, 0 otherwise.
 
     Returns
     -------
     ax : the matplotlib Axes drawn on. A point on the diagonal is a perfect
     estimate; the title reads ``Pearson r = ...`` (NaN-free entries only).
     """
-    predicted = _vector(predicted, "predicted")
-    actual = _vector(actual, "actual")
+    matched, labels = _matched_by_label({"predicted": predicted, "actual": actual})
+    predicted, actual = _vector(matched["predicted"], "predicted"), _vector(matched["actual"], "actual")
+    if annotate is None:
+        annotate = 0 if labels is None else 5
+    if isinstance(annotate, bool) or not isinstance(annotate, (int, np.integer)) or annotate < 0:
+        raise ValueError(f"annotate must be an integer >= 0 or None, got {annotate!r}")
     r = pearson_correlation(predicted, actual)
     if ax is None:
         ax = _new_axes()
@@ -95,6 +141,8 @@ def plot_loo(predicted, actual, ax=None, *, label="training points"):
         )
     ax.axhline(0.0, color="0.85", linewidth=0.8, zorder=0)
     ax.axvline(0.0, color="0.85", linewidth=0.8, zorder=0)
+    if predicted.shape == actual.shape:  # pearson_correlation has refused other shapes
+        _annotate_largest(ax, predicted, actual, labels, int(annotate))
     ax.set_xlabel("actual change of test loss (retrained without the point)")
     ax.set_ylabel("predicted change of test loss")
     ax.set_title(f"Leave-one-out: predicted vs actual (Pearson r = {r:.3f})")
@@ -102,19 +150,31 @@ def plot_loo(predicted, actual, ax=None, *, label="training points"):
     return ax
 
 
+def _annotate_largest(ax, predicted, actual, labels, count: int) -> None:
+    """Label the ``count`` finite points of largest ``|actual|`` (ties by position)."""
+    finite = np.flatnonzero(np.isfinite(actual) & np.isfinite(predicted))
+    chosen = finite[np.argsort(-np.abs(actual[finite]), kind="stable")][:count]
+    for i in chosen:
+        name = f"#{i}" if labels is None else str(labels[i])
+        ax.annotate(
+            name, (actual[i], predicted[i]), xytext=(4, 4), textcoords="offset points", fontsize="x-small"
+        )
+
+
 def plot_top_influences(scores, k=10, ax=None, labels=None):
     """The k most helpful and k most harmful training points for one test point, as horizontal bars.
 
     Parameters
     ----------
-    scores : array of shape (n_train,)
+    scores : array or pandas Series of shape (n_train,)
         ``I_up,loss(z_i, z_test)`` for every training point i, one column of
-        ``inf.loss(X_test, y_test)``. Negative = helpful, positive = harmful.
+        ``inf.loss(X_test, y_test)`` (for a training frame, a Series indexed by its rows:
+        ``inf.loss(X_test, y_test)[test_label]``). Negative = helpful, positive = harmful.
     k : int
         How many of each kind to show (fewer when there are fewer training points).
     ax : matplotlib Axes or None
-    labels : sequence of str of length n_train, or None
-        Names for the training points (default ``train #i``).
+    labels : sequence of length n_train, or None
+        Names for the training points; default: a Series' index labels, else ``train #i``.
 
     Returns
     -------
@@ -122,16 +182,19 @@ def plot_top_influences(scores, k=10, ax=None, labels=None):
     helpful point (most negative, blue) at the bottom, the most harmful (most
     positive, red) at the top.
     """
+    index = D.pandas_series_index(scores)
     scores = _vector(scores, "scores")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if labels is not None and len(labels) != scores.size:
         raise ValueError(f"labels must have one entry per training point ({scores.size}), got {len(labels)}")
+    if labels is None and index is not None:
+        labels = list(index)
     order = np.argsort(scores, kind="stable")
     k = min(int(k), scores.size)
     selected = np.union1d(order[:k], order[::-1][:k])  # with k > n/2 each point is shown once
     shown = selected[np.argsort(scores[selected], kind="stable")]  # most helpful at the bottom
-    names = [labels[i] if labels is not None else f"train #{i}" for i in shown]
+    names = [str(labels[i]) if labels is not None else f"train #{i}" for i in shown]
     colors = [HELPFUL_COLOR if scores[i] < 0 else HARMFUL_COLOR for i in shown]
     if ax is None:
         ax = _new_axes()
@@ -167,12 +230,13 @@ def plot_mislabel_detection(self_influence, training_loss, flipped_mask, ax=None
 
     Parameters
     ----------
-    self_influence : array of shape (n,)
+    self_influence : array or pandas Series of shape (n,)
         ``inf.self_influence()`` of a model fitted on the noisy labels.
-    training_loss : array of shape (n,)
-        Each training point's loss at the fitted parameters.
-    flipped_mask : bool array of shape (n,)
-        True where the label was flipped.
+    training_loss : array or pandas Series of shape (n,)
+        Each training point's loss at the fitted parameters, ``model.row_losses(X, y)``.
+    flipped_mask : bool array or pandas Series of shape (n,)
+        True where the label was flipped. Series among the three are matched by their index
+        labels (to the first Series's order).
     ax : matplotlib Axes or None
     seed : int
         Seed of the random ordering.
@@ -181,8 +245,12 @@ def plot_mislabel_detection(self_influence, training_loss, flipped_mask, ax=None
     -------
     ax : the matplotlib Axes drawn on.
     """
-    self_influence = _vector(self_influence, "self_influence")
-    training_loss = _vector(training_loss, "training_loss")
+    matched, _ = _matched_by_label(
+        {"self_influence": self_influence, "training_loss": training_loss, "flipped_mask": flipped_mask}
+    )
+    self_influence = _vector(matched["self_influence"], "self_influence")
+    training_loss = _vector(matched["training_loss"], "training_loss")
+    flipped_mask = matched["flipped_mask"]
     flipped_mask = np.asarray(flipped_mask)
     if flipped_mask.dtype != bool:
         raise TypeError(f"flipped_mask must be a boolean array, got dtype {flipped_mask.dtype}")

@@ -2,9 +2,16 @@
 
 :func:`from_sklearn` reads a fitted estimator's coefficients and settings and
 returns the fastinfluence model that minimises the *same* objective, so that
-:class:`~fastinfluence.Influence` can differentiate it. For a ``Pipeline``,
-:func:`transform` gives the features its final step sees; influence is then
-computed in that space, in three lines::
+:class:`~fastinfluence.Influence` can differentiate it. A fitted ``Pipeline`` is
+explained from its raw rows by :func:`influence_of_pipeline`::
+
+    pipe.fit(X_train, y_train)                        # e.g. ColumnTransformer + LogisticRegression
+    inf = fi.sklearn.influence_of_pipeline(pipe, X_train, y_train)
+    scores = inf.loss(X_test, y_test)                 # labelled by X_train's and X_test's index
+
+It translates the final estimator (:func:`from_sklearn`), puts training and test rows
+through the pipeline's other steps, held fixed, and labels the results by the raw
+rows' index and the feature names out. By hand, in the space :func:`transform` returns::
 
     model = fi.from_sklearn(pipe, X, y)
     inf = fi.Influence(model, fi.sklearn.transform(pipe, X), y)
@@ -119,6 +126,7 @@ Approximations and choices.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -139,8 +147,17 @@ from .models import (
     PoissonRegression,
     SmoothHingeClassifier,
 )
+from .pipeline import PipelineInfluence
 
-__all__ = ["from_sklearn", "one_vs_rest_models", "transform", "DEFAULT_TEMPERATURE", "SUPPORTED_ESTIMATORS"]
+__all__ = [
+    "from_sklearn",
+    "influence_of_pipeline",
+    "one_vs_rest_models",
+    "transform",
+    "FixedPreprocessing",
+    "DEFAULT_TEMPERATURE",
+    "SUPPORTED_ESTIMATORS",
+]
 
 #: Smooth-hinge temperature that stands in for the hinge losses.
 DEFAULT_TEMPERATURE = 0.1
@@ -300,13 +317,14 @@ def _translate_logistic(est, n: int, X_sample) -> _Translation:
         return _Translation(
             MultinomialLogisticRegression(l2=l2), class_weighted=True, balanced_uses_sample_weight=True
         )
-    if np.asarray(est.classes_).size <= 2 and getattr(est, "multi_class", "auto") == "multinomial":
+    n_classes = np.asarray(getattr(est, "classes_", ())).size  # 0 when not fitted: from_sklearn says so
+    if 0 < n_classes <= 2 and getattr(est, "multi_class", "auto") == "multinomial":
         raise _unsupported(
             est,
             "a binary LogisticRegression(multi_class='multinomial') (scikit-learn < 1.8) is not supported: "
             "its two coefficient vectors are tied, with another penalty; fit it without multi_class",
         )
-    if np.asarray(est.classes_).size > 2:
+    if n_classes > 2:
         raise _unsupported(
             est,
             "a one-vs-rest LogisticRegression with more than two classes (liblinear, or "
@@ -676,3 +694,164 @@ def one_vs_rest_models(estimator, X, y, sample_weight=None, **options) -> dict:
         )
         for label, est in pairs
     }
+
+
+# -- a pipeline explained from its raw rows ---------------------------------------------------------
+class FixedPreprocessing:
+    """The fitted steps of a pipeline before its final estimator, as a function of raw rows.
+
+    ``preprocessing(X)`` is :func:`transform` of a snapshot of the pipeline (refitting the
+    pipeline afterwards changes nothing here), as a pandas DataFrame indexed like ``X`` (its
+    pandas index; positions ``0 .. n-1`` for other inputs) with ``feature_names`` as columns.
+    """
+
+    def __init__(self, pipeline, feature_names):
+        self.pipeline = copy.deepcopy(pipeline)
+        self.feature_names = list(feature_names)
+
+    def __call__(self, X):
+        pd = D.require_pandas("fastinfluence.sklearn.influence_of_pipeline")
+        V.check_not_masked(X, "X")
+        features = transform(self.pipeline, X)
+        if features.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"the pipeline's preprocessing gave {features.shape[1]} features, but it gave "
+                f"{len(self.feature_names)} for the training rows"
+            )
+        index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(features.shape[0])
+        return pd.DataFrame(features, index=index, columns=pd.Index(self.feature_names), copy=False)
+
+    def __repr__(self):
+        steps = getattr(self.pipeline, "steps", None)
+        shown = [name for name, _ in steps[:-1]] if steps else []
+        return f"FixedPreprocessing(steps={shown}, features={len(self.feature_names)})"
+
+
+def _final_feature_names(estimator, input_names):
+    """The names of the features the final step of ``estimator`` sees (``get_feature_names_out`` of
+    the steps before it, through nested pipelines), or None when a step cannot say."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        return input_names
+    if len(estimator.steps) > 1:
+        try:
+            input_names = list(estimator[:-1].get_feature_names_out(input_names))
+        except (AttributeError, TypeError, ValueError):  # a step without feature names
+            return None
+    return _final_feature_names(estimator.steps[-1][1], input_names)
+
+
+def _feature_names(pipeline, X, d: int) -> list:
+    """The names of the d features the final step sees: the pipeline's feature names out, or X's
+    string column labels for a bare estimator; positions 0 .. d-1 when there are none."""
+    columns = D.feature_names(list(X.columns)) if D.is_dataframe(X) and hasattr(X, "columns") else None
+    names = _final_feature_names(pipeline, None if columns is None else list(columns))
+    if names is None or len(names) != d:
+        return list(range(d))
+    return [str(name) for name in names]
+
+
+def influence_of_pipeline(
+    pipeline,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    solver="direct",
+    damping=0.0,
+    t=DEFAULT_TEMPERATURE,
+    tol=1e-10,
+    max_iter=100,
+    backend="cpp",
+    n_jobs=None,
+    solver_options=None,
+):
+    """Influence of the raw training rows of a fitted ``Pipeline``, with labelled results.
+
+    For a pipeline of preprocessing steps (a ``ColumnTransformer`` of ``StandardScaler`` and
+    ``OneHotEncoder``, ...) and a final estimator that :func:`from_sklearn` supports or a
+    fastinfluence model, this is, in one call::
+
+        inf = fi.sklearn.influence_of_pipeline(pipe, X_train, y_train)
+        scores = inf.loss(X_test, y_test)      # DataFrame: X_train's index x X_test's index
+        inf.pert_loss(X_test, y_test)          # columns: pipe[:-1].get_feature_names_out()
+
+    Every method takes *raw* rows (``X_test``, ``X_new``, a target's test points) and puts them
+    through the same preprocessing; results are labelled by the raw frames' index (not
+    ``0 .. n-1``) and by the preprocessing's feature names (``get_feature_names_out``).
+
+    Parameters
+    ----------
+    pipeline : fitted scikit-learn Pipeline (or a bare fitted estimator)
+        Its final step one of :data:`SUPPORTED_ESTIMATORS` or a fastinfluence model.
+    X : the raw training rows the pipeline was fitted on (a pandas DataFrame with string or
+        categorical columns, or whatever the pipeline accepts)
+    y : array or Series (n,), the training targets
+    sample_weight : array or Series (n,) or None
+        The weights the final estimator was fitted with (``pipe.fit(X, y, est__sample_weight=w)``);
+        class weights of the estimator are multiplied in (see :func:`from_sklearn`).
+    solver, damping, backend, n_jobs, solver_options
+        As for :class:`~fastinfluence.Influence`.
+    t, tol, max_iter
+        As for :func:`from_sklearn` (scikit-learn final estimators only).
+
+    Returns
+    -------
+    PipelineInfluence
+        An :class:`~fastinfluence.Influence` (:class:`fastinfluence.pipeline.PipelineInfluence`)
+        of the final estimator's model (``inf.model``: its ``feature_names_in_`` are the
+        preprocessing's feature names), labelled by the rows of ``X``; ``inf.transform(X)`` gives
+        the features of raw rows, for :func:`fastinfluence.exact_loo` and the other functions
+        that take the model's features.
+
+    Notes
+    -----
+    The influence is that of the final estimator's objective, with the preprocessing *held
+    fixed*: upweighting or removing training row i changes the final estimator's fit, not the
+    scaler's means, the encoder's categories or a feature selector's choice, which were fitted
+    on all rows. That is exact for preprocessing that does not learn from the data (fixed
+    encodings, a ``FunctionTransformer``) and a first approximation otherwise: a ``StandardScaler``
+    refitted without row i would shift its mean and scale by O(1/n). Steps fitted on y (a
+    ``SelectKBest``) are likewise held at their choice. A row's influence is on the pipeline's
+    final objective, in the space of the transformed features: ``pert_loss`` is a gradient with
+    respect to those features, not to the raw columns (divide by a scaler's ``scale_`` to move it
+    back).
+
+    Raises
+    ------
+    NotFittedError
+        When the pipeline (its final step) is not fitted.
+    TypeError, ValueError
+        For an unsupported final estimator or setting (see :func:`from_sklearn`).
+    """
+    _import_sklearn()
+    D.require_pandas("fastinfluence.sklearn.influence_of_pipeline")
+    final = _final_step(pipeline)
+    if isinstance(final, LinearModelBase):  # one of ours: already at the optimum of its own objective
+        if not hasattr(final, "theta_"):
+            raise NotFittedError(
+                f"the pipeline's {type(final).__name__} is not fitted yet; fit the pipeline first"
+            )
+        model, weights = copy.deepcopy(final), sample_weight
+        d = int(model.n_features_in_)
+    else:
+        model = from_sklearn(
+            pipeline, X, y, sample_weight, t=t, tol=tol, max_iter=max_iter, backend=backend, n_jobs=n_jobs
+        )
+        weights, d = model.sample_weight_, int(model.n_features_in_)
+    names = _feature_names(pipeline, X, d)
+    if all(isinstance(name, str) for name in names):
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+    return PipelineInfluence(
+        model,
+        FixedPreprocessing(pipeline, names),
+        X,
+        y,
+        weights,
+        solver=solver,
+        damping=damping,
+        backend=backend,
+        n_jobs=n_jobs,
+        solver_options=solver_options,
+    )

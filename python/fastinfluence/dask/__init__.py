@@ -102,6 +102,9 @@ class Influence(_influence.Influence):
     _engine_class = DaskEngine
     _engine: DaskEngine
 
+    def _repr_extra(self) -> dict:
+        return {"chunks": len(self._engine.data.row_chunks)}
+
     @property
     def passes_(self) -> int:
         """Passes over the data made so far by the construction and the solvers (not by lazy results)."""

@@ -105,8 +105,8 @@ class DaskEngine:
         # None: one thread per task (Dask runs a task per core)
         self.n_jobs = V.check_n_jobs(1 if n_jobs is None else n_jobs)
         self.data = as_data(X, y, sample_weight)
-        V.check_same_features(self.data.X, model.n_features_in_, "X")
         D.check_feature_names(getattr(model, "feature_names_in_", None), self.data.columns, "X")
+        V.check_same_features(self.data.X, model.n_features_in_, "X", type(model).__name__)
         self.n_samples = self.data.n
         self.fit_intercept = bool(model.fit_intercept)
         self.train_rows = self.columns = None  # results are lazy arrays, unlabelled

@@ -122,7 +122,16 @@ with warnings.catch_warnings():
         _marker = parametrize_with_checks(ESTIMATORS)
     # before 1.6 the cases come as a generator, which newer pytest refuses: a list, the same marks
     _names, _cases = _marker.args
-    _with_checks = pytest.mark.parametrize(_names, list(_cases), **_marker.kwargs)
+    # Not collected: the array-API checks, which scikit-learn skips unless SCIPY_ARRAY_API=1 is set
+    # before SciPy is imported. fastinfluence takes NumPy arrays, sparse matrices and data frames
+    # (array-API arrays are converted by np.asarray, not computed on natively), and CI counts any skip
+    # as a missing optional dependency.
+    _cases = [
+        case
+        for case in _cases
+        if not _check_name(getattr(case, "values", case)[1]).startswith("check_array_api_input")
+    ]
+    _with_checks = pytest.mark.parametrize(_names, _cases, **_marker.kwargs)
 
 
 @_with_checks

@@ -72,7 +72,7 @@ class PipelineInfluence(Influence):
         *,
         solver="direct",
         damping=0.0,
-        backend="cpp",
+        backend="auto",
         n_jobs=None,
         solver_options=None,
     ):

@@ -763,7 +763,7 @@ def influence_of_pipeline(
     t=DEFAULT_TEMPERATURE,
     tol=1e-10,
     max_iter=100,
-    backend="cpp",
+    backend="auto",
     n_jobs=None,
     solver_options=None,
 ):

@@ -74,11 +74,33 @@ def make_frames(n=60, m=12, d=4, model="logistic", seed=0):
     return frame.iloc[:n].reset_index(drop=True), frame.iloc[n:].reset_index(drop=True)
 
 
-def reference_influence(train, test, model, **options):
+def standardized(train, test, features, *, center=True):
+    """The feature columns as ``score`` standardises them by default: (x - mean) / sd with the mean and
+    (population) standard deviation of the training rows; without centring (--no-intercept),
+    x / root mean square."""
+    X, X_test = train[features].to_numpy(dtype=float), test[features].to_numpy(dtype=float)
+    if center:
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+    else:
+        mean, scale = np.zeros(X.shape[1]), np.sqrt(np.mean(X * X, axis=0))
+    return (X - mean) / scale, (X_test - mean) / scale
+
+
+def reference_influence(train, test, model, *, standardize=True, damping=0.0, **options):
+    """``fi.Influence`` computed directly, on the columns as ``score`` encodes them, and the test rows."""
     features = [c for c in train.columns if c != "label"]
-    X, y = train[features].to_numpy(), train["label"].to_numpy()
+    if standardize:
+        X, X_test = standardized(train, test, features, center=options.get("fit_intercept", True))
+    else:
+        X, X_test = train[features].to_numpy(), test[features].to_numpy()
+    y = train["label"].to_numpy()
     fitted = model(**options).fit(X, y)
-    return fi.Influence(fitted, X, y), test[features].to_numpy(), test["label"].to_numpy()
+    return fi.Influence(fitted, X, y, damping=damping), X_test, test["label"].to_numpy()
+
+
+def matrix_of(table):
+    """The score columns test_0, test_1, ... of a full-matrix output, as an (n, m) array."""
+    return table.filter(regex=r"^test_[0-9]+$").to_numpy()
 
 
 @pytest.fixture
@@ -232,12 +254,20 @@ def test_score_full_matrix_csv_matches_the_python_api(data):
     result = run_module(*score_args(Path(), "--l2", "1e-2", out="scores.csv", quiet=False), cwd=folder)
     assert result.returncode == 0, result.stderr
     table = read(folder / "scores.csv")
-    assert list(table.columns) == ["train_row"] + [f"test_{j}" for j in range(len(test))]
+    rows = ["train_row", "train_label", "train_prediction"]
+    assert list(table.columns) == rows + [f"test_{j}" for j in range(len(test))]
     np.testing.assert_array_equal(table["train_row"], np.arange(len(train)))
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-2)
-    np.testing.assert_allclose(
-        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
-    )
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(table["train_label"], train["label"])
+    X = standardized(train, test, [c for c in train.columns if c != "label"])[0]
+    np.testing.assert_array_equal(table["train_prediction"], inf.model.predict(X))
+    # the test rows' labels and predictions, in the order of the columns test_0, test_1, ...
+    test_rows = read(folder / "scores.test_rows.csv")
+    assert list(test_rows.columns) == ["test_row", "test_label", "test_prediction"]
+    np.testing.assert_array_equal(test_rows["test_row"], np.arange(len(test)))
+    np.testing.assert_array_equal(test_rows["test_label"], y_test)
+    np.testing.assert_array_equal(test_rows["test_prediction"], inf.model.predict(X_test))
 
 
 @pytest.mark.parametrize("ext", [".parquet", ".pq", ".csv.gz"])
@@ -252,9 +282,7 @@ def test_score_round_trip_through_other_formats(data, capsys, ext):
     assert status == 0, err
     table = pd.read_parquet(out) if ext != ".csv.gz" else pd.read_csv(out)
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
-    np.testing.assert_allclose(
-        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
-    )
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -278,21 +306,32 @@ def test_score_every_model_matches_the_python_api(tmp_path, capsys, model, optio
     test.to_csv(tmp_path / "test.csv", index=False)
     status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, *options))
     assert status == 0, err
-    features = [c for c in train.columns if c != "label"]
-    X, y = train[features].to_numpy(), train["label"].to_numpy()
-    fitted = cls(**kwargs).fit(X, y)
     damping = 0.01 if "--damping" in options else 0.0
-    expected = fi.Influence(fitted, X, y, damping=damping).loss(
-        test[features].to_numpy(), test["label"].to_numpy()
-    )
+    inf, X_test, y_test = reference_influence(train, test, cls, damping=damping, **kwargs)
     table = read(tmp_path / "out.csv")
-    np.testing.assert_allclose(table.drop(columns="train_row").to_numpy(), expected, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-8, atol=1e-12)
 
 
-def check_top_k(table, full, k):
+#: The columns of top_k_table (TopK.to_frame) ...
+TOP_K_COLUMNS = ["test_row", "rank", "train_row", "score", "kind"]
+#: ... and of the --top-k output, with each row's label and the model's prediction (and id, with --id-column).
+TOP_K_OUTPUT_COLUMNS = [
+    "test_row",
+    "test_label",
+    "test_prediction",
+    "rank",
+    "train_row",
+    "train_label",
+    "train_prediction",
+    "score",
+    "kind",
+]
+
+
+def check_top_k(table, full, k, columns=TOP_K_OUTPUT_COLUMNS):
     """The tidy top-k table against a full sort of each column of the matrix."""
     _n, m = full.shape
-    assert list(table.columns) == ["test_row", "rank", "train_row", "score", "kind"]
+    assert list(table.columns) == columns
     assert len(table) == 2 * k * m
     for j in range(m):
         rows = table[table["test_row"] == j]
@@ -333,12 +372,12 @@ def test_score_self_influence_sorted_most_negative_first(data, capsys):
     status, _, err = run_main(capsys, *score_args(folder, "--self-influence", **parquet, out="self.parquet"))
     assert status == 0, err
     table = read(folder / "self.parquet")
-    assert list(table.columns) == ["train_row", "self_influence"]
+    assert list(table.columns) == ["train_row", "train_label", "train_prediction", "self_influence"]
     assert np.all(np.diff(table["self_influence"]) >= 0)
     inf, _, _ = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     # Independent reference: the diagonal of I_up,loss with the training set as the test set.
-    features = [c for c in train.columns if c != "label"]
-    diagonal = np.diag(inf.loss(train[features].to_numpy(), train["label"].to_numpy()))
+    X = standardized(train, test, [c for c in train.columns if c != "label"])[0]
+    diagonal = np.diag(inf.loss(X, train["label"].to_numpy()))
     np.testing.assert_allclose(table["self_influence"], diagonal[table["train_row"]], rtol=1e-9, atol=1e-12)
     assert sorted(table["train_row"]) == list(range(len(train)))
 
@@ -400,12 +439,13 @@ def test_top_k_table_is_the_table_of_top_k_to_frame(data):
     full = inf.loss(X_test, y_test)
     table = cli.top_k_table(inf, X_test, y_test, 6)
     pd.testing.assert_frame_equal(table, inf.top_k(X_test, y_test, k=6).to_frame())
-    check_top_k(table, full, 6)
+    check_top_k(table, full, 6, TOP_K_COLUMNS)
     features = [c for c in train.columns if c != "label"]
-    model = fi.LogisticRegression(l2=1e-3).fit(train[features], train["label"])
-    frames = fi.Influence(model, train[features], train["label"])
-    capped = cli.top_k_table(frames, test[features], test["label"], 10**6)
-    check_top_k(capped, full, len(train))
+    X, X_test = standardized(train, test, features)
+    model = fi.LogisticRegression(l2=1e-3).fit(pd.DataFrame(X, columns=features), train["label"])
+    frames = fi.Influence(model, pd.DataFrame(X, columns=features), train["label"])
+    capped = cli.top_k_table(frames, pd.DataFrame(X_test, columns=features), test["label"], 10**6)
+    check_top_k(capped, full, len(train), TOP_K_COLUMNS)
 
 
 # -- score: bad input --------------------------------------------------------------------------
@@ -413,6 +453,16 @@ def test_top_k_table_is_the_table_of_top_k_to_frame(data):
 
 def write(path, text):
     path.write_text(text)
+    return path.name
+
+
+def write_parquet(path, **columns):
+    """A two-row Parquet file with the columns of ``make_frames`` and ``columns`` in their place."""
+    frame = pd.DataFrame(
+        {"x0": [1.0, 2.0], "x1": [2.0, 3.0], "label": [0, 1], "x2": [1.0, 2.0], "x3": [1.0, 2.0]}
+    )
+    frame = frame.assign(**columns)
+    frame.to_parquet(path, index=False)
     return path.name
 
 
@@ -426,14 +476,61 @@ BAD_INPUTS = {
     "missing-file": (lambda f: ["--train", "nope.csv"], "not found"),
     "unknown-extension": (file_for("--train", "train.txt", "a,label\n1,0\n"), "unknown file type"),
     "missing-target": (lambda f: ["--target", "y"], "no column 'y'"),
-    "non-numeric-column": (
-        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
-        "--train file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    "text-in-a-numeric-test-column": (
+        file_for("--test", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,?,1,2,2\n"),
+        "column 'x1' of --test file text.csv is not numeric (",
     ),
-    "non-numeric-test-column": (
-        file_for("--test", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
-        "--test file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    "numbers-and-text-in-a-column": (
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,?,1,2,2\n3,4,1,2,2\n"),
+        "column 'x1' of --train file text.csv is text, but 2 of its 3 values are numbers (not numbers: '?')",
     ),
+    "a-date-column": (
+        lambda f: [
+            "--train",
+            write_parquet(f / "dates.parquet", x1=pd.to_datetime(["2024-01-01", "2024-01-02"])),
+        ],
+        "column 'x1' of --train file dates.parquet holds datetime64",
+    ),
+    "an-id-named-column": (
+        file_for("--train", "ids.csv", "x0,patient_id,label,x2,x3\n1,7,0,1,1\n2,9,1,2,2\n"),
+        "column 'patient_id' of --train file ids.csv looks like a row id (by its name)",
+    ),
+    "pandas-index-column": (
+        file_for("--train", "index.csv", ",x0,x1,label,x2,x3\n0,1,2,0,1,1\n1,2,3,1,2,2\n"),
+        "column 'Unnamed: 0' of --train file index.csv looks like a row id",
+    ),
+    "missing-id-column": (
+        lambda f: ["--id-column", "nope"],
+        "--id-column 'nope': --train file train.csv has no such column",
+    ),
+    "id-column-is-target": (
+        lambda f: ["--id-column", "label"],
+        "--id-column and --target name the same column",
+    ),
+    "features-unknown": (
+        lambda f: ["--features", "x0", "nope"],
+        "--features 'nope': --train file train.csv has no such",
+    ),
+    "features-and-drop": (lambda f: ["--features", "x0", "--drop", "x1"], "not allowed with argument"),
+    "drop-target": (lambda f: ["--drop", "label"], "--drop names the --target column 'label'"),
+    "categorical-dropped": (
+        lambda f: ["--drop", "x1", "--categorical", "x1"],
+        "--categorical 'x1' is not a feature",
+    ),
+    "max-categories": (
+        lambda f: ["--categorical", "x0", "--max-categories", "5"],
+        "above --max-categories 5",
+    ),
+    "max-categories-zero": (lambda f: ["--max-categories", "0"], "--max-categories must be >= 1"),
+    "l2-0-with-one-hot": (
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n", "--l2", "0"),
+        (
+            "--l2 0 with one-hot encoded column 'x1': the indicators of each add up to 1 in every row, as "
+            "the intercept's column does, so the fit has no unique optimum; give --l2 > 0"
+        ),
+    ),
+    "report-not-json": (lambda f: ["--report", "r.txt"], "--report r.txt: the report is JSON"),
+    "report-is-out": (lambda f: ["--out", "same.csv", "--report", "same.csv"], "the report is JSON"),
     "non-numeric-target": (
         file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n", "--model", "linear"),
         "--train file text.csv has a non-numeric target column 'label'",
@@ -577,7 +674,7 @@ def test_csv_field_count_check_reads_a_quoted_comma_as_part_of_the_field(tmp_pat
     assert '"x1, in cm"' in (tmp_path / "train.csv").read_text().splitlines()[0]
     status, _, err = run_main(capsys, *score_args(tmp_path))
     assert status == 0, err
-    assert read(tmp_path / "out.csv").shape == (len(train), 1 + len(test))
+    assert read(tmp_path / "out.csv").shape == (len(train), 3 + len(test))
 
 
 @pytest.mark.parametrize(
@@ -853,8 +950,8 @@ def test_sigkill_leaves_a_findable_partial_output_that_the_next_run_removes(larg
     )
     assert status == 0, err
     assert f"removed {partial.name}" in err
-    assert set(os.listdir(large_data)) - before == {"scores.csv"}
-    assert read(out).shape == (60, 13)
+    assert set(os.listdir(large_data)) - before == {"scores.csv", "scores.test_rows.csv"}
+    assert read(out).shape == (60, 3 + 12)
 
 
 @pytest.mark.parametrize("model", ["logistic", "multinomial"])
@@ -872,10 +969,11 @@ def test_score_a_multiclass_target_with_class_names(tmp_path, capsys, model):
     test.to_csv(tmp_path / "test.csv", index=False)
     status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, "--top-k", "3"))
     assert status == 0, err
-    fitted = fi.MultinomialLogisticRegression(l2=1e-3).fit(train[features], train["label"])
-    expected = fi.Influence(fitted, train[features].to_numpy(), train["label"].to_numpy()).top_k(
-        test[features].to_numpy(), test["label"].to_numpy(), 3
-    )
+    X, X_test = standardized(train, test, features)
+    fitted = fi.MultinomialLogisticRegression(l2=1e-3).fit(X, train["label"])
+    expected = fi.Influence(fitted, X, train["label"].to_numpy()).top_k(X_test, test["label"].to_numpy(), 3)
     table = read(tmp_path / "out.csv")
+    np.testing.assert_array_equal(table["test_label"], test["label"].to_numpy()[table["test_row"]])
+    np.testing.assert_array_equal(table["train_prediction"], fitted.predict(X)[table["train_row"]])
     helpful = table[table["kind"] == "helpful"].sort_values(["test_row", "rank"])
     np.testing.assert_allclose(helpful["score"].to_numpy(), expected.helpful_scores.ravel(), rtol=1e-8)

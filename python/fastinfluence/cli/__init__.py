@@ -16,6 +16,7 @@ need them.
 
 Modules: :mod:`~fastinfluence.cli.parser` (the options and help texts),
 :mod:`~fastinfluence.cli.io` (reading tables, output paths, partial files, writing),
+:mod:`~fastinfluence.cli.columns` (which columns are features, and how each is encoded),
 :mod:`~fastinfluence.cli.commands` (what ``demo`` and ``score`` do) and
 :mod:`~fastinfluence.cli.errors` (exit statuses, one-line errors, signals); this module
 runs a command and turns how it ended into the exit status.

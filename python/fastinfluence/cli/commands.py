@@ -6,16 +6,38 @@ import contextlib
 import os
 import sys
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .. import _dataframes as D
 from .._optional import available
 from ..influence import TopK
+from .columns import Encoding, Selection, check_test_columns, fit_encoding, scale_problem, select_columns
 from .errors import EXIT_OK, PROG, InputError, library_errors
-from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
+from .io import (
+    output_paths,
+    read_table,
+    remove_stale_partial_outputs,
+    require,
+    target_column,
+    write_tables,
+)
 from .parser import CLASSIFIER_NAMES
 
-__all__ = ["run_demo", "run_score", "full_matrix", "top_k_table", "self_influence_table", "make_model"]
+__all__ = [
+    "run_demo",
+    "run_score",
+    "full_matrix",
+    "top_k_table",
+    "self_influence_table",
+    "row_table",
+    "make_model",
+    "prepare",
+    "Prepared",
+    "report",
+]
 
 #: Seconds a step runs before its progress bar appears (quick steps print nothing).
 PROGRESS_DELAY = 0.5
@@ -152,6 +174,8 @@ def _check_options(args):
         )
     if not args.max_matrix_mb > 0:
         raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
+    if args.max_categories < 1:
+        raise InputError(f"--max-categories must be >= 1, got {args.max_categories}")
 
 
 def _check_fittable(y, args):
@@ -184,6 +208,24 @@ def _check_fittable(y, args):
             "has no optimum then (the intercept goes to -infinity): give rows with counts > 0, or "
             "--no-intercept"
         )
+
+
+def _check_one_hot_identifiable(args, encoding):
+    """With --l2 0, one-hot columns make the optimum non-unique: each column's indicators add up to
+    1 in every training row (missing values have an indicator of their own), as the intercept and
+    the indicators of any other one-hot column do."""
+    one_hot = [c.name for c in encoding.of_kind("one-hot")]
+    if args.l2 != 0 or not one_hot or (args.no_intercept and len(one_hot) == 1):
+        return
+    others = (
+        "the intercept's column does" if not args.no_intercept else "those of the other one-hot columns do"
+    )
+    single = " or --no-intercept (with a single categorical column)" if len(one_hot) == 1 else ""
+    raise InputError(
+        f"--l2 0 with one-hot encoded column{'s' if len(one_hot) > 1 else ''} "
+        f"{D.describe_columns(one_hot)}: the indicators of each add up to 1 in every row, as {others}, "
+        f"so the fit has no unique optimum; give --l2 > 0 (for example 1e-3, the default){single}"
+    )
 
 
 def make_model(args):
@@ -241,33 +283,185 @@ def _places(args):
     }
 
 
-def _fit_influence(args, model, X, y):
-    """``fi.Influence`` of ``model`` fitted on the training frames, after checking it converged."""
+@dataclass
+class Prepared:
+    """The tables of a run as read (``train``, ``test``), the columns it uses (``selection``), how
+    they are encoded (``encoding``), and the model matrices and targets."""
+
+    train: Any
+    test: Any
+    selection: Selection
+    encoding: Encoding
+    X: np.ndarray
+    y: Any
+    X_test: np.ndarray
+    y_test: Any
+
+
+def prepare(args, train, test) -> Prepared:
+    """Choose and encode the columns of the tables read from --train and --test (see ``columns``)."""
+    places = _places(args)
+    where, where_test = places["X"], places["X_test"]
+    selection = select_columns(train, args, where)
+    check_test_columns(test, list(train.columns), selection, where_test)
+    names = args.model in CLASSIFIER_NAMES
+    y = target_column(train, args.target, where, class_names=names)
+    y_test = target_column(test, args.target, where_test, class_names=names)
+    with library_errors(places, fallback=where):
+        encoding = fit_encoding(
+            train,
+            selection,
+            standardize=args.standardize,
+            center=not args.no_intercept,
+            max_categories=args.max_categories,
+            where=where,
+        )
+        _check_one_hot_identifiable(args, encoding)
+        X = encoding.transform(train, "X", where)
+        X_test = encoding.transform(test, "X_test", where_test)
+    return Prepared(train, test, selection, encoding, X, y, X_test, y_test)
+
+
+def _note(text):
+    print(f"{PROG}: note: {text}", file=sys.stderr)
+
+
+def _describe_run(args, data, model):
+    """How the columns became the model's (stderr, one note a line)."""
+    ignored = [f"{name!r} ({why})" for name, why in data.selection.ignored.items()]
+    if ignored:
+        shown = ", ".join(ignored[:6]) + (f" and {len(ignored) - 6} more" if len(ignored) > 6 else "")
+        _note(f"not features: {shown}")
+    for line in data.encoding.describe():
+        _note(line)
+    _note(
+        f"{len(data.encoding.names)} model columns from {len(data.encoding.columns)} feature columns"
+        + ("" if args.no_intercept else ", and an intercept")
+    )
+    if args.model == "logistic" and model.loss.name == "multinomial":
+        _note(
+            f"--target {args.target!r} has {data.y.nunique()} classes: "
+            "fitting the multinomial (softmax) model"
+        )
+
+
+def _standardise_advice(problem):
+    return (
+        f"the scales of the feature columns are the problem ({problem}): standardise with --standardize "
+        "(the default; this run has --no-standardize)"
+    )
+
+
+def _scale_problem(args, data):
+    """What is wrong with the scales of the raw numeric columns, when they were not standardised."""
+    if args.standardize:
+        return None
+    return scale_problem(data.train, data.encoding, not args.no_intercept)
+
+
+def _fit_advice(args, model, data):
+    """What to do about a fit that did not converge, from why it did not."""
+    message = model.fit_message_
+    if args.l2 == 0 and any(word in message for word in ("separable", "zero counts", "l2 = 0 and")):
+        return "give --l2 > 0 (for example 1e-3, the default): with --l2 0 this objective has no minimiser"
+    problem = _scale_problem(args, data)
+    if problem is not None:
+        return _standardise_advice(problem)
+    if "reached max_iter" in message and "singular" not in message:
+        return (
+            f"raise --max-iter (it is {args.max_iter}; Newton's method rarely needs more than 30 iterations)"
+        )
+    return f"feature columns may be nearly collinear: --drop some of them, or raise --l2 (it is {args.l2:g})"
+
+
+def _hessian_message(exc, args, data):
+    """The library's finding about an ill-conditioned Hessian, with advice for the command line."""
+    finding = str(exc).split("; influence values would be meaningless", 1)[0].rstrip(". ")
+    problem = _scale_problem(args, data)
+    if problem is not None:
+        advice = _standardise_advice(problem)
+    else:
+        advice = (
+            f"the feature columns are nearly collinear: --drop some of them, raise --l2 (it is {args.l2:g}), "
+            "or pass --damping > 0"
+        )
+    return f"{finding}; influence values would be meaningless: {advice}"
+
+
+def _model_name(args, model):
+    return "multinomial" if model.loss.name == "multinomial" else args.model
+
+
+def _fit_influence(args, model, data):
+    """``fi.Influence`` of ``model`` fitted on the training rows, after checking it converged."""
     import fastinfluence as fi
 
     places = _places(args)
-    with _step(f"fit ({args.model}, {X.shape[0]} rows x {X.shape[1]} features)", args.quiet) as bar:
+    name = _model_name(args, model)
+    with _step(f"fit ({name}, {data.X.shape[0]} rows x {data.X.shape[1]} model columns)", args.quiet) as bar:
         # errors without an argument come from the checks of the labels (models.py, losses.py)
         with library_errors(places, fallback=places["y"]), warnings.catch_warnings():
             warnings.simplefilter("ignore", fi.ConvergenceWarning)  # reported below as an error
-            model.fit(X, y)
+            model.fit(data.X, data.y)
         bar.set_postfix_str(f"{model.n_iter_} Newton iterations, gradient norm {model.grad_norm_:.1e}")
     if not model.converged_:
         raise InputError(
-            f"the {args.model} model did not converge ({model.fit_message_}; "
-            f"gradient norm {model.grad_norm_:.2e} "
-            f"after {model.n_iter_} iterations); influence needs the optimum: try a larger --l2 or --max-iter"
+            f"the {name} model did not converge ({model.fit_message_}; gradient norm "
+            f"{model.grad_norm_:.2e} after {model.n_iter_} iterations); influence needs the optimum: "
+            + _fit_advice(args, model, data)
         )
     with _step("Hessian (compute and factorise)", args.quiet), library_errors(places, fallback=places["X"]):
         try:
-            return fi.Influence(model, X, y, damping=args.damping, n_jobs=args.n_jobs)
-        except fi.IllConditionedHessianError as exc:  # it names damping, --damping's Python twin
-            raise InputError(f"{exc} (command line: --damping)") from None
+            return fi.Influence(model, data.X, data.y, damping=args.damping, n_jobs=args.n_jobs)
+        except fi.IllConditionedHessianError as exc:
+            raise InputError(_hessian_message(exc, args, data)) from None
 
 
-def _score_tables(args, inf, X_test, y_test):
-    """The tables this run writes, in the order of ``output_paths``."""
+# -- score: the tables written -----------------------------------------------------------------
+
+
+def row_table(prefix, frame, selection, predictions):
+    """``PREFIX_row, [PREFIX_id], PREFIX_label, PREFIX_prediction`` of every row of ``frame``."""
     pd = require("pandas")
+    columns = {f"{prefix}_row": np.arange(len(frame))}
+    if selection.id_column is not None:
+        columns[f"{prefix}_id"] = frame[selection.id_column].reset_index(drop=True)
+    columns[f"{prefix}_label"] = frame[selection.target].reset_index(drop=True)
+    columns[f"{prefix}_prediction"] = np.asarray(predictions)
+    return pd.DataFrame(columns)
+
+
+def _rows_of(table, rows, key):
+    """The rows of a row table at the positions in ``table[key]``, numbered as ``table``."""
+    return rows.iloc[table[key].to_numpy()].reset_index(drop=True)
+
+
+def _describe_rows(tables, train_rows, test_rows):
+    """The score tables with the ids, labels and predictions of the rows each line is about."""
+    pd = require("pandas")
+    described = []
+    for kind, table in tables:
+        if kind == "matrix":
+            described += [pd.concat([train_rows, table.drop(columns="train_row")], axis=1), test_rows]
+        elif kind == "top_k":
+            parts = [
+                _rows_of(table, test_rows, "test_row"),
+                table[["rank"]],
+                _rows_of(table, train_rows, "train_row"),
+                table[["score", "kind"]],
+            ]
+            described.append(pd.concat(parts, axis=1))
+        else:
+            described.append(
+                pd.concat([_rows_of(table, train_rows, "train_row"), table[["self_influence"]]], axis=1)
+            )
+    return described
+
+
+def _score_tables(args, inf, data):
+    """The tables this run writes, in the order of ``output_paths`` (the report aside)."""
+    pd = require("pandas")
+    X_test, y_test = data.X_test, data.y_test
     n, m = inf.n_samples_, X_test.shape[0]
     tables = []
     with library_errors(_places(args), fallback=f"--test file {args.test}"):
@@ -276,47 +470,97 @@ def _score_tables(args, inf, X_test, y_test):
                 scores = full_matrix(inf, X_test, y_test, bar)
             frame = pd.DataFrame(scores, columns=[f"test_{j}" for j in range(m)])
             frame.insert(0, "train_row", np.arange(n))
-            tables.append(frame)
+            tables.append(("matrix", frame))
         if args.top_k is not None:
             with _progress(args.quiet, total=m, desc=f"top {args.top_k}", unit=" test rows") as bar:
-                tables.append(top_k_table(inf, X_test, y_test, args.top_k, bar))
+                tables.append(("top_k", top_k_table(inf, X_test, y_test, args.top_k, bar)))
     if args.self_influence:
         with _progress(args.quiet, total=n, desc="self-influence", unit=" train rows") as bar:
-            tables.append(self_influence_table(inf, bar))
-    return tables
+            tables.append(("self_influence", self_influence_table(inf, bar)))
+    model = inf.model
+    train_rows = row_table("train", data.train, data.selection, model.predict(data.X))
+    test_rows = row_table("test", data.test, data.selection, model.predict(X_test))
+    return _describe_rows(tables, train_rows, test_rows)
 
 
-def run_score(args) -> int:
-    _check_options(args)
-    outputs = output_paths(args)
-    model = make_model(args)
+def _plain_list(values):
+    return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).tolist()]
+
+
+def report(args, data, model, outputs):
+    """The --report: what was read, how the columns were encoded, the model and its fit."""
+    from .. import __version__
+
+    names = data.encoding.names
+    theta = np.asarray(model.theta_).reshape(model.n_blocks, -1)
+    coefficients = {"model_columns": names + ([] if args.no_intercept else ["intercept"])}
+    if model.n_blocks == 1:
+        coefficients["values"] = theta[0].tolist()
+    else:
+        coefficients["values_by_class"] = {str(c): row.tolist() for c, row in zip(model.classes_, theta)}
+    return {
+        "fastinfluence": __version__,
+        "train": {"file": args.train, "rows": int(data.X.shape[0])},
+        "test": {"file": args.test, "rows": int(data.X_test.shape[0])},
+        "target": args.target,
+        "id_column": data.selection.id_column,
+        "not_features": data.selection.ignored,
+        "encoding": data.encoding.as_dict(),
+        "model": {
+            "model": _model_name(args, model),
+            "l2": args.l2,
+            "fit_intercept": not args.no_intercept,
+            "damping": args.damping,
+            "classes": _plain_list(model.classes_) if hasattr(model, "classes_") else None,
+            "converged": model.converged_,
+            "newton_iterations": model.n_iter_,
+            "gradient_norm": model.grad_norm_,
+            "objective": model.objective_,
+        },
+        # in units of the model columns: (x - center) / scale for standardised numeric columns
+        "coefficients": coefficients,
+        "outputs": [path for path, _, fmt in outputs if fmt != "json"],
+    }
+
+
+# -- score: the command ------------------------------------------------------------------------
+
+
+def _remove_stale(args, outputs):
     for path, _, _ in outputs:
         for name in remove_stale_partial_outputs(path):
             if not args.quiet:
-                print(
-                    f"{PROG}: note: removed {name}, the partial output of an earlier run that was killed",
-                    file=sys.stderr,
-                )
-    require("tqdm")
-    with _step("reading", args.quiet):
-        train = read_table(args.train, "--train")
-        test = read_table(args.test, "--test")
-        names = args.model in CLASSIFIER_NAMES
-        X, y, features = split_features(train, args.target, "--train", args.train, class_names=names)
-        X_test, y_test, _ = split_features(
-            test, args.target, "--test", args.test, feature_columns=features, class_names=names
-        )
-    _check_fittable(y, args)
-    model = _for_classes(model, y)
-    n, m = X.shape[0], X_test.shape[0]
+                _note(f"removed {name}, the partial output of an earlier run that was killed")
+
+
+def _check_matrix_size(args, n, m):
     if args.top_k is None and not args.self_influence and n * m * 8 > args.max_matrix_mb * 2**20:
         raise InputError(
             f"the full I_up,loss matrix would be {n} x {m} = {_size(n * m * 8)}, above the limit of "
             f"{args.max_matrix_mb:g} MiB (--max-matrix-mb); use --top-k K to keep the K most helpful and "
             "harmful training rows per test row, or raise --max-matrix-mb"
         )
-    inf = _fit_influence(args, model, X, y)
-    tables = _score_tables(args, inf, X_test, y_test)
+
+
+def run_score(args) -> int:
+    _check_options(args)
+    outputs = output_paths(args)
+    model = make_model(args)
+    _remove_stale(args, outputs)
+    require("tqdm")
+    with _step("reading", args.quiet):
+        train = read_table(args.train, "--train")
+        test = read_table(args.test, "--test")
+        data = prepare(args, train, test)
+    _check_fittable(data.y, args)
+    model = _for_classes(model, data.y)
+    _check_matrix_size(args, data.X.shape[0], data.X_test.shape[0])
+    if not args.quiet:
+        _describe_run(args, data, model)
+    inf = _fit_influence(args, model, data)
+    tables = _score_tables(args, inf, data)
+    if args.report is not None:
+        tables.append(report(args, data, inf.model, outputs))
     with _step("writing", args.quiet):
         try:
             write_tables([(frame, *out) for frame, out in zip(tables, outputs)])

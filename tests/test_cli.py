@@ -9,6 +9,7 @@ sort of the matrix. Most cases call ``cli.main`` in-process (fast); a few run
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -530,7 +531,19 @@ BAD_INPUTS = {
         ),
     ),
     "report-not-json": (lambda f: ["--report", "r.txt"], "--report r.txt: the report is JSON"),
-    "report-is-out": (lambda f: ["--out", "same.csv", "--report", "same.csv"], "the report is JSON"),
+    "report-folder-missing": (lambda f: ["--report", "no/such/r.json"], "--report no/such/r.json: folder"),
+    "id-column-not-in-test": (
+        lambda f: ["--id-column", "x0", "--test", write(f / "noid.csv", "x1,label,x2,x3\n1,0,1,1\n")],
+        "--test file noid.csv lacks training columns 'x0'",
+    ),
+    "text-different-in-every-row": (
+        file_for(
+            "--train",
+            "names.csv",
+            "x0,x1,label,x2,x3\n" + "".join(f"{i},name {i},{i % 2},1,{i}\n" for i in range(25)),
+        ),
+        "column 'x1' of --train file names.csv holds a different value in each of its 25 rows",
+    ),
     "non-numeric-target": (
         file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n", "--model", "linear"),
         "--train file text.csv has a non-numeric target column 'label'",
@@ -977,3 +990,81 @@ def test_score_a_multiclass_target_with_class_names(tmp_path, capsys, model):
     np.testing.assert_array_equal(table["train_prediction"], fitted.predict(X)[table["train_row"]])
     helpful = table[table["kind"] == "helpful"].sort_values(["test_row", "rank"])
     np.testing.assert_allclose(helpful["score"].to_numpy(), expected.helpful_scores.ravel(), rtol=1e-8)
+
+
+# -- score: columns (issue 13) -----------------------------------------------------------------
+
+
+def test_drop_features_booleans_and_a_test_file_without_the_unused_columns(tmp_path, capsys):
+    train, test = make_frames(seed=3)
+    rng = np.random.default_rng(3)
+    train = train.assign(flag=rng.random(len(train)) < 0.4, notes=[f"visit {i}" for i in range(len(train))])
+    test = test.assign(flag=rng.random(len(test)) < 0.4)  # no notes: the run does not use them
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--drop", "notes"))
+    assert status == 0, err
+    X, X_test = standardized(train, test, ["x0", "x1", "x2", "x3"])
+    X = np.column_stack([X, train["flag"].to_numpy(dtype=float)])  # booleans stay 0/1
+    X_test = np.column_stack([X_test, test["flag"].to_numpy(dtype=float)])
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    table = read(tmp_path / "out.csv")
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12)
+    # --features: these columns only, in this order (the scores do not depend on the order)
+    report = tmp_path / "r.json"
+    status, _, err = run_main(
+        capsys, *score_args(tmp_path, "--features", "x2", "x0", "--report", str(report))
+    )
+    assert status == 0, err
+    X, X_test = standardized(train, test, ["x0", "x2"])
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    table = read(tmp_path / "out.csv")
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12)
+    described = json.loads(report.read_text())
+    assert described["encoding"]["model_columns"] == ["x2", "x0"]
+    assert described["not_features"] == dict.fromkeys(["x1", "x3", "flag", "notes"], "not in --features")
+    assert described["outputs"] == [str(tmp_path / "out.csv"), str(tmp_path / "out.test_rows.csv")]
+
+
+def test_a_numeric_column_named_in_categorical_with_missing_values(tmp_path, capsys):
+    train, test = make_frames(seed=4)
+    rng = np.random.default_rng(4)
+    train["x3"] = rng.integers(1, 4, len(train)).astype(float)
+    train.loc[::9, "x3"] = np.nan  # a level of its own: x3=<missing>
+    test["x3"] = rng.integers(1, 5, len(test)).astype(float)  # 4 was not in --train
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--categorical", "x3", quiet=False))
+    assert status == 0, err
+    assert "one-hot: 'x3' -> 4 columns x3=VALUE ('1', '2', '3', '<missing>')" in err
+    unseen = int((test["x3"] == 4).sum())
+    where = f"--test file {tmp_path / 'test.csv'}"
+    assert f"column 'x3' of {where} has values not seen in --train in {unseen} rows ('4')" in err
+    X, X_test = standardized(train, test, ["x0", "x1", "x2"])
+    levels = np.array([1.0, 2.0, 3.0])
+    X = np.column_stack([X, train["x3"].to_numpy()[:, None] == levels, train["x3"].isna()]).astype(float)
+    X_test = np.column_stack([X_test, test["x3"].to_numpy()[:, None] == levels, test["x3"].isna()]).astype(
+        float
+    )
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    np.testing.assert_allclose(
+        matrix_of(read(tmp_path / "out.csv")), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_repeated_or_missing_ids_are_carried_with_a_warning(data, capsys):
+    folder, train, test = data
+    with_ids = train.assign(case=[f"c{i // 2}" for i in range(len(train))])  # each id twice
+    with_ids.loc[5, "case"] = None
+    with_ids.to_csv(folder / "ids.csv", index=False)
+    test.assign(case=[f"t{i}" for i in range(len(test))]).to_csv(folder / "ids_test.csv", index=False)
+    options = ("--id-column", "case", "--self-influence")
+    status, _, err = run_main(capsys, *score_args(folder, *options, train="ids.csv", test="ids_test.csv"))
+    assert status == 0, err
+    (line,) = err.strip().splitlines()
+    assert "--id-column 'case' of --train file" in line
+    assert "repeats 29 values (such as 'c0', in 2 rows) and is missing in 1 row" in line
+    table = read(folder / "out.csv")
+    np.testing.assert_array_equal(
+        table["train_id"].fillna("-"), with_ids["case"].fillna("-")[table["train_row"]]
+    )

@@ -36,6 +36,7 @@ __all__ = [
     "Selection",
     "select_columns",
     "check_test_columns",
+    "check_ids",
     "FeatureColumn",
     "Encoding",
     "fit_encoding",
@@ -144,6 +145,31 @@ def select_columns(frame, args, where) -> Selection:
         if name not in explicit and looks_like_id(name):
             raise _id_suspect_error(name, where)
     return Selection(target, features, id_column, set(categorical), explicit, ignored)
+
+
+def check_ids(frame, id_column, where):
+    """Warn when the --id-column of a table repeats a value or misses one: the row numbers
+    (train_row, test_row) still tell the rows apart, the ids do not."""
+    ids = frame[id_column]
+    missing = int(ids.isna().sum())
+    repeated = ids[ids.duplicated(keep=False) & ids.notna()]
+    if not missing and repeated.empty:
+        return
+    parts = []
+    if not repeated.empty:
+        counts = repeated.value_counts()
+        parts.append(
+            f"repeats {len(counts)} value{'s' if len(counts) > 1 else ''} (such as {counts.index[0]!r}, "
+            f"in {int(counts.iloc[0])} rows)"
+        )
+    if missing:
+        parts.append(f"is missing in {missing} row{'s' if missing > 1 else ''}")
+    warnings.warn(
+        f"--id-column {id_column!r} of {where} {' and '.join(parts)}; the row numbers in the outputs still "
+        "tell the rows apart",
+        InputWarning,
+        stacklevel=2,
+    )
 
 
 def check_test_columns(frame, train_columns, selection, where):
@@ -402,7 +428,7 @@ class Encoding:
         unseen = ~seen & (~missing if column.missing_level else np.ones_like(missing))
         if unseen.any():
             values = series.to_numpy(dtype=object)[unseen & ~missing]
-            shown = [repr(v) for v in _sorted_levels({str(v) for v in values})]
+            shown = [repr(v) for v in _sorted_levels({_level_text(v) for v in values})]
             if (unseen & missing).any():
                 shown.append("missing values")
             count = int(unseen.sum())

@@ -14,7 +14,15 @@ import numpy as np
 from .. import _dataframes as D
 from .._optional import available
 from ..influence import TopK
-from .columns import Encoding, Selection, check_test_columns, fit_encoding, scale_problem, select_columns
+from .columns import (
+    Encoding,
+    Selection,
+    check_ids,
+    check_test_columns,
+    fit_encoding,
+    scale_problem,
+    select_columns,
+)
 from .errors import EXIT_OK, PROG, InputError, library_errors
 from .io import (
     output_paths,
@@ -304,6 +312,9 @@ def prepare(args, train, test) -> Prepared:
     where, where_test = places["X"], places["X_test"]
     selection = select_columns(train, args, where)
     check_test_columns(test, list(train.columns), selection, where_test)
+    if selection.id_column is not None:
+        check_ids(train, selection.id_column, where)
+        check_ids(test, selection.id_column, where_test)
     names = args.model in CLASSIFIER_NAMES
     y = target_column(train, args.target, where, class_names=names)
     y_test = target_column(test, args.target, where_test, class_names=names)

@@ -151,13 +151,9 @@ def output_paths(args):
     if args.report is not None:
         outputs.append(_report_path(args.report))
     inputs = {os.path.realpath(p) for p in (args.train, args.test)}
-    seen = set()
     for path, _, _ in outputs:
         if os.path.realpath(path) in inputs:
             raise InputError(f"output {path} would overwrite an input file")
-        if os.path.realpath(path) in seen:
-            raise InputError(f"--report {args.report} is also the path of another output; give another name")
-        seen.add(os.path.realpath(path))
     return outputs
 
 

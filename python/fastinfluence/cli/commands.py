@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dataframes as D
-from .._optional import available
-from ..influence import TopK
+from .._optional import available, install_hint
 from .columns import (
     Encoding,
     Selection,
@@ -33,24 +32,24 @@ from .io import (
     write_tables,
 )
 from .parser import CLASSIFIER_NAMES
+from .tables import (
+    describe_rows,
+    full_matrix,
+    model_name,
+    report,
+    row_table,
+    self_influence_table,
+    top_k_table,
+)
 
-__all__ = [
-    "run_demo",
-    "run_score",
-    "full_matrix",
-    "top_k_table",
-    "self_influence_table",
-    "row_table",
-    "make_model",
-    "prepare",
-    "Prepared",
-    "report",
-]
+__all__ = ["run_demo", "run_score", "make_model", "prepare", "Prepared"]
 
 #: Seconds a step runs before its progress bar appears (quick steps print nothing).
 PROGRESS_DELAY = 0.5
-#: Target size (bytes) of one block of scores computed at a time.
-BLOCK_BYTES = 64 * 2**20
+
+
+def _note(text):
+    print(f"{PROG}: note: {text}", file=sys.stderr)
 
 
 def run_demo(args) -> int:
@@ -67,10 +66,7 @@ def run_demo(args) -> int:
     if args.no_plots:
         return EXIT_OK
     if not available("matplotlib"):
-        print(
-            f'{PROG}: note: plots skipped: matplotlib is not installed (pip install "fastinfluence[plot]")',
-            file=sys.stderr,
-        )
+        _note(f"plots skipped: matplotlib is not installed ({install_hint('matplotlib', 'plot')})")
         return EXIT_OK
     try:
         paths = demo.write_plots(result, args.out_dir)
@@ -84,7 +80,7 @@ def run_demo(args) -> int:
     return EXIT_OK
 
 
-# -- score: computations -----------------------------------------------------------------------
+# -- score: progress ---------------------------------------------------------------------------
 
 
 def _progress(quiet, **kwargs):
@@ -108,60 +104,7 @@ def _step(description, quiet):
         bar.close()
 
 
-def _block_size(n_rows, bytes_per_column=8):
-    return max(1, int(BLOCK_BYTES // max(1, n_rows * bytes_per_column)))
-
-
-def _blocks(total, size):
-    for start in range(0, total, size):
-        yield start, min(total, start + size)
-
-
-def _row_block(data, start, stop):
-    """Rows start..stop-1 of a DataFrame, Series or array."""
-    return data.iloc[start:stop] if hasattr(data, "iloc") else data[start:stop]
-
-
-def full_matrix(inf, X_test, y_test, bar=None):
-    """I_up,loss for every (training row, test row) as an (n, m) array, in blocks of test rows."""
-    n, m = inf.n_samples_, X_test.shape[0]
-    scores = np.empty((n, m))
-    for start, stop in _blocks(m, _block_size(n)):
-        block = inf.loss(_row_block(X_test, start, stop), _row_block(y_test, start, stop))
-        scores[:, start:stop] = np.asarray(block)  # a DataFrame when the training X was one
-        if bar is not None:
-            bar.update(stop - start)
-    return scores
-
-
-def top_k_table(inf, X_test, y_test, k, bar=None):
-    """The tidy table of :meth:`TopK.to_frame <fastinfluence.influence.TopK.to_frame>`: test_row, rank,
-    train_row, score, kind, for the k most helpful and k most harmful training rows of each test row.
-
-    ``Influence.top_k`` streams over X in O(m k) memory and caps k at the number of
-    training rows; fitted on a frame, it gives the table itself, labelled with the
-    frames' rows (numbered from 0 for the tables ``read_table`` reads).
-    """
-    result = inf.top_k(X_test, y_test, k=k)
-    if bar is not None:
-        bar.update(X_test.shape[0])
-    return result.to_frame() if isinstance(result, TopK) else result
-
-
-def self_influence_table(inf, bar=None):
-    """DataFrame (train_row, self_influence), most negative first; computed in row blocks."""
-    pd = require("pandas")
-    n = inf.n_samples_
-    values = np.empty(n)
-    for start, stop in _blocks(n, 2**16):
-        values[start:stop] = np.asarray(inf.self_influence(indices=np.arange(start, stop)))
-        if bar is not None:
-            bar.update(stop - start)
-    order = np.argsort(values, kind="stable")
-    return pd.DataFrame({"train_row": order, "self_influence": values[order]})
-
-
-# -- score: the command ------------------------------------------------------------------------
+# -- score: checks, columns, fit ----------------------------------------------------------------
 
 
 def _size(n_bytes):
@@ -333,10 +276,6 @@ def prepare(args, train, test) -> Prepared:
     return Prepared(train, test, selection, encoding, X, y, X_test, y_test)
 
 
-def _note(text):
-    print(f"{PROG}: note: {text}", file=sys.stderr)
-
-
 def _describe_run(args, data, model):
     """How the columns became the model's (stderr, one note a line)."""
     ignored = [f"{name!r} ({why})" for name, why in data.selection.ignored.items()]
@@ -399,16 +338,12 @@ def _hessian_message(exc, args, data):
     return f"{finding}; influence values would be meaningless: {advice}"
 
 
-def _model_name(args, model):
-    return "multinomial" if model.loss.name == "multinomial" else args.model
-
-
 def _fit_influence(args, model, data):
     """``fi.Influence`` of ``model`` fitted on the training rows, after checking it converged."""
     import fastinfluence as fi
 
     places = _places(args)
-    name = _model_name(args, model)
+    name = model_name(args, model)
     with _step(f"fit ({name}, {data.X.shape[0]} rows x {data.X.shape[1]} model columns)", args.quiet) as bar:
         # errors without an argument come from the checks of the labels (models.py, losses.py)
         with library_errors(places, fallback=places["y"]), warnings.catch_warnings():
@@ -426,47 +361,6 @@ def _fit_influence(args, model, data):
             return fi.Influence(model, data.X, data.y, damping=args.damping, n_jobs=args.n_jobs)
         except fi.IllConditionedHessianError as exc:
             raise InputError(_hessian_message(exc, args, data)) from None
-
-
-# -- score: the tables written -----------------------------------------------------------------
-
-
-def row_table(prefix, frame, selection, predictions):
-    """``PREFIX_row, [PREFIX_id], PREFIX_label, PREFIX_prediction`` of every row of ``frame``."""
-    pd = require("pandas")
-    columns = {f"{prefix}_row": np.arange(len(frame))}
-    if selection.id_column is not None:
-        columns[f"{prefix}_id"] = frame[selection.id_column].reset_index(drop=True)
-    columns[f"{prefix}_label"] = frame[selection.target].reset_index(drop=True)
-    columns[f"{prefix}_prediction"] = np.asarray(predictions)
-    return pd.DataFrame(columns)
-
-
-def _rows_of(table, rows, key):
-    """The rows of a row table at the positions in ``table[key]``, numbered as ``table``."""
-    return rows.iloc[table[key].to_numpy()].reset_index(drop=True)
-
-
-def _describe_rows(tables, train_rows, test_rows):
-    """The score tables with the ids, labels and predictions of the rows each line is about."""
-    pd = require("pandas")
-    described = []
-    for kind, table in tables:
-        if kind == "matrix":
-            described += [pd.concat([train_rows, table.drop(columns="train_row")], axis=1), test_rows]
-        elif kind == "top_k":
-            parts = [
-                _rows_of(table, test_rows, "test_row"),
-                table[["rank"]],
-                _rows_of(table, train_rows, "train_row"),
-                table[["score", "kind"]],
-            ]
-            described.append(pd.concat(parts, axis=1))
-        else:
-            described.append(
-                pd.concat([_rows_of(table, train_rows, "train_row"), table[["self_influence"]]], axis=1)
-            )
-    return described
 
 
 def _score_tables(args, inf, data):
@@ -491,47 +385,7 @@ def _score_tables(args, inf, data):
     model = inf.model
     train_rows = row_table("train", data.train, data.selection, model.predict(data.X))
     test_rows = row_table("test", data.test, data.selection, model.predict(X_test))
-    return _describe_rows(tables, train_rows, test_rows)
-
-
-def _plain_list(values):
-    return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).tolist()]
-
-
-def report(args, data, model, outputs):
-    """The --report: what was read, how the columns were encoded, the model and its fit."""
-    from .. import __version__
-
-    names = data.encoding.names
-    theta = np.asarray(model.theta_).reshape(model.n_blocks, -1)
-    coefficients = {"model_columns": names + ([] if args.no_intercept else ["intercept"])}
-    if model.n_blocks == 1:
-        coefficients["values"] = theta[0].tolist()
-    else:
-        coefficients["values_by_class"] = {str(c): row.tolist() for c, row in zip(model.classes_, theta)}
-    return {
-        "fastinfluence": __version__,
-        "train": {"file": args.train, "rows": int(data.X.shape[0])},
-        "test": {"file": args.test, "rows": int(data.X_test.shape[0])},
-        "target": args.target,
-        "id_column": data.selection.id_column,
-        "not_features": data.selection.ignored,
-        "encoding": data.encoding.as_dict(),
-        "model": {
-            "model": _model_name(args, model),
-            "l2": args.l2,
-            "fit_intercept": not args.no_intercept,
-            "damping": args.damping,
-            "classes": _plain_list(model.classes_) if hasattr(model, "classes_") else None,
-            "converged": model.converged_,
-            "newton_iterations": model.n_iter_,
-            "gradient_norm": model.grad_norm_,
-            "objective": model.objective_,
-        },
-        # in units of the model columns: (x - center) / scale for standardised numeric columns
-        "coefficients": coefficients,
-        "outputs": [path for path, _, fmt in outputs if fmt != "json"],
-    }
+    return describe_rows(tables, train_rows, test_rows)
 
 
 # -- score: the command ------------------------------------------------------------------------

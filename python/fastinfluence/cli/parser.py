@@ -66,7 +66,8 @@ rows train, last 114 test; no network needed) and print:
   3. how well the leave-one-out estimates match exact refits (Pearson correlation);
   4. the training points with the largest self-influence (mislabel candidates);
   5. a mislabel-detection experiment: 10% of the labels flipped, found by self-influence.
-PNG plots go into --out-dir (needs matplotlib: pip install "fastinfluence[plot]")."""
+PNG plots go into --out-dir (needs matplotlib: pip install matplotlib, or the plot extra:
+pip install ".[plot]" in a fastinfluence source checkout)."""
 
 DEMO_EPILOG = """\
 examples:

@@ -135,6 +135,17 @@ def test_help_explains_the_sign_and_the_outputs(capsys):
     assert status == 0
     for phrase in ("helpful", "harmful", "--top-k", "self_influence", "test_0", "exit status"):
         assert phrase in out
+    # issue 13: the default of --standardize and why, and what the outputs carry beside the scores
+    for phrase in ("standardising (--standardize, the default)", "is not unit-free", "--no-standardize"):
+        assert phrase in out
+    for phrase in (
+        "--id-column",
+        "train_label",
+        "test_prediction",
+        "scores.test_rows.csv",
+        "COLUMN=<missing>",
+    ):
+        assert phrase in out
 
 
 def test_help_names_the_partial_output_file_and_the_signal_exit_statuses(capsys):

@@ -86,8 +86,8 @@ removes some. --test needs the columns the run uses (target included), and none 
 lacks. Each feature column becomes model columns by its type:
   numeric            standardised (see below), or as it is with --no-standardize
   boolean            0/1
-  text, categorical, one-hot: a 0/1 column COLUMN=VALUE per value seen in --train, and
-  or in --categorical  COLUMN=<missing> when --train has missing values there; a --test value
+  text, categorical  one-hot: a 0/1 column COLUMN=VALUE per value seen in --train, and
+  (or --categorical) COLUMN=<missing> when --train has missing values there; a --test value
                      not seen in --train gets 0 in all of them (with a warning)
 Missing numbers are an error (fill or drop them first). A feature column named like a row id
 (id, ID, patient_id, customerId, index, Unnamed: 0) is refused unless --features names it; one

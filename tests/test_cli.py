@@ -1079,3 +1079,39 @@ def test_repeated_or_missing_ids_are_carried_with_a_warning(data, capsys):
     np.testing.assert_array_equal(
         table["train_id"].fillna("-"), with_ids["case"].fillna("-")[table["train_row"]]
     )
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "expected", "not_expected"),
+    [
+        ("max-iter", ["--max-iter", "1"], "did not converge (reached max_iter;", "--standardize"),
+        ("separable", ["--l2", "0"], "give --l2 > 0 (for example 1e-3, the default)", "--max-iter"),
+        (
+            "collinear",
+            ["--l2", "0", "--model", "linear"],
+            "influence values would be meaningless: the feature columns are nearly collinear: --drop some",
+            "standardise",
+        ),
+    ],
+    ids=["max-iter", "separable", "collinear"],
+)
+def test_fit_and_hessian_failures_give_advice_that_fits_the_cause(
+    tmp_path, capsys, case, options, expected, not_expected
+):
+    """Issue 13: every failed fit was told to raise --l2 or --max-iter, which helps only some."""
+    train, test = make_frames(seed=6)
+    if case == "separable":
+        train["label"] = (train["x0"] > 0).astype(int)  # x0 separates the classes
+    if case == "collinear":
+        train["x3"], test["x3"] = 2 * train["x1"] - train["x0"], 2 * test["x1"] - test["x0"]
+        train["label"], test["label"] = train["x0"] + train["x2"], test["x0"] + test["x2"]
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, *options))
+    assert status == 2, err
+    (line,) = err.strip().splitlines()
+    assert expected in line
+    assert not_expected not in line
+    if case == "max-iter":
+        advice = "raise --max-iter (it is 1; Newton's method rarely needs more than 30 iterations)"
+        assert line.endswith(f"influence needs the optimum: {advice}")

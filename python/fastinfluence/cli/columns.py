@@ -198,6 +198,8 @@ def _level_text(value) -> str:
 def _plain(value):
     """A level as JSON takes it (NumPy scalars as Python numbers; anything else as text)."""
     value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)  # JSON has no inf
     return value if isinstance(value, (str, int, float, bool)) else str(value)
 
 

@@ -30,7 +30,8 @@ def test_a_missing_module_names_its_package_and_the_extra_both_ways(monkeypatch)
 def test_the_hint_names_the_distribution_not_the_import_name(monkeypatch):
     """``pip install sklearn`` installs a deprecated placeholder that refuses to install."""
     monkeypatch.setattr(_optional, "_declared_requirement", lambda distribution, extra: None)
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
+    for name in ("sklearn", "sklearn.datasets"):  # importing them now raises ImportError
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(
         ImportError, match=r'needs scikit-learn, which is not installed: pip install "scikit-learn"'
     ):

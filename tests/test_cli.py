@@ -496,6 +496,10 @@ BAD_INPUTS = {
         file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,?,1,2,2\n3,4,1,2,2\n"),
         "column 'x1' of --train file text.csv is text, but 2 of its 3 values are numbers (not numbers: '?')",
     ),
+    "numbers-written-as-text": (
+        lambda f: ["--train", write_parquet(f / "texts.parquet", x1=["2.5", "3"])],
+        "column 'x1' of --train file texts.parquet is text, but every value is a number written as text",
+    ),
     "a-date-column": (
         lambda f: [
             "--train",

@@ -276,7 +276,7 @@ def _check_text_column(series, present, levels, name, where):
 
     if isinstance(series.dtype, pd.CategoricalDtype) or not present.size:
         return  # declared categorical in the file
-    numbers = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").notna().to_numpy()
+    numbers = _numbers(present)
     if numbers.mean() >= 0.5:
         others = _not_numbers(series)
         what = (
@@ -286,8 +286,9 @@ def _check_text_column(series, present, levels, name, where):
             else "every value is a number written as text"
         )
         raise InputError(
-            f"column {name!r} of {where} is text, but {what}; to use it as a number, fix those values or "
-            f"leave them empty (missing); to one-hot encode it, name it in --categorical; or --drop {name!r}"
+            f"column {name!r} of {where} is text, but {what}; to use it as a number, fix those values "
+            f"(missing numbers are refused too); to one-hot encode it, name it in --categorical; or --drop "
+            f"{name!r}"
         )
     if len(levels) == len(series) >= _DISTINCT_TEXT_MIN_ROWS:
         raise InputError(
@@ -353,13 +354,18 @@ def _standardise(columns, values, center):
         column.scale = 1.0 if constant[j] else float(spread[j])
 
 
-def _not_numbers(series) -> list[str]:
-    """The distinct values of a column that are not numbers, as text, sorted."""
+def _numbers(values) -> np.ndarray:
+    """Which of the (object) ``values`` are numbers or numbers written as text; booleans are not."""
     import pandas as pd
 
+    parsed = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").notna().to_numpy()
+    return parsed & np.array([not isinstance(v, (bool, np.bool_)) for v in values], dtype=bool)
+
+
+def _not_numbers(series) -> list[str]:
+    """The distinct values of a column that are not numbers, as text, sorted."""
     present = series.dropna().to_numpy(dtype=object)
-    numbers = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").notna().to_numpy()
-    return _sorted_levels({str(v) for v in present[~numbers]})
+    return _sorted_levels({str(v) for v in present[~_numbers(present)]})
 
 
 def _check_still_numeric(frame, columns, where):

@@ -9,6 +9,7 @@ sort of the matrix. Most cases call ``cli.main`` in-process (fast); a few run
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -74,11 +75,33 @@ def make_frames(n=60, m=12, d=4, model="logistic", seed=0):
     return frame.iloc[:n].reset_index(drop=True), frame.iloc[n:].reset_index(drop=True)
 
 
-def reference_influence(train, test, model, **options):
+def standardized(train, test, features, *, center=True):
+    """The feature columns as ``score`` standardises them by default: (x - mean) / sd with the mean and
+    (population) standard deviation of the training rows; without centring (--no-intercept),
+    x / root mean square."""
+    X, X_test = train[features].to_numpy(dtype=float), test[features].to_numpy(dtype=float)
+    if center:
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+    else:
+        mean, scale = np.zeros(X.shape[1]), np.sqrt(np.mean(X * X, axis=0))
+    return (X - mean) / scale, (X_test - mean) / scale
+
+
+def reference_influence(train, test, model, *, standardize=True, damping=0.0, **options):
+    """``fi.Influence`` computed directly, on the columns as ``score`` encodes them, and the test rows."""
     features = [c for c in train.columns if c != "label"]
-    X, y = train[features].to_numpy(), train["label"].to_numpy()
+    if standardize:
+        X, X_test = standardized(train, test, features, center=options.get("fit_intercept", True))
+    else:
+        X, X_test = train[features].to_numpy(), test[features].to_numpy()
+    y = train["label"].to_numpy()
     fitted = model(**options).fit(X, y)
-    return fi.Influence(fitted, X, y), test[features].to_numpy(), test["label"].to_numpy()
+    return fi.Influence(fitted, X, y, damping=damping), X_test, test["label"].to_numpy()
+
+
+def matrix_of(table):
+    """The score columns test_0, test_1, ... of a full-matrix output, as an (n, m) array."""
+    return table.filter(regex=r"^test_[0-9]+$").to_numpy()
 
 
 @pytest.fixture
@@ -111,6 +134,17 @@ def test_help_explains_the_sign_and_the_outputs(capsys):
     status, out, _ = run_main(capsys, "score", "--help")
     assert status == 0
     for phrase in ("helpful", "harmful", "--top-k", "self_influence", "test_0", "exit status"):
+        assert phrase in out
+    # issue 13: the default of --standardize and why, and what the outputs carry beside the scores
+    for phrase in ("standardising (--standardize, the default)", "is not unit-free", "--no-standardize"):
+        assert phrase in out
+    for phrase in (
+        "--id-column",
+        "train_label",
+        "test_prediction",
+        "scores.test_rows.csv",
+        "COLUMN=<missing>",
+    ):
         assert phrase in out
 
 
@@ -232,12 +266,20 @@ def test_score_full_matrix_csv_matches_the_python_api(data):
     result = run_module(*score_args(Path(), "--l2", "1e-2", out="scores.csv", quiet=False), cwd=folder)
     assert result.returncode == 0, result.stderr
     table = read(folder / "scores.csv")
-    assert list(table.columns) == ["train_row"] + [f"test_{j}" for j in range(len(test))]
+    rows = ["train_row", "train_label", "train_prediction"]
+    assert list(table.columns) == rows + [f"test_{j}" for j in range(len(test))]
     np.testing.assert_array_equal(table["train_row"], np.arange(len(train)))
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-2)
-    np.testing.assert_allclose(
-        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
-    )
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(table["train_label"], train["label"])
+    X = standardized(train, test, [c for c in train.columns if c != "label"])[0]
+    np.testing.assert_array_equal(table["train_prediction"], inf.model.predict(X))
+    # the test rows' labels and predictions, in the order of the columns test_0, test_1, ...
+    test_rows = read(folder / "scores.test_rows.csv")
+    assert list(test_rows.columns) == ["test_row", "test_label", "test_prediction"]
+    np.testing.assert_array_equal(test_rows["test_row"], np.arange(len(test)))
+    np.testing.assert_array_equal(test_rows["test_label"], y_test)
+    np.testing.assert_array_equal(test_rows["test_prediction"], inf.model.predict(X_test))
 
 
 @pytest.mark.parametrize("ext", [".parquet", ".pq", ".csv.gz"])
@@ -252,9 +294,7 @@ def test_score_round_trip_through_other_formats(data, capsys, ext):
     assert status == 0, err
     table = pd.read_parquet(out) if ext != ".csv.gz" else pd.read_csv(out)
     inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
-    np.testing.assert_allclose(
-        table.drop(columns="train_row").to_numpy(), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12
-    )
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -278,21 +318,32 @@ def test_score_every_model_matches_the_python_api(tmp_path, capsys, model, optio
     test.to_csv(tmp_path / "test.csv", index=False)
     status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, *options))
     assert status == 0, err
-    features = [c for c in train.columns if c != "label"]
-    X, y = train[features].to_numpy(), train["label"].to_numpy()
-    fitted = cls(**kwargs).fit(X, y)
     damping = 0.01 if "--damping" in options else 0.0
-    expected = fi.Influence(fitted, X, y, damping=damping).loss(
-        test[features].to_numpy(), test["label"].to_numpy()
-    )
+    inf, X_test, y_test = reference_influence(train, test, cls, damping=damping, **kwargs)
     table = read(tmp_path / "out.csv")
-    np.testing.assert_allclose(table.drop(columns="train_row").to_numpy(), expected, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, y_test), rtol=1e-8, atol=1e-12)
 
 
-def check_top_k(table, full, k):
+#: The columns of top_k_table (TopK.to_frame) ...
+TOP_K_COLUMNS = ["test_row", "rank", "train_row", "score", "kind"]
+#: ... and of the --top-k output, with each row's label and the model's prediction (and id, with --id-column).
+TOP_K_OUTPUT_COLUMNS = [
+    "test_row",
+    "test_label",
+    "test_prediction",
+    "rank",
+    "train_row",
+    "train_label",
+    "train_prediction",
+    "score",
+    "kind",
+]
+
+
+def check_top_k(table, full, k, columns=TOP_K_OUTPUT_COLUMNS):
     """The tidy top-k table against a full sort of each column of the matrix."""
     _n, m = full.shape
-    assert list(table.columns) == ["test_row", "rank", "train_row", "score", "kind"]
+    assert list(table.columns) == columns
     assert len(table) == 2 * k * m
     for j in range(m):
         rows = table[table["test_row"] == j]
@@ -333,12 +384,12 @@ def test_score_self_influence_sorted_most_negative_first(data, capsys):
     status, _, err = run_main(capsys, *score_args(folder, "--self-influence", **parquet, out="self.parquet"))
     assert status == 0, err
     table = read(folder / "self.parquet")
-    assert list(table.columns) == ["train_row", "self_influence"]
+    assert list(table.columns) == ["train_row", "train_label", "train_prediction", "self_influence"]
     assert np.all(np.diff(table["self_influence"]) >= 0)
     inf, _, _ = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
     # Independent reference: the diagonal of I_up,loss with the training set as the test set.
-    features = [c for c in train.columns if c != "label"]
-    diagonal = np.diag(inf.loss(train[features].to_numpy(), train["label"].to_numpy()))
+    X = standardized(train, test, [c for c in train.columns if c != "label"])[0]
+    diagonal = np.diag(inf.loss(X, train["label"].to_numpy()))
     np.testing.assert_allclose(table["self_influence"], diagonal[table["train_row"]], rtol=1e-9, atol=1e-12)
     assert sorted(table["train_row"]) == list(range(len(train)))
 
@@ -400,12 +451,13 @@ def test_top_k_table_is_the_table_of_top_k_to_frame(data):
     full = inf.loss(X_test, y_test)
     table = cli.top_k_table(inf, X_test, y_test, 6)
     pd.testing.assert_frame_equal(table, inf.top_k(X_test, y_test, k=6).to_frame())
-    check_top_k(table, full, 6)
+    check_top_k(table, full, 6, TOP_K_COLUMNS)
     features = [c for c in train.columns if c != "label"]
-    model = fi.LogisticRegression(l2=1e-3).fit(train[features], train["label"])
-    frames = fi.Influence(model, train[features], train["label"])
-    capped = cli.top_k_table(frames, test[features], test["label"], 10**6)
-    check_top_k(capped, full, len(train))
+    X, X_test = standardized(train, test, features)
+    model = fi.LogisticRegression(l2=1e-3).fit(pd.DataFrame(X, columns=features), train["label"])
+    frames = fi.Influence(model, pd.DataFrame(X, columns=features), train["label"])
+    capped = cli.top_k_table(frames, pd.DataFrame(X_test, columns=features), test["label"], 10**6)
+    check_top_k(capped, full, len(train), TOP_K_COLUMNS)
 
 
 # -- score: bad input --------------------------------------------------------------------------
@@ -413,6 +465,16 @@ def test_top_k_table_is_the_table_of_top_k_to_frame(data):
 
 def write(path, text):
     path.write_text(text)
+    return path.name
+
+
+def write_parquet(path, **columns):
+    """A two-row Parquet file with the columns of ``make_frames`` and ``columns`` in their place."""
+    frame = pd.DataFrame(
+        {"x0": [1.0, 2.0], "x1": [2.0, 3.0], "label": [0, 1], "x2": [1.0, 2.0], "x3": [1.0, 2.0]}
+    )
+    frame = frame.assign(**columns)
+    frame.to_parquet(path, index=False)
     return path.name
 
 
@@ -426,13 +488,76 @@ BAD_INPUTS = {
     "missing-file": (lambda f: ["--train", "nope.csv"], "not found"),
     "unknown-extension": (file_for("--train", "train.txt", "a,label\n1,0\n"), "unknown file type"),
     "missing-target": (lambda f: ["--target", "y"], "no column 'y'"),
-    "non-numeric-column": (
-        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
-        "--train file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    "text-in-a-numeric-test-column": (
+        file_for("--test", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,?,1,2,2\n"),
+        "column 'x1' of --test file text.csv is not numeric (",
     ),
-    "non-numeric-test-column": (
-        file_for("--test", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n"),
-        "--test file text.csv must hold real numbers (numeric or boolean columns); non-numeric column: 'x1'",
+    "numbers-and-text-in-a-column": (
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,0,1,1\n2,?,1,2,2\n3,4,1,2,2\n"),
+        "column 'x1' of --train file text.csv is text, but 2 of its 3 values are numbers (not numbers: '?')",
+    ),
+    "numbers-written-as-text": (
+        lambda f: ["--train", write_parquet(f / "texts.parquet", x1=["2.5", "3"])],
+        "column 'x1' of --train file texts.parquet is text, but every value is a number written as text",
+    ),
+    "a-date-column": (
+        lambda f: [
+            "--train",
+            write_parquet(f / "dates.parquet", x1=pd.to_datetime(["2024-01-01", "2024-01-02"])),
+        ],
+        "column 'x1' of --train file dates.parquet holds datetime64",
+    ),
+    "an-id-named-column": (
+        file_for("--train", "ids.csv", "x0,patient_id,label,x2,x3\n1,7,0,1,1\n2,9,1,2,2\n"),
+        "column 'patient_id' of --train file ids.csv looks like a row id (by its name)",
+    ),
+    "pandas-index-column": (
+        file_for("--train", "index.csv", ",x0,x1,label,x2,x3\n0,1,2,0,1,1\n1,2,3,1,2,2\n"),
+        "column 'Unnamed: 0' of --train file index.csv looks like a row id",
+    ),
+    "missing-id-column": (
+        lambda f: ["--id-column", "nope"],
+        "--id-column 'nope': --train file train.csv has no such column",
+    ),
+    "id-column-is-target": (
+        lambda f: ["--id-column", "label"],
+        "--id-column and --target name the same column",
+    ),
+    "features-unknown": (
+        lambda f: ["--features", "x0", "nope"],
+        "--features 'nope': --train file train.csv has no such",
+    ),
+    "features-and-drop": (lambda f: ["--features", "x0", "--drop", "x1"], "not allowed with argument"),
+    "drop-target": (lambda f: ["--drop", "label"], "--drop names the --target column 'label'"),
+    "categorical-dropped": (
+        lambda f: ["--drop", "x1", "--categorical", "x1"],
+        "--categorical 'x1' is not a feature",
+    ),
+    "max-categories": (
+        lambda f: ["--categorical", "x0", "--max-categories", "5"],
+        "above --max-categories 5",
+    ),
+    "max-categories-zero": (lambda f: ["--max-categories", "0"], "--max-categories must be >= 1"),
+    "l2-0-with-one-hot": (
+        file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,a,0,1,1\n2,b,1,2,2\n", "--l2", "0"),
+        (
+            "--l2 0 with one-hot encoded column 'x1': the indicators of each add up to 1 in every row, as "
+            "the intercept's column does, so the fit has no unique optimum; give --l2 > 0"
+        ),
+    ),
+    "report-not-json": (lambda f: ["--report", "r.txt"], "--report r.txt: the report is JSON"),
+    "report-folder-missing": (lambda f: ["--report", "no/such/r.json"], "--report no/such/r.json: folder"),
+    "id-column-not-in-test": (
+        lambda f: ["--id-column", "x0", "--test", write(f / "noid.csv", "x1,label,x2,x3\n1,0,1,1\n")],
+        "--test file noid.csv lacks training columns 'x0'",
+    ),
+    "text-different-in-every-row": (
+        file_for(
+            "--train",
+            "names.csv",
+            "x0,x1,label,x2,x3\n" + "".join(f"{i},name {i},{i % 2},1,{i}\n" for i in range(25)),
+        ),
+        "column 'x1' of --train file names.csv holds a different value in each of its 25 rows",
     ),
     "non-numeric-target": (
         file_for("--train", "text.csv", "x0,x1,label,x2,x3\n1,2,a,1,1\n2,3,b,2,2\n", "--model", "linear"),
@@ -577,7 +702,7 @@ def test_csv_field_count_check_reads_a_quoted_comma_as_part_of_the_field(tmp_pat
     assert '"x1, in cm"' in (tmp_path / "train.csv").read_text().splitlines()[0]
     status, _, err = run_main(capsys, *score_args(tmp_path))
     assert status == 0, err
-    assert read(tmp_path / "out.csv").shape == (len(train), 1 + len(test))
+    assert read(tmp_path / "out.csv").shape == (len(train), 3 + len(test))
 
 
 @pytest.mark.parametrize(
@@ -853,8 +978,8 @@ def test_sigkill_leaves_a_findable_partial_output_that_the_next_run_removes(larg
     )
     assert status == 0, err
     assert f"removed {partial.name}" in err
-    assert set(os.listdir(large_data)) - before == {"scores.csv"}
-    assert read(out).shape == (60, 13)
+    assert set(os.listdir(large_data)) - before == {"scores.csv", "scores.test_rows.csv"}
+    assert read(out).shape == (60, 3 + 12)
 
 
 @pytest.mark.parametrize("model", ["logistic", "multinomial"])
@@ -872,10 +997,125 @@ def test_score_a_multiclass_target_with_class_names(tmp_path, capsys, model):
     test.to_csv(tmp_path / "test.csv", index=False)
     status, _, err = run_main(capsys, *score_args(tmp_path, "--model", model, "--top-k", "3"))
     assert status == 0, err
-    fitted = fi.MultinomialLogisticRegression(l2=1e-3).fit(train[features], train["label"])
-    expected = fi.Influence(fitted, train[features].to_numpy(), train["label"].to_numpy()).top_k(
-        test[features].to_numpy(), test["label"].to_numpy(), 3
-    )
+    X, X_test = standardized(train, test, features)
+    fitted = fi.MultinomialLogisticRegression(l2=1e-3).fit(X, train["label"])
+    expected = fi.Influence(fitted, X, train["label"].to_numpy()).top_k(X_test, test["label"].to_numpy(), 3)
     table = read(tmp_path / "out.csv")
+    np.testing.assert_array_equal(table["test_label"], test["label"].to_numpy()[table["test_row"]])
+    np.testing.assert_array_equal(table["train_prediction"], fitted.predict(X)[table["train_row"]])
     helpful = table[table["kind"] == "helpful"].sort_values(["test_row", "rank"])
     np.testing.assert_allclose(helpful["score"].to_numpy(), expected.helpful_scores.ravel(), rtol=1e-8)
+
+
+# -- score: columns (issue 13) -----------------------------------------------------------------
+
+
+def test_drop_features_booleans_and_a_test_file_without_the_unused_columns(tmp_path, capsys):
+    train, test = make_frames(seed=3)
+    rng = np.random.default_rng(3)
+    train = train.assign(flag=rng.random(len(train)) < 0.4, notes=[f"visit {i}" for i in range(len(train))])
+    test = test.assign(flag=rng.random(len(test)) < 0.4)  # no notes: the run does not use them
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--drop", "notes"))
+    assert status == 0, err
+    X, X_test = standardized(train, test, ["x0", "x1", "x2", "x3"])
+    X = np.column_stack([X, train["flag"].to_numpy(dtype=float)])  # booleans stay 0/1
+    X_test = np.column_stack([X_test, test["flag"].to_numpy(dtype=float)])
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    table = read(tmp_path / "out.csv")
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12)
+    # --features: these columns only, in this order (the scores do not depend on the order)
+    report = tmp_path / "r.json"
+    status, _, err = run_main(
+        capsys, *score_args(tmp_path, "--features", "x2", "x0", "--report", str(report))
+    )
+    assert status == 0, err
+    X, X_test = standardized(train, test, ["x0", "x2"])
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    table = read(tmp_path / "out.csv")
+    np.testing.assert_allclose(matrix_of(table), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12)
+    described = json.loads(report.read_text())
+    assert described["encoding"]["model_columns"] == ["x2", "x0"]
+    assert described["not_features"] == dict.fromkeys(["x1", "x3", "flag", "notes"], "not in --features")
+    assert described["outputs"] == [str(tmp_path / "out.csv"), str(tmp_path / "out.test_rows.csv")]
+
+
+def test_a_numeric_column_named_in_categorical_with_missing_values(tmp_path, capsys):
+    train, test = make_frames(seed=4)
+    rng = np.random.default_rng(4)
+    train["x3"] = rng.integers(1, 4, len(train)).astype(float)
+    train.loc[::9, "x3"] = np.nan  # a level of its own: x3=<missing>
+    test["x3"] = rng.integers(1, 5, len(test)).astype(float)  # 4 was not in --train
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, "--categorical", "x3", quiet=False))
+    assert status == 0, err
+    assert "one-hot: 'x3' -> 4 columns x3=VALUE ('1', '2', '3', '<missing>')" in err
+    unseen = int((test["x3"] == 4).sum())
+    where = f"--test file {tmp_path / 'test.csv'}"
+    assert f"column 'x3' of {where} has values not seen in --train in {unseen} rows ('4')" in err
+    X, X_test = standardized(train, test, ["x0", "x1", "x2"])
+    levels = np.array([1.0, 2.0, 3.0])
+    X = np.column_stack([X, train["x3"].to_numpy()[:, None] == levels, train["x3"].isna()]).astype(float)
+    X_test = np.column_stack([X_test, test["x3"].to_numpy()[:, None] == levels, test["x3"].isna()]).astype(
+        float
+    )
+    inf = fi.Influence(fi.LogisticRegression(l2=1e-3).fit(X, train["label"]), X, train["label"])
+    np.testing.assert_allclose(
+        matrix_of(read(tmp_path / "out.csv")), inf.loss(X_test, test["label"]), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_repeated_or_missing_ids_are_carried_with_a_warning(data, capsys):
+    folder, train, test = data
+    with_ids = train.assign(case=[f"c{i // 2}" for i in range(len(train))])  # each id twice
+    with_ids.loc[5, "case"] = None
+    with_ids.to_csv(folder / "ids.csv", index=False)
+    test.assign(case=[f"t{i}" for i in range(len(test))]).to_csv(folder / "ids_test.csv", index=False)
+    options = ("--id-column", "case", "--self-influence")
+    status, _, err = run_main(capsys, *score_args(folder, *options, train="ids.csv", test="ids_test.csv"))
+    assert status == 0, err
+    (line,) = err.strip().splitlines()
+    assert "--id-column 'case' of --train file" in line
+    assert "repeats 29 values (such as 'c0', in 2 rows) and is missing in 1 row" in line
+    table = read(folder / "out.csv")
+    np.testing.assert_array_equal(
+        table["train_id"].fillna("-"), with_ids["case"].fillna("-")[table["train_row"]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "expected", "not_expected"),
+    [
+        ("max-iter", ["--max-iter", "1"], "did not converge (reached max_iter;", "--standardize"),
+        ("separable", ["--l2", "0"], "give --l2 > 0 (for example 1e-3, the default)", "--max-iter"),
+        (
+            "collinear",
+            ["--l2", "0", "--model", "linear"],
+            "influence values would be meaningless: the feature columns are nearly collinear: --drop some",
+            "standardise",
+        ),
+    ],
+    ids=["max-iter", "separable", "collinear"],
+)
+def test_fit_and_hessian_failures_give_advice_that_fits_the_cause(
+    tmp_path, capsys, case, options, expected, not_expected
+):
+    """Issue 13: every failed fit was told to raise --l2 or --max-iter, which helps only some."""
+    train, test = make_frames(seed=6)
+    if case == "separable":
+        train["label"] = (train["x0"] > 0).astype(int)  # x0 separates the classes
+    if case == "collinear":
+        train["x3"], test["x3"] = 2 * train["x1"] - train["x0"], 2 * test["x1"] - test["x0"]
+        train["label"], test["label"] = train["x0"] + train["x2"], test["x0"] + test["x2"]
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    status, _, err = run_main(capsys, *score_args(tmp_path, *options))
+    assert status == 2, err
+    (line,) = err.strip().splitlines()
+    assert expected in line
+    assert not_expected not in line
+    if case == "max-iter":
+        advice = "raise --max-iter (it is 1; Newton's method rarely needs more than 30 iterations)"
+        assert line.endswith(f"influence needs the optimum: {advice}")

@@ -26,7 +26,7 @@ from conftest import L2, assert_same_ranking, make_data, make_model
 
 import fastinfluence as fi
 
-REASON = "the dask extra is not installed (pip install 'fastinfluence[dask]')"
+REASON = "the dask extra is not installed (pip install '.[dask]' in the source checkout)"
 da = pytest.importorskip("dask.array", reason=REASON)
 dd = pytest.importorskip("dask.dataframe", reason=REASON)
 distributed = pytest.importorskip("distributed", reason=REASON)
@@ -275,6 +275,20 @@ def test_loss_into_memmap(tmp_path):
     assert inf.loss(X_test, y_test, out=out) is out
     expected = fi.Influence(model, X, y, sample_weight=s).loss(X_test, y_test)
     assert_agree(np.load(tmp_path / "scores.npy"), expected)
+
+
+def test_results_written_with_to_zarr_as_the_readme_shows(tmp_path):
+    """The README's Dask section writes the lazy results with ``to_zarr`` (zarr is in the dask extra)."""
+    zarr = pytest.importorskip("zarr", reason="the dask extra installs zarr")
+    X, y, s, X_test, y_test = problem("logistic")
+    regular = (25, 25, 25, 22)  # zarr stores regular chunks (Dask rechunks others, with a warning)
+    model = fid.fit(make_model("logistic"), chunked(X, regular), y, sample_weight=s)
+    inf = fid.Influence(model, chunked(X, regular), y, sample_weight=s)
+    inf.self_influence().to_zarr(str(tmp_path / "self_influence.zarr"))
+    inf.loss(X_test, y_test).to_zarr(str(tmp_path / "influence.zarr"))
+    expected = fi.Influence(model, X, y, sample_weight=s)
+    assert_agree(zarr.open(str(tmp_path / "self_influence.zarr"), mode="r")[:], expected.self_influence())
+    assert_agree(zarr.open(str(tmp_path / "influence.zarr"), mode="r")[:], expected.loss(X_test, y_test))
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ against the oldest versions pyproject.toml declares as well as the newest."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,67 @@ def test_every_floor_is_pinned_for_the_minimum_versions_run():
         assert version.Version(pins[name]) == version.Version(floor), (
             f"{name}: pyproject.toml says >={floor}, .ci/minimum-versions.txt tests {pins[name]}"
         )
+
+
+#: What the README and examples/ do that needs a package without importing it by name.
+USES = {".to_zarr(": "zarr", "read_parquet(": "pyarrow", ".to_parquet(": "pyarrow"}
+
+
+def _imported_modules(source):
+    """Top-level modules (and dotted ones, for DISTRIBUTIONS) that ``source`` imports; lines
+    that do not parse as Python (a README snippet) are read one by one."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        found = re.findall(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", source, re.MULTILINE)
+        return {a or b for a, b in found}
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _used_distributions():
+    """{distribution: where it is used} for the README's Python blocks and the scripts in examples/."""
+    from fastinfluence._optional import distribution_name
+
+    sources = [
+        ("README.md", block)
+        for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    ]
+    sources += [
+        (f"examples/{path.name}", path.read_text()) for path in sorted((ROOT / "examples").glob("*.py"))
+    ]
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    if stdlib is None:
+        pytest.skip("sys.stdlib_module_names needs Python >= 3.10")
+    used = {}
+    for where, source in sources:
+        for module in _imported_modules(source):
+            top = module.split(".")[0]
+            if top in stdlib or top in ("fastinfluence", "__future__"):
+                continue
+            used.setdefault(distribution_name(module), where)
+        for call, distribution in USES.items():
+            if call in source:
+                used.setdefault(distribution, where)
+    return used
+
+
+def test_every_package_the_readme_and_the_examples_use_is_installed_by_an_extra():
+    """Issue 13: the README's Dask section writes results with to_zarr, and no extra installed zarr."""
+    utils = pytest.importorskip("packaging.utils")
+    requirements = pytest.importorskip("packaging.requirements")
+    declared, _, _ = _floors_and_pins()
+    installable = {utils.canonicalize_name(requirements.Requirement(text).name) for text in declared}
+    used = _used_distributions()
+    assert {"numpy", "scikit-learn", "dask", "distributed", "zarr", "matplotlib"} <= set(used)
+    missing = {
+        name: where for name, where in used.items() if utils.canonicalize_name(name) not in installable
+    }
+    assert not missing, f"used but in no extra of pyproject.toml (nor its dependencies): {missing}"

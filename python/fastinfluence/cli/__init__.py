@@ -16,6 +16,8 @@ need them.
 
 Modules: :mod:`~fastinfluence.cli.parser` (the options and help texts),
 :mod:`~fastinfluence.cli.io` (reading tables, output paths, partial files, writing),
+:mod:`~fastinfluence.cli.columns` (which columns are features, and how each is encoded),
+:mod:`~fastinfluence.cli.tables` (the tables written: scores beside row ids, labels, predictions),
 :mod:`~fastinfluence.cli.commands` (what ``demo`` and ``score`` do) and
 :mod:`~fastinfluence.cli.errors` (exit statuses, one-line errors, signals); this module
 runs a command and turns how it ended into the exit status.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from .commands import run_demo, run_score, self_influence_table, top_k_table
+from .commands import run_demo, run_score
 from .errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -40,6 +42,7 @@ from .errors import (
 )
 from .io import partial_output_path, remove_stale_partial_outputs
 from .parser import build_parser
+from .tables import self_influence_table, top_k_table
 
 __all__ = [
     "main",

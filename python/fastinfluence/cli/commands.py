@@ -6,21 +6,50 @@ import contextlib
 import os
 import sys
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .._optional import available
-from ..influence import TopK
+from .. import _dataframes as D
+from .._optional import available, install_hint
+from .columns import (
+    Encoding,
+    Selection,
+    check_ids,
+    check_test_columns,
+    fit_encoding,
+    scale_problem,
+    select_columns,
+)
 from .errors import EXIT_OK, PROG, InputError, library_errors
-from .io import output_paths, read_table, remove_stale_partial_outputs, require, split_features, write_tables
+from .io import (
+    output_paths,
+    read_table,
+    remove_stale_partial_outputs,
+    require,
+    target_column,
+    write_tables,
+)
 from .parser import CLASSIFIER_NAMES
+from .tables import (
+    describe_rows,
+    full_matrix,
+    model_name,
+    report,
+    row_table,
+    self_influence_table,
+    top_k_table,
+)
 
-__all__ = ["run_demo", "run_score", "full_matrix", "top_k_table", "self_influence_table", "make_model"]
+__all__ = ["run_demo", "run_score", "make_model", "prepare", "Prepared"]
 
 #: Seconds a step runs before its progress bar appears (quick steps print nothing).
 PROGRESS_DELAY = 0.5
-#: Target size (bytes) of one block of scores computed at a time.
-BLOCK_BYTES = 64 * 2**20
+
+
+def _note(text):
+    print(f"{PROG}: note: {text}", file=sys.stderr)
 
 
 def run_demo(args) -> int:
@@ -37,10 +66,7 @@ def run_demo(args) -> int:
     if args.no_plots:
         return EXIT_OK
     if not available("matplotlib"):
-        print(
-            f'{PROG}: note: plots skipped: matplotlib is not installed (pip install "fastinfluence[plot]")',
-            file=sys.stderr,
-        )
+        _note(f"plots skipped: matplotlib is not installed ({install_hint('matplotlib', 'plot')})")
         return EXIT_OK
     try:
         paths = demo.write_plots(result, args.out_dir)
@@ -54,7 +80,7 @@ def run_demo(args) -> int:
     return EXIT_OK
 
 
-# -- score: computations -----------------------------------------------------------------------
+# -- score: progress ---------------------------------------------------------------------------
 
 
 def _progress(quiet, **kwargs):
@@ -78,60 +104,7 @@ def _step(description, quiet):
         bar.close()
 
 
-def _block_size(n_rows, bytes_per_column=8):
-    return max(1, int(BLOCK_BYTES // max(1, n_rows * bytes_per_column)))
-
-
-def _blocks(total, size):
-    for start in range(0, total, size):
-        yield start, min(total, start + size)
-
-
-def _row_block(data, start, stop):
-    """Rows start..stop-1 of a DataFrame, Series or array."""
-    return data.iloc[start:stop] if hasattr(data, "iloc") else data[start:stop]
-
-
-def full_matrix(inf, X_test, y_test, bar=None):
-    """I_up,loss for every (training row, test row) as an (n, m) array, in blocks of test rows."""
-    n, m = inf.n_samples_, X_test.shape[0]
-    scores = np.empty((n, m))
-    for start, stop in _blocks(m, _block_size(n)):
-        block = inf.loss(_row_block(X_test, start, stop), _row_block(y_test, start, stop))
-        scores[:, start:stop] = np.asarray(block)  # a DataFrame when the training X was one
-        if bar is not None:
-            bar.update(stop - start)
-    return scores
-
-
-def top_k_table(inf, X_test, y_test, k, bar=None):
-    """The tidy table of :meth:`TopK.to_frame <fastinfluence.influence.TopK.to_frame>`: test_row, rank,
-    train_row, score, kind, for the k most helpful and k most harmful training rows of each test row.
-
-    ``Influence.top_k`` streams over X in O(m k) memory and caps k at the number of
-    training rows; fitted on a frame, it gives the table itself, labelled with the
-    frames' rows (numbered from 0 for the tables ``read_table`` reads).
-    """
-    result = inf.top_k(X_test, y_test, k=k)
-    if bar is not None:
-        bar.update(X_test.shape[0])
-    return result.to_frame() if isinstance(result, TopK) else result
-
-
-def self_influence_table(inf, bar=None):
-    """DataFrame (train_row, self_influence), most negative first; computed in row blocks."""
-    pd = require("pandas")
-    n = inf.n_samples_
-    values = np.empty(n)
-    for start, stop in _blocks(n, 2**16):
-        values[start:stop] = np.asarray(inf.self_influence(indices=np.arange(start, stop)))
-        if bar is not None:
-            bar.update(stop - start)
-    order = np.argsort(values, kind="stable")
-    return pd.DataFrame({"train_row": order, "self_influence": values[order]})
-
-
-# -- score: the command ------------------------------------------------------------------------
+# -- score: checks, columns, fit ----------------------------------------------------------------
 
 
 def _size(n_bytes):
@@ -152,6 +125,8 @@ def _check_options(args):
         )
     if not args.max_matrix_mb > 0:
         raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
+    if args.max_categories < 1:
+        raise InputError(f"--max-categories must be >= 1, got {args.max_categories}")
 
 
 def _check_fittable(y, args):
@@ -184,6 +159,24 @@ def _check_fittable(y, args):
             "has no optimum then (the intercept goes to -infinity): give rows with counts > 0, or "
             "--no-intercept"
         )
+
+
+def _check_one_hot_identifiable(args, encoding):
+    """With --l2 0, one-hot columns make the optimum non-unique: each column's indicators add up to
+    1 in every training row (missing values have an indicator of their own), as the intercept and
+    the indicators of any other one-hot column do."""
+    one_hot = [c.name for c in encoding.of_kind("one-hot")]
+    if args.l2 != 0 or not one_hot or (args.no_intercept and len(one_hot) == 1):
+        return
+    others = (
+        "the intercept's column does" if not args.no_intercept else "those of the other one-hot columns do"
+    )
+    single = " or --no-intercept (with a single categorical column)" if len(one_hot) == 1 else ""
+    raise InputError(
+        f"--l2 0 with one-hot encoded column{'s' if len(one_hot) > 1 else ''} "
+        f"{D.describe_columns(one_hot)}: the indicators of each add up to 1 in every row, as {others}, "
+        f"so the fit has no unique optimum; give --l2 > 0 (for example 1e-3, the default){single}"
+    )
 
 
 def make_model(args):
@@ -241,33 +234,139 @@ def _places(args):
     }
 
 
-def _fit_influence(args, model, X, y):
-    """``fi.Influence`` of ``model`` fitted on the training frames, after checking it converged."""
+@dataclass
+class Prepared:
+    """The tables of a run as read (``train``, ``test``), the columns it uses (``selection``), how
+    they are encoded (``encoding``), and the model matrices and targets."""
+
+    train: Any
+    test: Any
+    selection: Selection
+    encoding: Encoding
+    X: np.ndarray
+    y: Any
+    X_test: np.ndarray
+    y_test: Any
+
+
+def prepare(args, train, test) -> Prepared:
+    """Choose and encode the columns of the tables read from --train and --test (see ``columns``)."""
+    places = _places(args)
+    where, where_test = places["X"], places["X_test"]
+    selection = select_columns(train, args, where)
+    check_test_columns(test, list(train.columns), selection, where_test)
+    if selection.id_column is not None:
+        check_ids(train, selection.id_column, where)
+        check_ids(test, selection.id_column, where_test)
+    names = args.model in CLASSIFIER_NAMES
+    y = target_column(train, args.target, where, class_names=names)
+    y_test = target_column(test, args.target, where_test, class_names=names)
+    with library_errors(places, fallback=where):
+        encoding = fit_encoding(
+            train,
+            selection,
+            standardize=args.standardize,
+            center=not args.no_intercept,
+            max_categories=args.max_categories,
+            where=where,
+        )
+        _check_one_hot_identifiable(args, encoding)
+        X = encoding.transform(train, "X", where)
+        X_test = encoding.transform(test, "X_test", where_test)
+    return Prepared(train, test, selection, encoding, X, y, X_test, y_test)
+
+
+def _describe_run(args, data, model):
+    """How the columns became the model's (stderr, one note a line)."""
+    ignored = [f"{name!r} ({why})" for name, why in data.selection.ignored.items()]
+    if ignored:
+        shown = ", ".join(ignored[:6]) + (f" and {len(ignored) - 6} more" if len(ignored) > 6 else "")
+        _note(f"not features: {shown}")
+    for line in data.encoding.describe():
+        _note(line)
+    _note(
+        f"{len(data.encoding.names)} model columns from {len(data.encoding.columns)} feature columns"
+        + ("" if args.no_intercept else ", and an intercept")
+    )
+    if args.model == "logistic" and model.loss.name == "multinomial":
+        _note(
+            f"--target {args.target!r} has {data.y.nunique()} classes: "
+            "fitting the multinomial (softmax) model"
+        )
+
+
+def _standardise_advice(problem):
+    return (
+        f"the scales of the feature columns are the problem ({problem}): standardise with --standardize "
+        "(the default; this run has --no-standardize)"
+    )
+
+
+def _scale_problem(args, data):
+    """What is wrong with the scales of the raw numeric columns, when they were not standardised."""
+    if args.standardize:
+        return None
+    return scale_problem(data.train, data.encoding, not args.no_intercept)
+
+
+def _fit_advice(args, model, data):
+    """What to do about a fit that did not converge, from why it did not."""
+    message = model.fit_message_
+    if args.l2 == 0 and any(word in message for word in ("separable", "zero counts", "l2 = 0 and")):
+        return "give --l2 > 0 (for example 1e-3, the default): with --l2 0 this objective has no minimiser"
+    problem = _scale_problem(args, data)
+    if problem is not None:
+        return _standardise_advice(problem)
+    if "reached max_iter" in message and "singular" not in message:
+        return (
+            f"raise --max-iter (it is {args.max_iter}; Newton's method rarely needs more than 30 iterations)"
+        )
+    return f"feature columns may be nearly collinear: --drop some of them, or raise --l2 (it is {args.l2:g})"
+
+
+def _hessian_message(exc, args, data):
+    """The library's finding about an ill-conditioned Hessian, with advice for the command line."""
+    finding = str(exc).split("; influence values would be meaningless", 1)[0].rstrip(". ")
+    problem = _scale_problem(args, data)
+    if problem is not None:
+        advice = _standardise_advice(problem)
+    else:
+        advice = (
+            f"the feature columns are nearly collinear: --drop some of them, raise --l2 (it is {args.l2:g}), "
+            "or pass --damping > 0"
+        )
+    return f"{finding}; influence values would be meaningless: {advice}"
+
+
+def _fit_influence(args, model, data):
+    """``fi.Influence`` of ``model`` fitted on the training rows, after checking it converged."""
     import fastinfluence as fi
 
     places = _places(args)
-    with _step(f"fit ({args.model}, {X.shape[0]} rows x {X.shape[1]} features)", args.quiet) as bar:
+    name = model_name(args, model)
+    with _step(f"fit ({name}, {data.X.shape[0]} rows x {data.X.shape[1]} model columns)", args.quiet) as bar:
         # errors without an argument come from the checks of the labels (models.py, losses.py)
         with library_errors(places, fallback=places["y"]), warnings.catch_warnings():
             warnings.simplefilter("ignore", fi.ConvergenceWarning)  # reported below as an error
-            model.fit(X, y)
+            model.fit(data.X, data.y)
         bar.set_postfix_str(f"{model.n_iter_} Newton iterations, gradient norm {model.grad_norm_:.1e}")
     if not model.converged_:
         raise InputError(
-            f"the {args.model} model did not converge ({model.fit_message_}; "
-            f"gradient norm {model.grad_norm_:.2e} "
-            f"after {model.n_iter_} iterations); influence needs the optimum: try a larger --l2 or --max-iter"
+            f"the {name} model did not converge ({model.fit_message_}; gradient norm "
+            f"{model.grad_norm_:.2e} after {model.n_iter_} iterations); influence needs the optimum: "
+            + _fit_advice(args, model, data)
         )
     with _step("Hessian (compute and factorise)", args.quiet), library_errors(places, fallback=places["X"]):
         try:
-            return fi.Influence(model, X, y, damping=args.damping, n_jobs=args.n_jobs)
-        except fi.IllConditionedHessianError as exc:  # it names damping, --damping's Python twin
-            raise InputError(f"{exc} (command line: --damping)") from None
+            return fi.Influence(model, data.X, data.y, damping=args.damping, n_jobs=args.n_jobs)
+        except fi.IllConditionedHessianError as exc:
+            raise InputError(_hessian_message(exc, args, data)) from None
 
 
-def _score_tables(args, inf, X_test, y_test):
-    """The tables this run writes, in the order of ``output_paths``."""
+def _score_tables(args, inf, data):
+    """The tables this run writes, in the order of ``output_paths`` (the report aside)."""
     pd = require("pandas")
+    X_test, y_test = data.X_test, data.y_test
     n, m = inf.n_samples_, X_test.shape[0]
     tables = []
     with library_errors(_places(args), fallback=f"--test file {args.test}"):
@@ -276,47 +375,57 @@ def _score_tables(args, inf, X_test, y_test):
                 scores = full_matrix(inf, X_test, y_test, bar)
             frame = pd.DataFrame(scores, columns=[f"test_{j}" for j in range(m)])
             frame.insert(0, "train_row", np.arange(n))
-            tables.append(frame)
+            tables.append(("matrix", frame))
         if args.top_k is not None:
             with _progress(args.quiet, total=m, desc=f"top {args.top_k}", unit=" test rows") as bar:
-                tables.append(top_k_table(inf, X_test, y_test, args.top_k, bar))
+                tables.append(("top_k", top_k_table(inf, X_test, y_test, args.top_k, bar)))
     if args.self_influence:
         with _progress(args.quiet, total=n, desc="self-influence", unit=" train rows") as bar:
-            tables.append(self_influence_table(inf, bar))
-    return tables
+            tables.append(("self_influence", self_influence_table(inf, bar)))
+    model = inf.model
+    train_rows = row_table("train", data.train, data.selection, model.predict(data.X))
+    test_rows = row_table("test", data.test, data.selection, model.predict(X_test))
+    return describe_rows(tables, train_rows, test_rows)
 
 
-def run_score(args) -> int:
-    _check_options(args)
-    outputs = output_paths(args)
-    model = make_model(args)
+# -- score: the command ------------------------------------------------------------------------
+
+
+def _remove_stale(args, outputs):
     for path, _, _ in outputs:
         for name in remove_stale_partial_outputs(path):
             if not args.quiet:
-                print(
-                    f"{PROG}: note: removed {name}, the partial output of an earlier run that was killed",
-                    file=sys.stderr,
-                )
-    require("tqdm")
-    with _step("reading", args.quiet):
-        train = read_table(args.train, "--train")
-        test = read_table(args.test, "--test")
-        names = args.model in CLASSIFIER_NAMES
-        X, y, features = split_features(train, args.target, "--train", args.train, class_names=names)
-        X_test, y_test, _ = split_features(
-            test, args.target, "--test", args.test, feature_columns=features, class_names=names
-        )
-    _check_fittable(y, args)
-    model = _for_classes(model, y)
-    n, m = X.shape[0], X_test.shape[0]
+                _note(f"removed {name}, the partial output of an earlier run that was killed")
+
+
+def _check_matrix_size(args, n, m):
     if args.top_k is None and not args.self_influence and n * m * 8 > args.max_matrix_mb * 2**20:
         raise InputError(
             f"the full I_up,loss matrix would be {n} x {m} = {_size(n * m * 8)}, above the limit of "
             f"{args.max_matrix_mb:g} MiB (--max-matrix-mb); use --top-k K to keep the K most helpful and "
             "harmful training rows per test row, or raise --max-matrix-mb"
         )
-    inf = _fit_influence(args, model, X, y)
-    tables = _score_tables(args, inf, X_test, y_test)
+
+
+def run_score(args) -> int:
+    _check_options(args)
+    outputs = output_paths(args)
+    model = make_model(args)
+    _remove_stale(args, outputs)
+    require("tqdm")
+    with _step("reading", args.quiet):
+        train = read_table(args.train, "--train")
+        test = read_table(args.test, "--test")
+        data = prepare(args, train, test)
+    _check_fittable(data.y, args)
+    model = _for_classes(model, data.y)
+    _check_matrix_size(args, data.X.shape[0], data.X_test.shape[0])
+    if not args.quiet:
+        _describe_run(args, data, model)
+    inf = _fit_influence(args, model, data)
+    tables = _score_tables(args, inf, data)
+    if args.report is not None:
+        tables.append(report(args, data, inf.model, outputs))
     with _step("writing", args.quiet):
         try:
             write_tables([(frame, *out) for frame, out in zip(tables, outputs)])

@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
     "InputError",
+    "InputWarning",
     "Terminated",
     "RaiseOnSigterm",
     "error_line",
@@ -33,6 +34,10 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ende
 
 class InputError(Exception):
     """Bad input or usage: reported in one line, exit status 2."""
+
+
+class InputWarning(UserWarning):
+    """Something in the input files that the run works around, and says how (one line on stderr)."""
 
 
 def error_line(text):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
 import re
 import socket
 import sys
 import warnings
 
-from .. import _dataframes as D
 from .. import _optional
 from .errors import PROG, InputError
 
@@ -20,7 +20,7 @@ __all__ = [
     "PARTIAL_MARK",
     "require",
     "read_table",
-    "split_features",
+    "target_column",
     "output_paths",
     "partial_output_path",
     "remove_stale_partial_outputs",
@@ -114,39 +114,23 @@ def read_table(path, option):
     return frame
 
 
-def split_features(frame, target, option, path, feature_columns=None, *, class_names=False):
-    """(features, target column, feature names) of a table: the feature columns as a DataFrame
-    (in the order of ``feature_columns`` when given: the columns of --train), the target a Series.
-
-    Checked here is what only the command line knows: which column is the target, that --test has
-    the columns of --train (in any order), and that labels are numbers or booleans (or, with
-    ``class_names`` for a classifier, any class names). The values
-    themselves (non-numeric features, missing or infinite values, labels outside the model's
-    domain) are checked by the library when the frames reach ``fit`` and ``Influence``.
-    """
+def target_column(frame, target, where, *, class_names=False):
+    """The target column of a table (``select_columns`` checked that it exists): numbers or booleans,
+    or, with ``class_names`` for a classifier, any class names. The values themselves (missing
+    labels, labels outside the model's domain) are checked by the library at ``fit``."""
     pd = require("pandas")
-    if target not in frame.columns:
-        raise InputError(
-            f"{option} file {path} has no column {target!r} (--target); its columns are "
-            f"{D.describe_columns(list(frame.columns))}"
-        )
-    features = [c for c in frame.columns if c != target]
-    if feature_columns is not None:
-        mismatch = D.describe_column_mismatch(
-            feature_columns, features, lacking="training columns", extra="columns not in --train:"
-        )
-        if mismatch is not None:
-            raise InputError(f"{option} file {path} {mismatch}")
-        features = list(feature_columns)
-    if not features:
-        raise InputError(f"{option} file {path} has no feature columns besides the target {target!r}")
     column = frame[target]
     if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or class_names):
         raise InputError(
-            f"{option} file {path} has a non-numeric target column {target!r} ({column.dtype}); a "
+            f"{where} has a non-numeric target column {target!r} ({column.dtype}); a "
             "regression needs numbers (a classifier, --model logistic or multinomial, takes class names)"
         )
-    return frame[features], column, features
+    return column
+
+
+def _with_suffix(path, ext, suffix):
+    """``scores.csv`` -> ``scores.SUFFIX.csv``: a second output beside --out."""
+    return path[: len(path) - len(ext)] + suffix + path[len(path) - len(ext) :]
 
 
 def output_paths(args):
@@ -160,21 +144,28 @@ def output_paths(args):
     if os.path.isdir(args.out):
         raise InputError(f"--out {args.out} is a folder; give a file name")
     outputs = [(args.out, ext, fmt)]
+    if args.top_k is None and not args.self_influence:
+        outputs.append((_with_suffix(args.out, ext, ".test_rows"), ext, fmt))
     if args.top_k is not None and args.self_influence:
-        outputs.append(
-            (
-                args.out[: len(args.out) - len(ext)]
-                + ".self_influence"
-                + args.out[len(args.out) - len(ext) :],
-                ext,
-                fmt,
-            )
-        )
+        outputs.append((_with_suffix(args.out, ext, ".self_influence"), ext, fmt))
+    if args.report is not None:
+        outputs.append(_report_path(args.report))
     inputs = {os.path.realpath(p) for p in (args.train, args.test)}
     for path, _, _ in outputs:
         if os.path.realpath(path) in inputs:
             raise InputError(f"output {path} would overwrite an input file")
     return outputs
+
+
+def _report_path(path):
+    if not (path.lower().endswith(".json") and len(path) > len(".json")):
+        raise InputError(f"--report {path}: the report is JSON; give a file name ending in .json")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"--report {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"--report {path} is a folder; give a file name")
+    return path, ".json", "json"
 
 
 #: What sits between an output's name and HOST-PID in the name of its partial file.
@@ -249,8 +240,21 @@ def _umask():
     return mask
 
 
+def _write_one(obj, tmp, ext, fmt):
+    if fmt == "json":
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=2, allow_nan=False, default=str)
+            handle.write("\n")
+    elif fmt == "csv":
+        # The partial name hides the extension: say which compression .csv.gz means.
+        obj.to_csv(tmp, index=False, compression="gzip" if ext == ".csv.gz" else None)
+    else:
+        obj.to_parquet(tmp, engine="pyarrow", index=False)
+
+
 def write_tables(tables):
-    """Write [(DataFrame, path, extension, format)] atomically: all files appear, or none.
+    """Write [(DataFrame, path, extension, format)] atomically: all files appear, or none (the
+    format ``json`` writes a dict, the report).
 
     Each table goes to ``partial_output_path(path)`` in its output's folder and
     is moved into place with ``os.replace`` only after every table was written.
@@ -262,11 +266,7 @@ def write_tables(tables):
         for frame, path, ext, fmt in tables:
             tmp = partial_output_path(path)
             temporary.append(tmp)  # before the file exists: cleanup must know it from the first byte
-            if fmt == "csv":
-                # The partial name hides the extension: say which compression .csv.gz means.
-                frame.to_csv(tmp, index=False, compression="gzip" if ext == ".csv.gz" else None)
-            else:
-                frame.to_parquet(tmp, engine="pyarrow", index=False)
+            _write_one(frame, tmp, ext, fmt)
         mode = 0o666 & ~_umask()  # the usual permissions, even if a file of that name was there before
         for tmp, (_, path, _, _) in zip(temporary, tables):
             os.chmod(tmp, mode)

@@ -6,10 +6,18 @@ import argparse
 
 from .errors import PROG, InputError
 
-__all__ = ["build_parser", "MODEL_NAMES", "CLASSIFIER_NAMES", "DEFAULT_MAX_MATRIX_MB"]
+__all__ = [
+    "build_parser",
+    "MODEL_NAMES",
+    "CLASSIFIER_NAMES",
+    "DEFAULT_MAX_MATRIX_MB",
+    "DEFAULT_MAX_CATEGORIES",
+]
 
 #: Memory (MiB) the full I_up,loss matrix may take before ``score`` refuses and points to --top-k.
 DEFAULT_MAX_MATRIX_MB = 1024
+#: Most distinct values a column may have to be one-hot encoded (a US state column has 51).
+DEFAULT_MAX_CATEGORIES = 100
 
 MODEL_NAMES = ("logistic", "multinomial", "linear", "poisson", "smooth-hinge")
 CLASSIFIER_NAMES = ("logistic", "multinomial", "smooth-hinge")
@@ -58,7 +66,8 @@ rows train, last 114 test; no network needed) and print:
   3. how well the leave-one-out estimates match exact refits (Pearson correlation);
   4. the training points with the largest self-influence (mislabel candidates);
   5. a mislabel-detection experiment: 10% of the labels flipped, found by self-influence.
-PNG plots go into --out-dir (needs matplotlib: pip install "fastinfluence[plot]")."""
+PNG plots go into --out-dir (needs matplotlib: pip install matplotlib, or the plot extra:
+pip install ".[plot]" in a fastinfluence source checkout)."""
 
 DEMO_EPILOG = """\
 examples:
@@ -67,25 +76,55 @@ examples:
   fastinfluence demo --no-plots"""
 
 SCORE_DESCRIPTION = """\
-Fit a model on --train (all columns but --target are features; every feature column must be
-numeric or boolean, without missing values) and score every training row against every
-test row (--test must have the same columns). Row numbers count data rows from 0, in file
-order (the header is not a row). Input and output formats follow the file extensions:
-.csv, .csv.gz, .parquet or .pq.
+Fit a model on --train and score every training row against every test row of --test.
+Formats follow the file extensions: .csv, .csv.gz, .parquet or .pq. Row numbers count data
+rows from 0, in file order (the header is not a row).
 
-what --out holds:
-  (default)          the full I_up,loss matrix: a column train_row, then one column per
-                     test row (test_0, test_1, ...); one row per training row.
+columns: --target is the label, --id-column the row ids (carried into the outputs, never a
+feature); every other column is a feature, unless --features names the features or --drop
+removes some. --test needs the columns the run uses (target included), and none that --train
+lacks. Each feature column becomes model columns by its type:
+  numeric            standardised (see below), or as it is with --no-standardize
+  boolean            0/1
+  text, categorical  one-hot: a 0/1 column COLUMN=VALUE per value seen in --train, and
+  (or --categorical) COLUMN=<missing> when --train has missing values there; a --test value
+                     not seen in --train gets 0 in all of them (with a warning)
+Missing numbers are an error (fill or drop them first). A feature column named like a row id
+(id, ID, patient_id, customerId, index, Unnamed: 0) is refused unless --features names it; one
+holding a different whole number in every row is used, with a warning. Without --quiet, stderr
+says how each column was encoded; --report FILE.json records it, with the coefficients.
+
+standardising (--standardize, the default): each numeric column becomes (x - mean) / sd with
+the mean and standard deviation of --train (with --no-intercept, x / its root mean square:
+centring would add an intercept). Why the default: the penalty (l2/2) ||w||^2 is not unit-free.
+On raw columns it penalises a coefficient per dollar unlike one per cent, so the model and its
+scores would depend on the units the file happens to use; columns far from 0 relative to their
+spread (years, timestamps) make the Hessian nearly singular, and the multinomial fit is
+sensitive to scale. The scores are in units of the loss, which standardising leaves alone: it
+changes them only through --l2 and --damping, which then act on coefficients per standard
+deviation (with --l2 0, --damping 0 and an intercept, both give the same scores). Use
+--no-standardize to score the model fitted on the raw columns, e.g. to compare with the Python
+API called on them (where pert_loss and loo_params are per unit of the columns the model saw).
+
+what --out holds (each row of every table carries its row number train_row / test_row, its id
+train_id / test_id with --id-column, its true label train_label / test_label and the model's
+prediction train_prediction / test_prediction: the predicted class, or mean):
+  (default)          the full I_up,loss matrix, one row per training row: train_row, [train_id],
+                     train_label, train_prediction, then one column per test row (test_0,
+                     test_1, ...). The test rows' ids, labels and predictions go to a second
+                     file beside --out: scores.csv -> scores.test_rows.csv.
                      Refused above --max-matrix-mb: use --top-k then.
-  --top-k K          a tidy table test_row, rank, train_row, score, kind: for each test row
-                     its K most helpful (kind=helpful, most negative score first) and K
-                     most harmful (kind=harmful, most positive first) training rows
-                     (K is capped at the number of training rows; the sign of score is
-                     what counts when fewer than K rows help or harm).
-  --self-influence   a table train_row, self_influence = I_up,loss(i, i) <= 0, most
-                     negative first: the rows the model bends most to fit (check their
-                     labels first). With --top-k as well, the self-influence goes to a
-                     second file beside --out: scores.csv -> scores.self_influence.csv.
+  --top-k K          a tidy table test_row, [test_id], test_label, test_prediction, rank,
+                     train_row, [train_id], train_label, train_prediction, score, kind: for each
+                     test row its K most helpful (kind=helpful, most negative score first) and
+                     K most harmful (kind=harmful, most positive first) training rows (K is
+                     capped at the number of training rows; the sign of score is what counts
+                     when fewer than K rows help or harm).
+  --self-influence   a table train_row, [train_id], train_label, train_prediction,
+                     self_influence = I_up,loss(i, i) <= 0, most negative first: the rows the
+                     model bends most to fit (check their labels first). With --top-k as well,
+                     the self-influence goes to a second file beside --out:
+                     scores.csv -> scores.self_influence.csv.
 
 labels: logistic and smooth-hinge take two classes (0/1, -1/+1, true/false or two names);
 logistic with more than two classes (names or whole numbers) and multinomial fit a softmax over
@@ -102,6 +141,11 @@ SCORE_EPILOG = """\
 examples:
   # the full matrix: one row per training row, one column per test row
   fastinfluence score --train train.csv --test test.csv --target label --out scores.csv
+  # -> scores.csv and scores.test_rows.csv
+
+  # a raw file: text columns one-hot encoded, numbers standardised, rows named by their id
+  fastinfluence score --train patients.csv --test new_patients.csv --target diagnosis \\
+      --id-column patient_id --drop notes --top-k 5 --out top5.csv --report top5.json
 
   # the 10 most helpful and harmful training rows per test row, plus self-influence
   fastinfluence score --train train.parquet --test test.parquet --target label \\
@@ -170,7 +214,10 @@ def _add_score_options(score):
         "--train", required=True, metavar="FILE", help="training rows (.csv, .csv.gz, .parquet, .pq)"
     )
     files.add_argument(
-        "--test", required=True, metavar="FILE", help="test rows, with the same columns as --train"
+        "--test",
+        required=True,
+        metavar="FILE",
+        help="test rows, with the columns of --train that the run uses",
     )
     files.add_argument("--target", required=True, metavar="COLUMN", help="name of the label column")
     files.add_argument(
@@ -179,6 +226,7 @@ def _add_score_options(score):
         metavar="FILE",
         help="output file; its extension picks CSV or Parquet; replaced if it exists",
     )
+    _add_column_options(score)
     model = score.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -190,7 +238,12 @@ def _add_score_options(score):
             "(default: logistic)"
         ),
     )
-    model.add_argument("--l2", type=float, default=1e-3, help="L2 penalty strength (default: 1e-3)")
+    model.add_argument(
+        "--l2",
+        type=float,
+        default=1e-3,
+        help="L2 penalty on the coefficients of the model columns (standardised by default) (default: 1e-3)",
+    )
     model.add_argument(
         "--t",
         type=float,
@@ -227,4 +280,54 @@ def _add_score_options(score):
         metavar="MB",
         help=f"largest full matrix to write, in MiB (default: {DEFAULT_MAX_MATRIX_MB})",
     )
+    what.add_argument(
+        "--report",
+        metavar="FILE.json",
+        default=None,
+        help=(
+            "also write a JSON description of the run: the columns and how each was encoded "
+            "(levels, mean and scale), the model, its fit, and the coefficient of each model column"
+        ),
+    )
     score.add_argument("--n-jobs", type=int, default=None, metavar="N", help="threads (default: every core)")
+
+
+def _add_column_options(score):
+    columns = score.add_argument_group("columns")
+    columns.add_argument(
+        "--id-column",
+        metavar="COLUMN",
+        default=None,
+        help="row ids, a column of both files: beside the row numbers in every output; not a feature",
+    )
+    which = columns.add_mutually_exclusive_group()
+    which.add_argument(
+        "--features",
+        nargs="+",
+        action="extend",
+        metavar="COLUMN",
+        help="the feature columns (default: every column but --target, --id-column and --drop)",
+    )
+    which.add_argument(
+        "--drop", nargs="+", action="extend", metavar="COLUMN", help="columns that are not features"
+    )
+    columns.add_argument(
+        "--categorical",
+        nargs="+",
+        action="extend",
+        metavar="COLUMN",
+        help="numeric columns to one-hot encode as categories (text and categorical columns always are)",
+    )
+    columns.add_argument(
+        "--max-categories",
+        type=int,
+        default=DEFAULT_MAX_CATEGORIES,
+        metavar="N",
+        help=f"most distinct values of a column to one-hot encode (default: {DEFAULT_MAX_CATEGORIES})",
+    )
+    columns.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise the numeric feature columns on --train (default: yes; see 'standardising' above)",
+    )

@@ -1,6 +1,8 @@
 """Influence functions on row-chunked Dask data: datasets larger than one machine's memory.
 
-``pip install "fastinfluence[dask]"``. The API mirrors the in-memory one on
+Needs the dask extra (Dask, distributed, and zarr for ``to_zarr``): ``pip install ".[dask]"`` in a
+source checkout, ``pip install "fastinfluence[dask]"`` from a package index. The API mirrors the
+in-memory one on
 a ``dask.array`` of shape (n, d) chunked by rows, or a ``dask.dataframe``
 (feature columns plus a target column, named by ``y``):
 

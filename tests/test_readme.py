@@ -112,12 +112,15 @@ def _imported_modules(source):
 
 
 def _used_distributions():
-    """{distribution: where it is used} for the README's Python blocks and the scripts in examples/."""
+    """{distribution: where it is used} for the Python blocks of the README and the user guide
+    (docs/guide), and the scripts in examples/."""
     from fastinfluence._optional import distribution_name
 
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs" / "guide").glob("*.md"))]  # the guide too
     sources = [
-        ("README.md", block)
-        for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+        (str(page.relative_to(ROOT)), block)
+        for page in pages
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
     ]
     sources += [
         (f"examples/{path.name}", path.read_text()) for path in sorted((ROOT / "examples").glob("*.py"))

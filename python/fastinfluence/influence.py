@@ -83,7 +83,7 @@ from . import _validation as V
 from . import multinomial as MN
 from . import rowwise
 from . import targets as T
-from .backends import get_backend
+from .backends import get_backend, resolved_name
 from .engine import Engine, MemoryEngine
 from .exceptions import (
     ConvergenceError,
@@ -295,7 +295,8 @@ class Influence:
         parts = [f"model={self.model!r}", f"n={self.n_samples_}", f"p={self.n_params_}"]
         if self._n_classes > 1:
             parts.append(f"classes={self._n_classes}")
-        parts += [f"solver={self.solver!r}", f"damping={self.damping!r}", f"backend={self.backend!r}"]
+        backend = resolved_name(self.backend)  # what runs: "auto" says "cpp" or "numpy"
+        parts += [f"solver={self.solver!r}", f"damping={self.damping!r}", f"backend={backend!r}"]
         if self._engine.train_rows is not None:
             parts.append("labelled=True")
         parts += [f"{key}={value!r}" for key, value in self._repr_extra().items()]

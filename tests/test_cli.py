@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,8 +198,19 @@ def test_demo_prints_every_section_and_writes_pngs(tmp_path):
     assert "most helpful (most negative):" in text
     assert "most harmful (most positive):" in text
     # The Newton estimate of leave-one-out changes is nearly exact on this data.
-    newton_row = next(line for line in text.splitlines() if line.strip().startswith("Newton step"))
+    newton_row = next(line for line in text.splitlines() if line.strip().startswith("one Newton step"))
     assert all(float(v) > 0.99 for v in newton_row.split()[-3:])
+    # Scores come with their scale: the first-order change of the test loss when the row is removed.
+    scored = [line for line in text.splitlines() if "score " in line and "if removed: test loss" in line]
+    assert len(scored) >= 6
+    for line in scored:
+        score = float(line.split("score")[1].split()[0])
+        change = float(line.split("if removed: test loss")[1].split()[0])
+        assert change == pytest.approx(-score / 455, abs=1e-3)
+    assert "if removed: own loss" in text
+    # The mislabel section says which ranking found more, and why and when self-influence pays.
+    assert re.search(r"Here (the training loss|self-influence) finds more at 10% checked|Here both find", text)
+    assert "Self-influence is worth" in text
     detection_row = next(line for line in text.splitlines() if line.strip().startswith("|self-influence|"))
     found_at_30 = float(detection_row.split()[-1].rstrip("%")) / 100
     assert found_at_30 > 0.6  # far better than the 30% expected at random

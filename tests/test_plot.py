@@ -223,3 +223,14 @@ def test_plot_mislabel_detection_matches_series_by_label():
     loss_line = next(v for k, v in lines.items() if k == "training loss")
     reference_loss = next(v for v in reference.get_lines() if v.get_label() == "training loss")
     np.testing.assert_array_equal(loss_line.get_ydata(), reference_loss.get_ydata())
+
+
+def test_plot_loo_on_symmetric_log_axes_and_its_refusals():
+    rng = np.random.default_rng(0)
+    actual = np.concatenate([rng.normal(0, 1e-5, 95), [0.2, -0.05, 0.1, 0.03, -0.01]])
+    ax = fiplot.plot_loo(actual * 1.01, actual, scale="symlog")
+    assert ax.get_xscale() == ax.get_yscale() == "symlog"
+    assert ax.xaxis.get_transform().linthresh == pytest.approx(2e-4)  # 1/1000 of the largest |actual|
+    assert fiplot.plot_loo(actual, actual).get_xscale() == "linear"
+    with pytest.raises(ValueError, match="scale must be 'linear' or 'symlog'"):
+        fiplot.plot_loo(actual, actual, scale="log")

@@ -92,7 +92,7 @@ def pearson_correlation(predicted, actual) -> float:
     return float(np.corrcoef(p, a)[0, 1])
 
 
-def plot_loo(predicted, actual, ax=None, *, label="training points", annotate=None):
+def plot_loo(predicted, actual, ax=None, *, label="training points", annotate=None, scale="linear"):
     """Predicted against actual leave-one-out change of test loss, Pearson r in the title.
 
     Parameters
@@ -111,6 +111,11 @@ def plot_loo(predicted, actual, ax=None, *, label="training points", annotate=No
         How many points to label, those whose removal changes the test loss most (largest
         ``|actual|``): by their index label when a Series was given, else ``#i`` (position).
         None: 5 when a Series was given, 0 otherwise.
+    scale : {"linear", "symlog"}
+        "symlog": both axes symmetric-logarithmic, linear within 1/1000 of the largest
+        ``|actual|`` of 0 and logarithmic beyond (three decades each side), so that the many
+        removals that barely move the test loss spread out instead of piling up at 0 beside the
+        few that move it most.
 
     Returns
     -------
@@ -123,9 +128,17 @@ def plot_loo(predicted, actual, ax=None, *, label="training points", annotate=No
         annotate = 0 if labels is None else 5
     if isinstance(annotate, bool) or not isinstance(annotate, (int, np.integer)) or annotate < 0:
         raise ValueError(f"annotate must be an integer >= 0 or None, got {annotate!r}")
+    if scale not in ("linear", "symlog"):
+        raise ValueError(f"scale must be 'linear' or 'symlog', got {scale!r}")
     r = pearson_correlation(predicted, actual)
     if ax is None:
         ax = _new_axes()
+    if scale == "symlog":
+        magnitudes = np.abs(actual[np.isfinite(actual)])
+        largest = float(magnitudes.max()) if magnitudes.size else 0.0
+        linthresh = 1e-3 * largest if largest > 0 else 1.0
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_yscale("symlog", linthresh=linthresh)
     ax.scatter(actual, predicted, s=14, alpha=0.7, color=HELPFUL_COLOR, edgecolors="none", label=label)
     finite = np.concatenate([actual[np.isfinite(actual)], predicted[np.isfinite(predicted)]])
     if finite.size:

@@ -210,7 +210,7 @@ def test_model_options_are_checked():
         (dict(max_iter=0), ValueError, r"^max_iter must be a positive integer"),
         (dict(n_jobs=0), ValueError, r"^n_jobs must be None, -1 or a positive integer"),
         (dict(fit_intercept="yes"), TypeError, r"^fit_intercept must be True or False"),
-        (dict(backend="gpu"), ValueError, r"^backend must be one of \('cpp', 'numpy'\), got 'gpu'"),
+        (dict(backend="gpu"), ValueError, r"^backend must be one of \('auto', 'cpp', 'numpy'\), got 'gpu'"),
     ]:
         with pytest.raises(error, match=pattern):
             fi.LogisticRegression(**kwargs).fit(X, y)
@@ -237,7 +237,7 @@ def test_unfitted_model_is_refused():
 
 def test_unknown_options_of_influence_are_refused(setup):
     model, inf, X, y, s, X_test, y_test = setup
-    with pytest.raises(ValueError, match=r"^backend must be one of \('cpp', 'numpy'\), got 'gpu'"):
+    with pytest.raises(ValueError, match=r"^backend must be one of \('auto', 'cpp', 'numpy'\), got 'gpu'"):
         fi.Influence(model, X, y, s, backend="gpu")
     with pytest.raises(ValueError, match=r"^solver must be one of .*got 'qr'"):
         fi.Influence(model, X, y, s, solver="qr")

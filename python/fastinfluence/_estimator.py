@@ -299,7 +299,7 @@ class RegressorContract(Estimator):
     predict: Callable[..., np.ndarray]
 
     def score(self, X, y, sample_weight=None) -> float:
-        """The coefficient of determination R^2 of ``predict(X)`` (see :func:`r2_score`).
+        """The coefficient of determination R^2 of ``predict(X)`` (as ``sklearn.metrics.r2_score``).
 
         Parameters
         ----------

@@ -211,7 +211,7 @@ class Influence:
         damped problem; leave it at 0 when H is well conditioned.
     backend : {"auto", "cpp", "numpy"}
         Compiled kernels, or the pure-NumPy reference; "auto" (the default) is the compiled core
-        where it loads, else NumPy (see :func:`fastinfluence.backends.get_backend`).
+        where it loads, else NumPy (``fastinfluence.backends.get_backend``).
     n_jobs : int or None
         Threads for the compiled kernels (None or -1: every core).
     solver_options : dict or None

@@ -415,4 +415,5 @@ def test_repr_says_what_it_holds():
     )
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X, columns=["a", "b", "c"])
-    assert repr(fi.Influence(model.fit(frame, y, s), frame, y, s)).endswith(f"backend='{runs}', labelled=True)")
+    labelled = fi.Influence(model.fit(frame, y, s), frame, y, s)
+    assert repr(labelled).endswith(f"backend='{runs}', labelled=True)")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastinfluence as fi
+from fastinfluence import _native
 from fastinfluence.losses import LOSS_NAMES, Loss
 
 
@@ -25,19 +26,23 @@ def _core_loads() -> bool:
     return True
 
 
-#: Whether this installation's compiled core loads (False in a build without a C++ compiler, where
-#: the tests that ask for backend="cpp" are skipped: .ci/run's pure-Python step).
+#: Whether this installation's compiled core loads.
 HAVE_CORE = _core_loads()
+#: An installation built without it (no compiler, no Python headers: ``_build_config.COMPILED``):
+#: there the tests that need the core (backend="cpp", marked ``requires_core``) are skipped, as in
+#: .ci/run's pure-Python step. A compiled build whose core fails to load skips nothing: its tests fail.
+PURE_BUILD = _native.built()[0] is False
 
 
 def pytest_collection_modifyitems(config, items):
-    if HAVE_CORE:
+    if not PURE_BUILD:
         return
-    skip = pytest.mark.skip(reason="no compiled core in this installation (built without a C++ compiler)")
+    skip = pytest.mark.skip(reason=f"no compiled core in this installation ({_native.pure_reason()})")
     for item in items:
         callspec = getattr(item, "callspec", None)
         values = callspec.params.values() if callspec is not None else ()
-        if any(isinstance(v, (str, tuple)) and v in ("cpp", ("cpp", "numpy")) for v in values):
+        needs_core = any(isinstance(v, (str, tuple)) and v in ("cpp", ("cpp", "numpy")) for v in values)
+        if needs_core or item.get_closest_marker("requires_core") is not None:
             item.add_marker(skip)
 
 

@@ -317,6 +317,7 @@ def test_threaded_kernels_equal_serial_bitwise(large_problem):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.requires_core
 def test_show_config_prints_eigen_version_and_openmp(capsys):
     info = fi.show_config()
     printed = capsys.readouterr().out
@@ -329,6 +330,7 @@ def test_show_config_prints_eigen_version_and_openmp(capsys):
     assert info["threads"] >= 1
 
 
+@pytest.mark.requires_core
 def test_build_info_names_the_instruction_sets_compiled_for():
     # from the compiler's macros (Eigen's "simd" string says AVX for an AVX2 + FMA build too)
     from fastinfluence import _core

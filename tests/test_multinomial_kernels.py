@@ -811,6 +811,7 @@ def test_multinomial_loss_domain():
     np.testing.assert_array_equal(loss_infimum(MULTINOMIAL, np.array([0.0, 3.0])), [0.0, 0.0])
 
 
+@pytest.mark.requires_core
 def test_the_core_refuses_what_would_index_outside_a_row():
     # the bindings check class codes and shapes themselves: a code of K or more, or a P with too
     # few columns, would read and write outside the (n, K) rows
@@ -856,6 +857,7 @@ def test_the_core_refuses_what_would_index_outside_a_row():
         _core.multinomial_loo_loss_change(X, True, P, U, np.array([0.0, 1.0]), eta_test, np.empty((40, 3)), 1)
 
 
+@pytest.mark.requires_core
 def test_the_stubs_list_every_multinomial_binding_with_its_parameters():
     import ast
     import re

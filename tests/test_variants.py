@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -109,19 +110,20 @@ def test_the_default_is_the_best_built_variant_this_cpu_runs():
 
 
 def test_a_variant_is_chosen_by_what_the_cpu_supports():
-    avx2, avx512 = frozenset({"avx2", "fma"}), frozenset(_native.REQUIRED_FEATURES["avx512"])
+    avx2 = frozenset(_native.REQUIRED_FEATURES["avx2"])
+    avx512 = frozenset(_native.REQUIRED_FEATURES["avx512"])
     every = ("avx512", "avx2", "baseline")
     assert _native.select(every, avx512, None)[0] == "avx512"
     assert _native.select(every, avx2, None)[0] == "avx2"
-    assert _native.select(every, frozenset({"avx2"}), None)[0] == "baseline"  # AVX2 without FMA
+    assert _native.select(every, avx2 - {"fma"}, None)[0] == "baseline"  # AVX2 without FMA
     assert _native.select(every, None, None)[0] == "baseline"  # nothing detectable: the portable one
     assert _native.select(("avx2",), avx512, None)[0] == "avx2"
     assert _native.select(every, avx512, "avx2") == ("avx2", f"forced by {_native.ENV_VARIANT}=avx2")
 
 
 def test_the_refusals_name_the_variable_and_the_reason():
-    avx2 = frozenset({"avx2", "fma"})
-    with pytest.raises(ValueError, match="FASTINFLUENCE_SIMD='sse9' is not a variant"):
+    avx2 = frozenset(_native.REQUIRED_FEATURES["avx2"])
+    with pytest.raises(ImportError, match="FASTINFLUENCE_SIMD='sse9' is not a variant"):
         _native.select(("avx2",), avx2, "sse9")
     with pytest.raises(
         ImportError,
@@ -167,3 +169,36 @@ def test_show_config_reports_the_variants():
     if RUNNABLE:
         assert info["variant"].split()[0] in RUNNABLE
         assert info["backend_auto"] == "cpp"
+
+
+def test_a_native_build_is_refused_on_a_cpu_without_what_it_was_built_for(monkeypatch):
+    import fastinfluence
+
+    config = types.ModuleType("fastinfluence._build_config")
+    config.COMPILED, config.VARIANTS, config.NATIVE_LIKE = True, ("native",), "avx512"
+    monkeypatch.setitem(sys.modules, "fastinfluence._build_config", config)
+    monkeypatch.setattr(fastinfluence, "_build_config", config, raising=False)
+    avx2 = frozenset(_native.REQUIRED_FEATURES["avx2"])
+    with pytest.raises(ImportError, match="native needs avx512f"):
+        _native.select(("native",), avx2, None)
+    with pytest.raises(ImportError, match="FASTINFLUENCE_SIMD=native: this CPU lacks avx512f"):
+        _native.select(("native",), avx2, "native")
+    assert _native.select(("native",), frozenset(_native.REQUIRED_FEATURES["avx512"]), None)[0] == "native"
+
+
+def test_an_invalid_variable_falls_back_under_auto_and_show_config_still_reports():
+    env = dict(os.environ, **{_native.ENV_VARIANT: "sse9"})
+    code = textwrap.dedent(
+        """
+        import warnings
+        import fastinfluence as fi
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fi.LinearRegression().fit([[0.0], [1.0], [2.0]], [0.0, 1.0, 2.5])
+        info = fi.build_info()
+        print(info["backend_auto"], "|", info["compiled_core"], "|", [str(w.message) for w in caught])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("numpy | unavailable (FASTINFLUENCE_SIMD='sse9' is not a variant")
+    assert "the compiled core did not load" in done.stdout

@@ -70,8 +70,8 @@ def test_it_says_so_once_at_import_and_auto_runs_numpy_without_another_warning()
     assert "installed without its compiled core" in message
     assert "install a C++17 compiler" in message
     assert got["later"] == []
-    assert "built without a C++ compiler" in got["cpp"]
-    assert got["compiled_core"].startswith("unavailable (fastinfluence was built without a C++ compiler")
+    assert "built without its compiled core (no working C++ compiler was found)" in got["cpp"]
+    assert got["compiled_core"].startswith("unavailable (fastinfluence was built without its compiled core")
     assert got["backend_auto"] == "numpy"
     assert got["variants_built"] == "none"
 
@@ -86,10 +86,15 @@ def test_every_result_is_the_numpy_backends():
         X = np.array({X.tolist()}); y = np.array({y.tolist()})
         model = fi.LogisticRegression(l2=1e-2).fit(X, y)
         inf = fi.Influence(model, X, y)
+        from fastinfluence.backends import resolved_name
+        core = sorted(name for name in sys.modules if name.startswith("fastinfluence._core"))
         print(json.dumps({{"theta": model.theta_.tolist(), "loss": inf.loss(X[:3], y[:3]).tolist(),
-                           "loo": inf.loo(X[:3], y[:3], method="newton").tolist()}}))
+                           "loo": inf.loo(X[:3], y[:3], method="newton").tolist(),
+                           "auto": resolved_name("auto"), "core_modules": core}}))
         """
     )
+    assert got["auto"] == "numpy"
+    assert got["core_modules"] == []  # no compiled module was even imported
     model = fi.LogisticRegression(l2=1e-2, backend="numpy").fit(X, y)
     inf = fi.Influence(model, X, y)
     np.testing.assert_allclose(got["theta"], model.theta_, rtol=1e-12, atol=0)

@@ -16,11 +16,11 @@ PyObject* supported(PyObject* /*module*/, PyObject* /*unused*/) {
     bool present;
   };
   const Feature features[] = {
-      {"sse4.2", __builtin_cpu_supports("sse4.2") != 0},     {"avx", __builtin_cpu_supports("avx") != 0},
-      {"avx2", __builtin_cpu_supports("avx2") != 0},         {"fma", __builtin_cpu_supports("fma") != 0},
-      {"avx512f", __builtin_cpu_supports("avx512f") != 0},   {"avx512cd", __builtin_cpu_supports("avx512cd") != 0},
-      {"avx512bw", __builtin_cpu_supports("avx512bw") != 0}, {"avx512dq", __builtin_cpu_supports("avx512dq") != 0},
-      {"avx512vl", __builtin_cpu_supports("avx512vl") != 0},
+      {"sse4.2", __builtin_cpu_supports("sse4.2") != 0},     {"popcnt", __builtin_cpu_supports("popcnt") != 0},
+      {"avx", __builtin_cpu_supports("avx") != 0},           {"avx2", __builtin_cpu_supports("avx2") != 0},
+      {"fma", __builtin_cpu_supports("fma") != 0},           {"avx512f", __builtin_cpu_supports("avx512f") != 0},
+      {"avx512cd", __builtin_cpu_supports("avx512cd") != 0}, {"avx512bw", __builtin_cpu_supports("avx512bw") != 0},
+      {"avx512dq", __builtin_cpu_supports("avx512dq") != 0}, {"avx512vl", __builtin_cpu_supports("avx512vl") != 0},
   };
   PyObject* result = PyDict_New();
   if (result == nullptr) return nullptr;

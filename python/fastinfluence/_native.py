@@ -41,10 +41,11 @@ ENV_VARIANT = "FASTINFLUENCE_SIMD"
 #: Every variant, the best first: the order in which :func:`load` tries them.
 VARIANTS = ("native", "avx512", "avx2", "baseline")
 #: The CPU features (``fastinfluence._cpu_features`` names) each variant needs.
+#: (``native`` needs at least those of the variant the build recorded as ``NATIVE_LIKE``.)
 REQUIRED_FEATURES: dict[str, tuple[str, ...]] = {
-    "native": (),  # built on this machine for this machine: trusted as the build's choice
-    "avx512": ("avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"),
-    "avx2": ("avx2", "fma"),
+    "native": (),
+    "avx512": ("sse4.2", "popcnt", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"),
+    "avx2": ("sse4.2", "popcnt", "avx2", "fma"),  # -mavx2 implies SSE4.2 and POPCNT
     "baseline": (),
 }
 
@@ -78,9 +79,19 @@ def cpu_features() -> frozenset[str] | None:
     return frozenset(name for name, present in _cpu_features.supported().items() if present)
 
 
+def _needed(variant: str) -> tuple[str, ...]:
+    if variant == "native":  # compiled for the building CPU: at least what its best variant needs
+        try:
+            from . import _build_config  # type: ignore[attr-defined]  # written by the build
+        except ImportError:
+            return ()
+        return REQUIRED_FEATURES.get(getattr(_build_config, "NATIVE_LIKE", "") or "baseline", ())
+    return REQUIRED_FEATURES[variant]
+
+
 def runnable(variant: str, features: frozenset[str] | None) -> bool:
     """Whether this CPU runs ``variant`` (``features``: :func:`cpu_features`)."""
-    needed = REQUIRED_FEATURES[variant]
+    needed = _needed(variant)
     if not needed:
         return True
     return features is not None and all(f in features for f in needed)
@@ -91,12 +102,12 @@ def select(
 ) -> tuple[str, str]:
     """``(variant, reason)``: the forced variant, or the best built one this CPU runs.
 
-    Raises ``ValueError`` for a forced name that is no variant, and ``ImportError`` when the forced
-    variant was not built or cannot run here, or when no built variant can."""
+    Raises ``ImportError`` for a forced name that is no variant, when the forced variant was not
+    built or cannot run here, and when no built variant can (``backend="auto"`` then runs NumPy)."""
     have = ", ".join(built_variants) or "none"
     if forced is not None:
         if forced not in VARIANTS:
-            raise ValueError(
+            raise ImportError(
                 f"{ENV_VARIANT}={forced!r} is not a variant of the core; choose one of {VARIANTS}"
             )
         if forced not in built_variants:
@@ -113,15 +124,16 @@ def select(
             return variant, f"the best of the built variants ({have}) that this CPU runs"
     lacking = "; ".join(f"{v} needs {_missing(v, features)}" for v in built_variants)
     raise ImportError(
-        f"this CPU runs none of the compiled core's variants ({lacking}): reinstall from source "
-        "(pip builds the variant for this machine) or install a wheel built for this CPU"
+        f"this CPU runs none of the compiled core's variants ({lacking}): reinstall from source, "
+        "which builds the variant for this machine (pip install --no-cache-dir --no-binary fastinfluence "
+        "fastinfluence, or pip install . in a checkout), or install a wheel built for every CPU"
     )
 
 
 def _missing(variant: str, features: frozenset[str] | None) -> str:
     if features is None:
         return "features that cannot be detected on this platform"
-    return ", ".join(f for f in REQUIRED_FEATURES[variant] if f not in features)
+    return ", ".join(f for f in _needed(variant) if f not in features)
 
 
 _loaded: tuple[ModuleType, Selection] | None = None
@@ -135,17 +147,20 @@ def load() -> ModuleType:
     compiled, variants = built()
     if compiled is False:
         raise ImportError(
-            "fastinfluence was built without a C++ compiler, so it has no compiled core; "
+            f"fastinfluence was built without its compiled core ({pure_reason()}); "
             'backend="numpy" (or "auto") computes every result'
         )
     features = cpu_features()
-    forced = os.environ.get(ENV_VARIANT) or None
+    forced = os.environ.get(ENV_VARIANT, "").strip().lower() or None
     if compiled is None:  # a source tree on sys.path: whatever variants lie beside this file
         variants = tuple(v for v in VARIANTS if _present(v))
         if not variants:
             raise ImportError("no compiled core in this source tree: build it with `pip install .`")
     variant, reason = select(variants, features, forced)
-    module = importlib.import_module(f"{__package__}._core_{variant}")
+    try:
+        module = importlib.import_module(f"{__package__}._core_{variant}")
+    except ImportError as exc:  # a library it links (libgomp, libstdc++) is missing or too old
+        raise ImportError(f"fastinfluence._core_{variant} ({reason}) failed to import: {exc}") from exc
     _loaded = (
         module,
         Selection(variant, reason, variants, None if features is None else tuple(sorted(features))),
@@ -164,13 +179,23 @@ def _present(variant: str) -> bool:
     return find_spec(f"{__package__}._core_{variant}") is not None
 
 
+def pure_reason() -> str:
+    """Why the build made no compiled core, as it recorded it."""
+    try:
+        from . import _build_config  # type: ignore[attr-defined]  # written by the build
+    except ImportError:
+        return "no build"
+    return getattr(_build_config, "PURE_REASON", "") or "no working C++ compiler was found"
+
+
 def warn_if_not_compiled() -> None:
-    """Say once, at import, that this installation has no compiled core (built without a compiler)."""
+    """Say once, at import, that this installation has no compiled core, and why."""
     if built()[0] is False:
         warnings.warn(
-            "fastinfluence was installed without its compiled core (no C++ compiler was found when it "
-            "was built): every result comes from the NumPy backend, the same mathematics, slower. To "
-            "build the core, install a C++17 compiler (g++ or clang++) and reinstall fastinfluence.",
+            f"fastinfluence was installed without its compiled core ({pure_reason()} when it was "
+            "built): every result comes from the NumPy backend, the same mathematics, slower. To "
+            "build the core, install a C++17 compiler (g++ or clang++) and Python's headers, and "
+            "reinstall fastinfluence.",
             CompiledCoreWarning,
             stacklevel=3,
         )

@@ -1,4 +1,5 @@
-"""Plots of influence results (matplotlib, an optional extra: ``pip install "fastinfluence[plot]"``).
+"""Plots of influence results (matplotlib, an optional extra: ``pip install ".[plot]"`` in a checkout,
+``"fastinfluence[plot]"`` from an index).
 
 Each function draws on ``ax`` (a new figure's Axes when ``ax`` is None) and
 returns that Axes, so plots compose with the rest of a matplotlib figure:

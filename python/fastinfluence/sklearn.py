@@ -23,7 +23,8 @@ the transformed features; in particular ``Influence.pert_loss`` is the gradient
 in the space :func:`transform` returns, not in the raw inputs.
 
 scikit-learn is an optional dependency: it is imported only when these
-functions are called (``pip install "fastinfluence[sklearn]"``).
+functions are called (``pip install ".[sklearn]"`` in a checkout, ``"fastinfluence[sklearn]"``
+from an index).
 
 The objective
 -------------

@@ -8,6 +8,7 @@ labels too ({0, 1} for logistic, {-1, +1} for the smooth hinge).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,8 @@ HAVE_CORE = _core_loads()
 #: there the tests that need the core (backend="cpp", marked ``requires_core``) are skipped, as in
 #: .ci/run's pure-Python step. A compiled build whose core fails to load skips nothing: its tests fail.
 PURE_BUILD = _native.built()[0] is False
+if PURE_BUILD:  # the processes the tests start (the CLI, the examples) say it once each, too
+    os.environ["PYTHONWARNINGS"] = "ignore:fastinfluence was installed without its compiled core"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,9 +12,11 @@ from conftest import make_data, make_model
 
 import fastinfluence as fi
 
-# the compiled core's own interrupt handling (skipped in a build without it; CI counts skips)
-_core = pytest.importorskip("fastinfluence._core", reason="no compiled core in this installation")
-cpp_backend = pytest.importorskip("fastinfluence.backends.cpp_backend")
+try:  # the compiled core's own interrupt handling (skipped in a build without it; CI counts skips)
+    from fastinfluence import _core
+    from fastinfluence.backends import cpp_backend
+except ImportError as exc:
+    pytest.skip(f"no compiled core in this installation ({exc})", allow_module_level=True)
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
 

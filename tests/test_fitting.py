@@ -321,6 +321,7 @@ def test_influence_detects_a_modified_training_X():
     exponents=st.lists(st.floats(-4.0, 4.0), min_size=3, max_size=3),
     backend=st.sampled_from(BACKENDS),
 )
+@pytest.mark.requires_core
 def test_feature_units_do_not_change_predictions_or_influence(seed, name, exponents, backend):
     X, y, _ = make_data(name, n=60, d=3, seed=seed)
     units = 10.0 ** np.asarray(exponents)
@@ -487,6 +488,7 @@ def test_longley_raw_newton_leave_one_out_is_exact():
         )
 
 
+@pytest.mark.requires_core
 def test_centred_direct_solver_equals_the_plain_one_where_both_are_accurate():
     from fastinfluence.backends import get_backend
     from fastinfluence.solvers import DirectSolver

@@ -254,6 +254,7 @@ def test_scaled_row_products_writes_into_out(backend_name):
     weighted=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
+@pytest.mark.requires_core
 def test_backends_agree_on_random_small_problems(name, n, d, fit_intercept, float32, fortran, weighted, seed):
     X, y, s = make_data(
         name,
@@ -291,6 +292,7 @@ def large_problem(request):
     return loss_of(request.param), X, y, s, random_theta(8, True, seed=4)
 
 
+@pytest.mark.requires_core
 def test_threaded_kernels_equal_serial_bitwise(large_problem):
     loss, X, y, s, theta = large_problem
     V = np.random.default_rng(5).standard_normal((theta.shape[0], 3))

@@ -77,6 +77,7 @@ def test_loss_derivatives_match_central_differences(name, t, labels, backend):
 
 
 @pytest.mark.parametrize(("name", "t", "labels"), LOSS_CASES, ids=LOSS_IDS)
+@pytest.mark.requires_core
 def test_loss_terms_backends_agree(name, t, labels):
     y, eta = grid(labels, np.concatenate([np.linspace(-40, 40, 81), [-700.0, 700.0]]))
     cpp = fi.kernels.loss_terms(Loss(name, t), y, eta, backend="cpp")
@@ -231,6 +232,7 @@ def test_loss_difference_matches_direct_difference_for_moderate_delta(name, t, l
 
 
 @pytest.mark.parametrize(("name", "t", "labels"), DIFFERENCE_CASES, ids=DIFFERENCE_IDS)
+@pytest.mark.requires_core
 def test_loss_difference_backends_agree(name, t, labels):
     rng = np.random.default_rng(3)
     y, eta = grid(labels, rng.uniform(-4, 4, 30))
@@ -240,6 +242,7 @@ def test_loss_difference_backends_agree(name, t, labels):
     np.testing.assert_allclose(cpp, ref, rtol=1e-12, atol=0)
 
 
+@pytest.mark.requires_core
 def test_loss_difference_is_zero_for_zero_delta():
     for name, t, labels in DIFFERENCE_CASES:
         y, eta = grid(labels, DIFFERENCE_ETAS)

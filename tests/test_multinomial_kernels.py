@@ -535,6 +535,7 @@ def test_eta_of_a_thousand_gives_finite_results(backend, n_classes):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.requires_core
 def test_backends_agree_on_the_objective_passes(mp):
     pb = mp
     for kernel in (K.objective, K.gradient, K.hessian):
@@ -551,6 +552,7 @@ def test_backends_agree_on_the_objective_passes(mp):
     assert_close(got, want, 1e-12)
 
 
+@pytest.mark.requires_core
 def test_backends_agree_on_the_gram_and_scoring_passes(mp):
     pb = mp
     rng = np.random.default_rng(10)
@@ -588,6 +590,7 @@ def test_backends_agree_on_the_gram_and_scoring_passes(mp):
 
 
 @pytest.mark.parametrize("layout", ["C", "csr64"])
+@pytest.mark.requires_core
 def test_kernels_working_in_panels_agree_with_the_reference(layout):
     # test columns in panels (the Gram product's of ~2 MiB, the scoring products' of 128), the
     # quadratic forms in sub-blocks of rows: sizes past one panel, against the reference
@@ -625,6 +628,7 @@ def test_kernels_working_in_panels_agree_with_the_reference(layout):
     assert_close(top.harmful_scores, want.harmful_scores, 1e-12)
 
 
+@pytest.mark.requires_core
 def test_float32_and_sparse_x_give_the_dense_float64_results(n_classes):
     # float32 values convert exactly to float64, and CSR holds the same numbers: only the
     # order of the sums differs between layouts
@@ -656,6 +660,7 @@ def large(request):
     return make_problem(4, request.param, True, True, n=5000, d=6, seed=3)
 
 
+@pytest.mark.requires_core
 def test_threaded_kernels_equal_serial_bitwise(large):
     pb = large
     n, Kc = pb.X.shape[0], pb.n_classes

@@ -26,6 +26,7 @@ change (the lead's) and is not tested here.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from conftest import assert_close, assert_same_ranking, make_labels, make_model
 from hypothesis import assume, given, settings
@@ -98,6 +99,7 @@ def assert_fits_agree(a, b, influence):
     weighted=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
+@pytest.mark.requires_core
 def test_backends_agree_within_the_conditioning(problem, layout, float32, weighted, seed):
     name, X, y, X_test, y_test, fit_intercept, l2 = problem
     X = np.array(X, dtype=np.float32 if float32 else np.float64, order="F" if layout == "F" else "C")

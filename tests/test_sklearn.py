@@ -351,6 +351,7 @@ def test_loose_fit_warns_with_distance_and_warning_is_filterable(data):
         fi.from_sklearn(est, data["X"], data["labels"])
 
 
+@pytest.mark.requires_core
 def test_polishing_backends_agree(data):
     est = logistic(C=C, tol=1e-1, max_iter=3).fit(data["X"], data["labels"])
     models = {}

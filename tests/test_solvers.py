@@ -99,6 +99,7 @@ def test_lissa_converges_with_full_batches_and_is_seed_reproducible(problem, bac
     assert inf.solver_.scale > 0  # chosen from the largest eigenvalue
 
 
+@pytest.mark.requires_core
 def test_lissa_same_for_any_thread_count_and_backend(problem):
     model, X, y, X_test, y_test = problem
     options = {"batch_size": 100, "depth": 200, "seed": 7, "warn_residual": np.inf}
@@ -168,6 +169,7 @@ def test_solver_options_are_checked(problem):
 
 
 @pytest.mark.parametrize("p_small", [True, False])
+@pytest.mark.requires_core
 def test_spectrum_estimates(problem, p_small):
     model, X, y, *_ = problem
     inf = fi.Influence(model, X, y)

@@ -341,6 +341,7 @@ def exercise_everything(X, y, s, X_test, y_test, name):
     ids=["float64-C", "float32-F", "float32-C", "float64-F"],
 )
 @pytest.mark.parametrize("name", ["logistic", "poisson"])
+@pytest.mark.requires_core
 def test_inputs_are_never_modified(name, dtype, order, read_only):
     X, y, s = make_data(name, n=30, d=3, seed=59, dtype=dtype, order=order, weighted=True)
     X_test, y_test, _ = make_data(name, n=4, d=3, seed=60, dtype=dtype, order=order)

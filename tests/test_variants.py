@@ -186,6 +186,7 @@ def test_a_native_build_is_refused_on_a_cpu_without_what_it_was_built_for(monkey
     assert _native.select(("native",), frozenset(_native.REQUIRED_FEATURES["avx512"]), None)[0] == "native"
 
 
+@pytest.mark.requires_core
 def test_an_invalid_variable_falls_back_under_auto_and_show_config_still_reports():
     env = dict(os.environ, **{_native.ENV_VARIANT: "sse9"})
     code = textwrap.dedent(

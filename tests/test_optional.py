@@ -51,7 +51,7 @@ def test_the_hint_carries_the_floor_the_installed_extra_declares(monkeypatch):
 
         @staticmethod
         def locate_file(name):
-            return PACKAGE.parent / name  # this copy of fastinfluence
+            return Path(_optional.__file__).resolve().parent.parent / name  # the imported copy
 
     monkeypatch.setattr(_optional.importlib.metadata, "distribution", lambda name: Installed)
     assert _optional._declared_requirement("pandas", "cli") == "pandas>=2.0"

@@ -11,7 +11,8 @@ explained from its raw rows by :func:`influence_of_pipeline`::
 
 It translates the final estimator (:func:`from_sklearn`), puts training and test rows
 through the pipeline's other steps, held fixed, and labels the results by the raw
-rows' index and the feature names out. By hand, in the space :func:`transform` returns::
+rows' index and the feature names out. By hand, in the space
+:func:`~fastinfluence.sklearn.transform` returns::
 
     model = fi.from_sklearn(pipe, X, y)
     inf = fi.Influence(model, fi.sklearn.transform(pipe, X), y)
@@ -20,7 +21,7 @@ rows' index and the feature names out. By hand, in the space :func:`transform` r
 With sample or class weights, give Influence ``sample_weight=model.sample_weight_``
 (the weights of the translated objective). Every influence is with respect to
 the transformed features; in particular ``Influence.pert_loss`` is the gradient
-in the space :func:`transform` returns, not in the raw inputs.
+in the space :func:`~fastinfluence.sklearn.transform` returns, not in the raw inputs.
 
 scikit-learn is an optional dependency: it is imported only when these
 functions are called (``pip install ".[sklearn]"`` in a checkout, ``"fastinfluence[sklearn]"``
@@ -528,7 +529,7 @@ def from_sklearn(
     ----------
     estimator : fitted scikit-learn estimator, or a Pipeline ending in one
         One of the supported estimators (:data:`SUPPORTED_ESTIMATORS`). For a
-        Pipeline, the preceding steps are applied to X (:func:`transform`) and
+        Pipeline, the preceding steps are applied to X (:func:`~fastinfluence.sklearn.transform`) and
         the model lives in the transformed feature space.
     X : array-like of shape (n, d_raw)
         The training data the estimator (or pipeline) was fitted on, untransformed.
@@ -701,8 +702,8 @@ def one_vs_rest_models(estimator, X, y, sample_weight=None, **options) -> dict:
 class FixedPreprocessing:
     """The fitted steps of a pipeline before its final estimator, as a function of raw rows.
 
-    ``preprocessing(X)`` is :func:`transform` of a snapshot of the pipeline (refitting the
-    pipeline afterwards changes nothing here), as a pandas DataFrame indexed like ``X`` (its
+    ``preprocessing(X)`` is :func:`~fastinfluence.sklearn.transform` of a snapshot of the pipeline
+    (refitting the pipeline afterwards changes nothing here), as a pandas DataFrame indexed like ``X`` (its
     pandas index; positions ``0 .. n-1`` for other inputs) with ``feature_names`` as columns.
     """
 

@@ -385,20 +385,11 @@ def write_plots(result: DemoResult, out_dir, *, which=tuple(PLOT_FILES), dpi=100
         if name == "loo":
             fig = Figure(figsize=(11, 4.6))
             left, right = fig.subplots(1, 2)
-            plot_loo(
-                r.loo_influence[:, j],
-                r.loo_actual[:, j],
-                ax=left,
-                label="first order: -(1/n) I_up,loss",
-                scale="symlog",
-            )
-            plot_loo(
-                r.loo_newton[:, j],
-                r.loo_actual[:, j],
-                ax=right,
-                label="one Newton step without the point",
-                scale="symlog",
-            )
+            for ax, estimate, label in (
+                (left, r.loo_influence, "first order: -(1/n) I_up,loss"),
+                (right, r.loo_newton, "one Newton step without the point"),
+            ):
+                plot_loo(estimate[:, j], r.loo_actual[:, j], ax=ax, label=label, scale="symlog")
             for ax, method in ((left, "Influence"), (right, "Newton")):
                 ax.set_title(f"{method} estimate, r = {r.correlations[method.lower()]['test_point']:.4f}")
             fig.suptitle(

@@ -838,3 +838,26 @@ def test_label_and_test_gradient_errors_name_their_argument():
     with pytest.raises(fi.InvalidArgumentError) as info:
         inf.loss(np.full((1, 2), 1e60), np.ones(1))
     assert info.value.argument == "X_test"
+
+
+@pytest.mark.parametrize("backend", [pytest.param("cpp", marks=pytest.mark.requires_core), "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_large_arrays_are_checked_in_one_pass_with_nan_anywhere(backend, dtype, order):
+    # above _PARALLEL_CHECK_VALUES the check is one parallel pass of the backend: a NaN or an
+    # infinity in any chunk, first or last value included, must still be seen
+    from fastinfluence._validation import _PARALLEL_CHECK_VALUES
+    from fastinfluence.backends import get_backend
+
+    rng = np.random.default_rng(2)
+    X = np.asarray(rng.standard_normal((_PARALLEL_CHECK_VALUES // 16 + 7, 40)), dtype=dtype, order=order)
+    max_abs = get_backend(backend).max_abs
+    assert max_abs(X.ravel(order="K")) == np.abs(X).max()
+    for position in (0, X.size // 2, X.size - 1):
+        for bad in (np.nan, -np.inf):
+            Y = X.copy(order="K")
+            Y.ravel(order="K")[position] = bad
+            got = max_abs(Y.ravel(order="K"))
+            assert np.isnan(got) if np.isnan(bad) else got == np.inf
+            with pytest.raises(ValueError, match=r"^X contains NaN or infinity"):
+                fi.kernels.curvature_weights("logistic", Y, np.zeros(Y.shape[0]), np.zeros(41))

@@ -4,6 +4,26 @@
 namespace fastinfluence::bindings {
 
 void register_kernels(py::module_& m) {
+  // max |a| of a contiguous 1-D float64 or float32 array (NaN if it holds a NaN)
+  m.def(
+      "max_abs",
+      [](const py::array_t<double, py::array::c_style>& a, int n_threads) {
+        const double* data = a.data();
+        const Index size = static_cast<Index>(a.size());
+        py::gil_scoped_release release;  // safe: a view of an array owned by the caller's frame
+        return max_abs(data, size, n_threads);
+      },
+      py::arg("a").noconvert(), py::arg("n_threads") = 0);
+  m.def(
+      "max_abs",
+      [](const py::array_t<float, py::array::c_style>& a, int n_threads) {
+        const float* data = a.data();
+        const Index size = static_cast<Index>(a.size());
+        py::gil_scoped_release release;  // safe: a view of an array owned by the caller's frame
+        return max_abs(data, size, n_threads);
+      },
+      py::arg("a").noconvert(), py::arg("n_threads") = 0);
+
   m.def(
       "row_derivatives",
       [](int kind, double t, const MatrixArg& X, const DoubleArray& y, const DoubleArray& theta, bool fit_intercept,

@@ -88,20 +88,22 @@ void register_scoring(py::module_& m) {
   m.def(
       "top_k_scores",
       [](const MatrixArg& X, bool fit_intercept, const DoubleArray& row_scale, const Eigen::Ref<const MatrixXd>& M,
-         Index k, int n_threads) {
+         Index k, int n_threads, int screening) {
         require_length(row_scale, X.rows, "row_scale");
         require_params(X, fit_intercept, M.rows(), "M");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
+        if (screening < -1 || screening > 1) throw std::invalid_argument("screening must be -1 (auto), 0 or 1");
         const DesignMatrix Xm = design_matrix(X, "X");
         TopKResult res;
         {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
-          res = top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads);
+          res = top_k_scores(Xm, fit_intercept, vector_view(row_scale), M, k, n_threads,
+                             static_cast<Screening>(screening));
         }
         return py::make_tuple(res.helpful_rows, res.helpful_scores, res.harmful_rows, res.harmful_scores);
       },
       py::arg("X"), py::arg("fit_intercept"), py::arg("row_scale"), py::arg("M"), py::arg("k"),
-      py::arg("n_threads") = 0);
+      py::arg("n_threads") = 0, py::arg("screening") = -1);
 }
 
 }  // namespace fastinfluence::bindings

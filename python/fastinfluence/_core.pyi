@@ -112,10 +112,20 @@ def perturbation_loss(
 ) -> _F64:
     """-(loss''_i (xa_i . V_j) w + loss'_i V_j[:d]), (n, m, d)."""
 
+def max_abs(a: _Floats, n_threads: int = 0) -> float:
+    """max |a| of a contiguous 1-D float64 or float32 array; NaN if it holds a NaN."""
+
 def top_k_scores(
-    X: _Matrix, fit_intercept: bool, row_scale: _Floats, M: _Floats, k: int, n_threads: int = 0
+    X: _Matrix,
+    fit_intercept: bool,
+    row_scale: _Floats,
+    M: _Floats,
+    k: int,
+    n_threads: int = 0,
+    screening: int = -1,
 ) -> tuple[npt.NDArray[np.int64], _F64, npt.NDArray[np.int64], _F64]:
-    """(helpful rows, helpful scores, harmful rows, harmful scores), each (m, min(k, n)), best first."""
+    """(helpful rows, helpful scores, harmful rows, harmful scores), each (m, min(k, n)), best first;
+    screening: -1 where it pays, 1 wherever the data allow it, 0 never (the float32 screening pass)."""
 
 # register_solvers.cpp
 def curvature_weights(

@@ -44,17 +44,27 @@ UINT64_MAX = 2**64 - 1
 _SPARSE_CHECK_ENTRIES = 1 << 20
 
 
+# Values from which the compiled core's one parallel pass is worth a call.
+_PARALLEL_CHECK_VALUES = 1 << 16
+
+
 def _magnitude(a: np.ndarray) -> float:
     """max |a| (0 for an empty array); NaN when a holds NaN, inf when it holds an infinity.
 
-    Two reductions (max and min, which propagate NaN) and no temporary array.
+    No temporary array: for a large contiguous float array, one parallel pass of the
+    backend; otherwise two NumPy reductions (max and min, which propagate NaN).
     """
     if a.size == 0:
         return 0.0
-    hi, lo = float(a.max()), float(a.min())
-    if math.isnan(hi) or math.isnan(lo):
-        return math.nan
-    return max(hi, -lo)
+    from .backends import get_backend
+
+    if (
+        a.size >= _PARALLEL_CHECK_VALUES
+        and a.dtype in (np.float32, np.float64)
+        and (a.flags.c_contiguous or a.flags.f_contiguous)
+    ):
+        return float(get_backend("auto").max_abs(a.ravel(order="K")))
+    return get_backend("numpy").max_abs(a)
 
 
 def _check_values(a: np.ndarray, name: str, what: str = "the features") -> None:

@@ -5,7 +5,8 @@
 //   objective  value, gradient, Hessian and per-row derivatives in fused passes
 //   gram       Gram products: Hessian-vector products, regularised Gram, diagonal
 //   scoring    scaled row products, quadratic forms, loo loss change, perturbation loss
-//   top_k      streaming top-k of the score matrix
+//   top_k      streaming top-k of the score matrix; screening: its float32 pass
+//   magnitude  the largest |value| of a buffer, for the input checks
 //   multinomial, multinomial_scoring: the softmax loss of K classes, its passes and scoring products
 //   solvers    Cholesky, conjugate gradient, LiSSA
 //   parallel, buffers, config: row-chunk parallelism, huge-page buffers, build info
@@ -15,11 +16,13 @@
 #include "config.hpp"
 #include "gram.hpp"
 #include "losses.hpp"
+#include "magnitude.hpp"
 #include "multinomial.hpp"
 #include "multinomial_scoring.hpp"
 #include "objective.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
 #include "scoring.hpp"
+#include "screening.hpp"
 #include "solvers.hpp"
 #include "top_k.hpp"

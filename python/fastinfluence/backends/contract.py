@@ -187,7 +187,11 @@ class Backend(Protocol):
 
     def perturbation_loss(self, X, fit_intercept: bool, d1, d2, V, w, n_jobs: int = 0) -> np.ndarray: ...
 
-    def top_k_scores(self, X, fit_intercept: bool, row_scale, M, k: int, n_jobs: int = 0) -> TopKScores: ...
+    def max_abs(self, a) -> float: ...  # max |a| of a contiguous 1-D float array, NaN if it holds one
+
+    def top_k_scores(
+        self, X, fit_intercept: bool, row_scale, M, k: int, n_jobs: int = 0, screening: bool | None = None
+    ) -> TopKScores: ...
 
     # -- the multinomial loss: H = sum_i c_i Q_i kron (xa_i xa_i^T) + l2 (I_K kron diag(1, .., 1, 0)),
     #    Q_i = diag(P_i) - P_i P_i^T, in the class-major layout of theta --------------------------

@@ -147,8 +147,13 @@ def lissa_solve(X, fit_intercept, c, l2, damping, B, scale, depth, repeats, batc
     )
 
 
-def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0):
-    return TopKScores(*_core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs))
+def max_abs(a):
+    return _core.max_abs(a)
+
+
+def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, screening=None):
+    mode = -1 if screening is None else int(bool(screening))
+    return TopKScores(*_core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs, mode))
 
 
 def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):

@@ -8,6 +8,8 @@ backend to this one. ``n_jobs`` is accepted for a common signature and ignored
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import linalg, sparse
 from scipy.special import expit, log_expit
@@ -333,9 +335,16 @@ def perturbation_loss(X, fit_intercept, d1, d2, V, w, n_jobs=0):
     return -(d2[:, None, None] * A[:, :, None] * w[None, None, :] + d1[:, None, None] * V[:d].T[None, :, :])
 
 
-def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, block_rows=65536):
+def max_abs(a):
+    """max |a| (NaN if a holds a NaN): two reductions that propagate NaN, no temporary."""
+    hi, lo = float(a.max()), float(a.min())
+    return math.nan if math.isnan(hi) or math.isnan(lo) else max(hi, -lo)
+
+
+def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, screening=None, block_rows=65536):
     """For each column j of S = diag(row_scale) Xa M: the k most negative (helpful) and k most
     positive (harmful) entries, streaming over row blocks. Ties go to the lower row index.
+    Always the float64 scores: the reference for the C++ core's float32 screening pass.
 
     Returns (helpful_rows, helpful_scores, harmful_rows, harmful_scores), each (m, k)."""
 

@@ -183,3 +183,65 @@ def test_bad_screening_is_refused(data):
     X, r, M = data
     with pytest.raises(TypeError, match="screening must be None, True or False"):
         K.top_k_scores(X, r, M, 5, screening="yes")
+
+
+# ---------------------------------------------------------------------------
+# The multinomial scores, s_ij = sum_k R_ik (xa_i . M_kj)
+# ---------------------------------------------------------------------------
+
+
+def _multinomial_scores(X, R, M, fit_intercept=True):
+    X = np.asarray(X, dtype=np.float64)
+    n_classes, q = R.shape[1], X.shape[1] + (1 if fit_intercept else 0)
+    Xa = np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
+    return sum(R[:, [c]] * (Xa @ M[c * q : (c + 1) * q]) for c in range(n_classes))
+
+
+@pytest.fixture(scope="module")
+def multinomial_data():
+    rng = np.random.default_rng(12)
+    n, d, n_classes, m = 5000, 12, 4, 11
+    return (
+        rng.standard_normal((n, d)),
+        rng.standard_normal((n, n_classes)),
+        rng.standard_normal((n_classes * (d + 1), m)),
+    )
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "C32"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_multinomial_equals_the_float64_ranking(multinomial_data, layout, fit_intercept):
+    X, R, M = multinomial_data
+    Xin = np.asarray(X, dtype=np.float32 if layout.endswith("32") else np.float64, order=layout[0])
+    if not fit_intercept:
+        M = np.delete(M, np.arange(X.shape[1], M.shape[0], X.shape[1] + 1), axis=0)
+    S = _multinomial_scores(Xin, R, M, fit_intercept)
+    result = K.multinomial_top_k_scores(Xin, R, M, 9, fit_intercept=fit_intercept, screening=True)
+    _check_exact(result, S, 9)
+    reference = K.multinomial_top_k_scores(Xin, R, M, 9, fit_intercept=fit_intercept, backend="numpy")
+    assert_same_ranking(result.harmful_rows, reference.harmful_rows, S, 1e-13)
+    assert_same_ranking(result.helpful_rows, reference.helpful_rows, S, 1e-13)
+
+
+def test_multinomial_rows_float32_cannot_tell_apart_are_ranked_exactly():
+    rng = np.random.default_rng(13)
+    n, d, n_classes, m, k = 5000, 8, 3, 7, 20
+    X = rng.standard_normal(d) + 1e-10 * rng.standard_normal((n, d))
+    R = rng.standard_normal(n_classes) + 1e-10 * rng.standard_normal((n, n_classes))
+    M = rng.standard_normal((n_classes * (d + 1), m))
+    S = _multinomial_scores(X, R, M)
+    result = K.multinomial_top_k_scores(X, R, M, k, screening=True)
+    helpful, harmful = _full_sort(S, k)
+    np.testing.assert_array_equal(result.helpful_rows, helpful)
+    np.testing.assert_array_equal(result.harmful_rows, harmful)
+    for a, b in zip(result, K.multinomial_top_k_scores(X, R, M, k, screening=True, n_jobs=1)):
+        np.testing.assert_array_equal(a, b)  # any thread count, the same bits
+
+
+def test_multinomial_outside_the_bound_takes_the_float64_pass(multinomial_data):
+    X, R, M = (a.copy() for a in multinomial_data)
+    R[3] *= 1e13  # ||R_i|| above 2^40
+    screened = K.multinomial_top_k_scores(X, R, M, 5, screening=True)
+    plain = K.multinomial_top_k_scores(X, R, M, 5, screening=False)
+    for a, b in zip(screened, plain):
+        np.testing.assert_array_equal(a, b)

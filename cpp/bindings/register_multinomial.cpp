@@ -171,20 +171,22 @@ void register_multinomial(py::module_& m) {
   m.def(
       "multinomial_top_k_scores",
       [](const MatrixArg& X, bool fit_intercept, const DoubleArray& R, const Eigen::Ref<const MatrixXd>& M, Index k,
-         int n_threads) {
+         int n_threads, int screening) {
         const auto Rv = per_row(R, X.rows, "R");
         if (M.rows() != Rv.cols() * n_params(X, fit_intercept))
           throw std::invalid_argument("M must have one row per parameter (K q)");
         if (k < 1) throw std::invalid_argument("k must be >= 1");
+        if (screening < -1 || screening > 1) throw std::invalid_argument("screening must be -1 (auto), 0 or 1");
         const DesignMatrix Xm = design_matrix(X, "X");
         TopKResult res;
         {
           py::gil_scoped_release release;  // safe: views of arrays owned by this frame
-          res = multinomial_top_k_scores(Xm, fit_intercept, Rv, M, k, n_threads);
+          res = multinomial_top_k_scores(Xm, fit_intercept, Rv, M, k, n_threads, static_cast<Screening>(screening));
         }
         return py::make_tuple(res.helpful_rows, res.helpful_scores, res.harmful_rows, res.harmful_scores);
       },
-      py::arg("X"), py::arg("fit_intercept"), py::arg("R"), py::arg("M"), py::arg("k"), py::arg("n_threads") = 0);
+      py::arg("X"), py::arg("fit_intercept"), py::arg("R"), py::arg("M"), py::arg("k"), py::arg("n_threads") = 0,
+      py::arg("screening") = -1);
 
   m.def(
       "multinomial_row_quadratic_forms",

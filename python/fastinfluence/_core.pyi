@@ -231,7 +231,7 @@ def multinomial_scaled_row_products(
     when given."""
 
 def multinomial_top_k_scores(
-    X: _Matrix, fit_intercept: bool, R: _Floats, M: _Floats, k: int, n_threads: int = 0
+    X: _Matrix, fit_intercept: bool, R: _Floats, M: _Floats, k: int, n_threads: int = 0, screening: int = -1
 ) -> tuple[npt.NDArray[np.int64], _F64, npt.NDArray[np.int64], _F64]:
     """top_k_scores of the scores of multinomial_scaled_row_products, each (m, min(k, n))."""
 

@@ -541,11 +541,15 @@ def top_k_scores(X, row_scale, M, k, *, fit_intercept=True, backend="auto", n_jo
     p = X.shape[1] + (1 if fit_intercept else 0)
     M = _check_block(M, p, "M")
     k = min(V.check_positive_int(k, "k", maximum=None), X.shape[0])  # at most n rows to rank
+    return get_backend(backend).top_k_scores(
+        X, bool(fit_intercept), row_scale, M, k, V.check_n_jobs(n_jobs), _check_screening(screening)
+    )
+
+
+def _check_screening(screening):
     if screening is not None and not isinstance(screening, (bool, np.bool_)):
         raise TypeError(f"screening must be None, True or False, got {screening!r}")
-    return get_backend(backend).top_k_scores(
-        X, bool(fit_intercept), row_scale, M, k, V.check_n_jobs(n_jobs), screening
-    )
+    return None if screening is None else bool(screening)
 
 
 # ---------------------------------------------------------------------------
@@ -634,19 +638,20 @@ def multinomial_scaled_row_products(X, R, M, *, fit_intercept=True, out=None, ba
     )
 
 
-def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="auto", n_jobs=None):
+def multinomial_top_k_scores(X, R, M, k, *, fit_intercept=True, backend="auto", n_jobs=None, screening=None):
     """The k most negative and k most positive entries of each column of the scores of
     :func:`multinomial_scaled_row_products`, streaming over row blocks (O(m k) memory).
 
     Returns ``(helpful_rows, helpful_scores, harmful_rows, harmful_scores)``, each (m, min(k, n)),
-    best first; ties go to the lower row index (as :func:`top_k_scores`).
+    best first; ties go to the lower row index (as :func:`top_k_scores`). ``screening`` as for
+    :func:`top_k_scores`: the exact top k of the float64 scores through a float32 pass.
     """
     X = V.check_matrix(X, "X")
     R = _check_per_row(R, X.shape[0], "R", "one scale per row and class")
     M = _check_block(M, _multinomial_params(X, fit_intercept, R.shape[1]), "M")
     k = min(V.check_positive_int(k, "k", maximum=None), X.shape[0])
     return get_backend(backend).multinomial_top_k_scores(
-        X, bool(fit_intercept), R, M, k, V.check_n_jobs(n_jobs)
+        X, bool(fit_intercept), R, M, k, V.check_n_jobs(n_jobs), _check_screening(screening)
     )
 
 

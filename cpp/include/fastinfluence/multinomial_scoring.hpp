@@ -94,12 +94,17 @@ void multinomial_scaled_row_products(const XType& X, bool fit_intercept, const E
 }
 
 // top_k_scores (top_k.hpp) of the scores above, streaming: the (n x m) matrix is never held.
+// Dense X: through the float32 screening pass where it pays (screening.hpp), as top_k_scores.
 template <class XType>
 TopKResult multinomial_top_k_scores(const XType& X, bool fit_intercept, const Eigen::Ref<const RowMatrixXd>& R,
-                                    MatrixCRef M, Index k, int n_threads) {
+                                    MatrixCRef M, Index k, int n_threads, Screening screening = Screening::automatic) {
   const Index K = R.cols();
-  const ClassBlocks blocks(X, M);
   require_contiguous_rows(R, "R");
+  if constexpr (std::is_same_v<XType, DesignMatrix>) {
+    TopKResult res;
+    if (screened_top_k<MultinomialScores>(X, fit_intercept, M.cols(), k, n_threads, screening, res, R, M)) return res;
+  }
+  const ClassBlocks blocks(X, M);
   return streaming_top_k(X, M.cols(), k, n_threads,
                          [&](const auto& Xb, Index b, Index, Index j0, Index w, MatrixXd& S, MatrixXd& T) {
                            multinomial_block_scores(Xb, R.data() + b * K, K, fit_intercept, blocks, j0, w, S, T);
@@ -206,7 +211,7 @@ void multinomial_loo_loss_change(const XType& X, bool fit_intercept, const Eigen
   EXTERN template void multinomial_scaled_row_products<XType>(                                                         \
       const XType&, bool, const Eigen::Ref<const RowMatrixXd>&, MatrixCRef, Eigen::Ref<RowMatrixXd>, int);             \
   EXTERN template TopKResult multinomial_top_k_scores<XType>(const XType&, bool, const Eigen::Ref<const RowMatrixXd>&, \
-                                                             MatrixCRef, Index, int);                                  \
+                                                             MatrixCRef, Index, int, Screening);                       \
   EXTERN template void multinomial_row_quadratic_forms<XType>(const XType&, bool, MatrixCRef, Index, double*, int);    \
   EXTERN template void multinomial_loo_loss_change<XType>(                                                             \
       const XType&, bool, const Eigen::Ref<const RowMatrixXd>&, MatrixCRef, VectorCRef,                                \

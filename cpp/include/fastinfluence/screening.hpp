@@ -42,6 +42,16 @@
 // max N * max C <= 2^120 (every partial sum then stays below 2^121 < 2^128);
 // and q < 2^20 (G stays below 0.07). Otherwise, or for sparse X, the float64
 // pass of top_k.hpp runs.
+//
+// The multinomial scores s_ij = sum_k R_ik (xa_i . M_kj) (multinomial_scoring.hpp)
+// are the dot products of z_i = (R_i1 xa_i, .., R_iK xa_i) with M_j (K q terms).
+// In float32 each class's dot product has the error above, its product with the
+// float32-rounded R_ik two more roundings and the sum over classes K - 1, so
+// |D_ij - s_ij| <= gamma_{q+K+4}(u) sum |z_i| |M_j| + eta_ij <= gamma_{q+K+4}(u)
+// ||R_i|| N_i C_j + eta_ij, C_j = ||M_j|| over all K q entries; R_i enters float32,
+// so the underflow terms carry three factors and t = 2^-40 covers them
+// (beta_i = (||R_i|| + t)(N_i + t); G t^3 >= (q + K) 2^-144 >= K 2^-150 and the
+// two-factor terms as above). The pass needs ||R_i||, N_i, C_j <= 2^40.
 #pragma once
 
 #include <Eigen/Core>
@@ -56,12 +66,12 @@
 
 namespace fastinfluence {
 
+using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 namespace screening {
 
-inline constexpr double kMaxNorm = 0x1p60;          // N_i, C_j at most this
 inline constexpr double kMaxProduct = 0x1p120;      // max N * max C at most this
 inline constexpr Index kMaxTerms = Index{1} << 20;  // q below this
-inline constexpr double kTiny = 0x1p-60;            // t of the bound
 inline constexpr Index kRows = 256;                 // rows per float32 block: it and its scores stay in L2
 inline constexpr Index kPanel = 128;                // test points per float32 GEMM
 
@@ -132,69 +142,157 @@ class DenseRows {
   bool row_major_;
 };
 
-// The screening pass of top_k_scores: offers every (row, column) score to
-// heaps.scan_bounded (top_k.hpp) as a float32 value within its bound. Returns
-// false, having offered nothing, when the data do not meet the bound's
-// conditions (see the top of this file).
-template <class T, class Heaps>
-bool screened_scan(const DesignMatrix& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, int n_threads,
-                   Heaps& heaps) {
-  const Index n = X.rows(), d = X.cols(), m = M.cols(), q = d + (fit_intercept ? 1 : 0);
-  if (q >= screening::kMaxTerms || n == 0 || m == 0) return false;
-  const DenseRows<T> rows(X);
+// The scores of top_k_scores, s_ij = r_i (xa_i . M_j): r_i is applied in float64.
+template <class T>
+class LinearScores {
+ public:
+  static constexpr double kTiny = 0x1p-60;    // t of the bound
+  static constexpr double kMaxNorm = 0x1p60;  // N_i, C_j at most this
+  LinearScores(const DesignMatrix& X, bool fit_intercept, const VectorCRef& r, const MatrixCRef& M)
+      : rows_(X), fit_intercept_(fit_intercept), r_(r), M_(M), d_(X.cols()), M32_(M.cast<float>()) {}
+  Index terms() const { return d_ + (fit_intercept_ ? 1 : 0); }
+  // beta_i from N_i, or NaN when row i cannot be screened.
+  double row_factor(Index i, double norm) const {
+    const double r = r_[i];
+    return std::isfinite(r) && norm <= kMaxNorm ? std::abs(r) * (norm + kTiny)
+                                                : std::numeric_limits<double>::quiet_NaN();
+  }
+  // a = r_b (Xb M_w + 1 M_b) for this panel, the float32 GEMM; S, T scratch
+  void screen(const Eigen::Map<const RowMatrixXf>& Xb, Index b, Index j0, Index w, Eigen::MatrixXf& S, Eigen::MatrixXf&,
+              Index jj, Eigen::ArrayXd& a, bool new_panel) const {
+    if (new_panel) {
+      S.noalias() = Xb * M32_.block(0, j0, d_, w);
+      if (fit_intercept_) S.rowwise() += M32_.row(d_).segment(j0, w);
+    }
+    a = r_.segment(b, Xb.rows()).array() * S.col(jj).cast<double>().array();
+  }
+  double exact(Index i, Index j) const { return rows_.score(i, r_[i], M_.col(j).data(), fit_intercept_); }
+  const DenseRows<T>& rows() const { return rows_; }
+  const MatrixCRef& M() const { return M_; }
+  double max_norm() const { return kMaxNorm; }
+  double tiny() const { return kTiny; }
+
+ private:
+  DenseRows<T> rows_;
+  bool fit_intercept_;
+  const VectorCRef& r_;
+  const MatrixCRef& M_;
+  Index d_;
+  Eigen::MatrixXf M32_;
+};
+
+// The multinomial scores s_ij = sum_k R_ik (xa_i . M_kj), R (n x K) row-major.
+template <class T>
+class MultinomialScores {
+ public:
+  static constexpr double kTiny = 0x1p-40;
+  static constexpr double kMaxNorm = 0x1p40;  // ||R_i||, N_i, C_j at most this
+  MultinomialScores(const DesignMatrix& X, bool fit_intercept, const Eigen::Ref<const RowMatrixXd>& R,
+                    const MatrixCRef& M)
+      : rows_(X),
+        fit_intercept_(fit_intercept),
+        R_(R),
+        M_(M),
+        d_(X.cols()),
+        q_(X.cols() + (fit_intercept ? 1 : 0)),
+        K_(R.cols()),
+        M32_(M.cast<float>()),
+        R32_(R.cast<float>()) {}
+  Index terms() const { return q_ + K_ + 2; }
+  double row_factor(Index i, double norm) const {
+    const double r = R_.row(i).norm();
+    return r <= kMaxNorm && norm <= kMaxNorm ? (r + kTiny) * (norm + kTiny) : std::numeric_limits<double>::quiet_NaN();
+  }
+  // a = sum_k diag(R_k) (Xb M_k,w + 1 M_kb,w), in float32
+  void screen(const Eigen::Map<const RowMatrixXf>& Xb, Index b, Index j0, Index w, Eigen::MatrixXf& S,
+              Eigen::MatrixXf& scratch, Index jj, Eigen::ArrayXd& a, bool new_panel) const {
+    const Index nb = Xb.rows();
+    if (new_panel) {
+      S.setZero(nb, w);
+      for (Index k = 0; k < K_; ++k) {
+        scratch.noalias() = Xb * M32_.block(k * q_, j0, d_, w);
+        if (fit_intercept_) scratch.rowwise() += M32_.row(k * q_ + d_).segment(j0, w);
+        S += R32_.col(k).segment(b, nb).asDiagonal() * scratch;
+      }
+    }
+    a = S.col(jj).cast<double>().array();
+  }
+  // sum_k R_ik (xa_i . M_kj), the classes in order
+  double exact(Index i, Index j) const {
+    double s = 0.0;
+    for (Index k = 0; k < K_; ++k) s += rows_.score(i, R_(i, k), M_.col(j).data() + k * q_, fit_intercept_);
+    return s;
+  }
+  const DenseRows<T>& rows() const { return rows_; }
+  const MatrixCRef& M() const { return M_; }
+  double max_norm() const { return kMaxNorm; }
+  double tiny() const { return kTiny; }
+
+ private:
+  DenseRows<T> rows_;
+  bool fit_intercept_;
+  const Eigen::Ref<const RowMatrixXd>& R_;
+  const MatrixCRef& M_;
+  Index d_, q_, K_;
+  Eigen::MatrixXf M32_;
+  RowMatrixXf R32_;
+};
+
+// The screening pass: offers every (row, column) score to heaps.scan_bounded
+// (top_k.hpp) as a float32 value within its bound. Returns false, having
+// offered nothing, when the data do not meet the bound's conditions (see the
+// top of this file).
+template <class Scores, class Heaps>
+bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scores, int n_threads, Heaps& heaps) {
+  const Index n = X.rows(), d = X.cols(), m = scores.M().cols();
+  if (scores.terms() >= screening::kMaxTerms || n == 0 || m == 0) return false;
   const ChunkPlan plan = plan_chunks(n, 256, 1024);
 
-  // beta_i = |r_i| (N_i + t); a non-finite or too large row refuses the pass
+  // beta_i; a row that cannot be screened (NaN) refuses the pass
   VectorXd beta(n);
   std::vector<double> chunk_max(static_cast<size_t>(plan.n_chunks), 0.0);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     double largest = 0.0;
     for (Index i = plan.begin(c); i < plan.begin(c) + plan.size(c); ++i) {
-      const double norm = rows.norm(i, fit_intercept), r = row_scale[i];
+      const double norm = scores.rows().norm(i, fit_intercept);
+      beta[i] = scores.row_factor(i, norm);
       // "!(<=)": NaN refuses too
-      if (!(norm <= screening::kMaxNorm) || !std::isfinite(r)) largest = std::numeric_limits<double>::infinity();
+      if (!(beta[i] <= std::numeric_limits<double>::max())) largest = std::numeric_limits<double>::infinity();
       largest = std::max(largest, norm);
-      beta[i] = std::abs(r) * (norm + screening::kTiny);
     }
     chunk_max[static_cast<size_t>(c)] = largest;
   });
   const double max_row = *std::max_element(chunk_max.begin(), chunk_max.end());
-  if (!(max_row <= screening::kMaxNorm)) return false;
+  if (!(max_row <= scores.max_norm())) return false;
   // kappa_j = G (C_j + t) (1 + 2^-30)
-  const double G = screening::gamma(q + 2, 0x1p-24) + screening::gamma(q + 2, 0x1p-53) + 0x1p-52;
+  const Index terms = scores.terms() + 2;
+  const double G = screening::gamma(terms, 0x1p-24) + screening::gamma(terms, 0x1p-53) + 0x1p-52;
   VectorXd kappa(m);
   double max_col = 0.0;
   for (Index j = 0; j < m; ++j) {
-    const double norm = M.col(j).norm();
-    if (!(norm <= screening::kMaxNorm)) return false;
+    const double norm = scores.M().col(j).norm();
+    if (!(norm <= scores.max_norm())) return false;
     max_col = std::max(max_col, norm);
-    kappa[j] = G * (norm + screening::kTiny) * (1.0 + 0x1p-30);
+    kappa[j] = G * (norm + scores.tiny()) * (1.0 + 0x1p-30);
   }
   if (!(max_row * max_col <= screening::kMaxProduct)) return false;
-  const Eigen::MatrixXf M32 = M.cast<float>();
 
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     std::vector<float> buffer;
-    Eigen::MatrixXf S;  // (rows, panel): float32 dot products
+    Eigen::MatrixXf S, T;  // (rows, panel): float32 scores, scratch
     Eigen::ArrayXd a, bound;
     const Index end = plan.begin(c) + plan.size(c);
     for (Index b = plan.begin(c); b < end; b += screening::kRows) {
       const Index nb = std::min(screening::kRows, end - b);
-      const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Xb(
-          rows.float_block(b, nb, buffer), nb, d);
+      const Eigen::Map<const RowMatrixXf> Xb(scores.rows().float_block(b, nb, buffer), nb, d);
       for (Index j0 = 0; j0 < m; j0 += screening::kPanel) {
         const Index w = std::min(screening::kPanel, m - j0);
-        // S = Xb M_w + 1 M_b, in float32
-        S.noalias() = Xb * M32.block(0, j0, d, w);
-        if (fit_intercept) S.rowwise() += M32.row(d).segment(j0, w);
         for (Index jj = 0; jj < w; ++jj) {
           const Index j = j0 + jj;
-          // a = r s, the screening values; bound = B_ij
-          a = row_scale.segment(b, nb).array() * S.col(jj).cast<double>().array();
+          // a: the screening values; bound = B_ij
+          scores.screen(Xb, b, j0, w, S, T, jj, a, jj == 0);
           bound = beta.segment(b, nb).array() * kappa[j] + 0x1p-50 * a.abs();
-          const double* column = M.col(j).data();
-          heaps.scan_bounded(j, b, nb, a, bound,
-                             [&](Index i) { return rows.score(i, row_scale[i], column, fit_intercept); });
+          heaps.scan_bounded(j, b, nb, a, bound, [&](Index i) { return scores.exact(i, j); });
         }
       }
     }

@@ -190,19 +190,29 @@ enum class Screening : int { automatic = -1, off = 0, on = 1 };
 // are small against the GEMM.
 inline bool screening_pays(Index n, Index m) { return n >= 4096 && m >= 8; }
 
+// The top k by the screening pass of screening.hpp, into res, when it is
+// wanted and the data allow it; false otherwise (res untouched).
+template <template <class> class Scores, class... Data>
+bool screened_top_k(const DesignMatrix& X, bool fit_intercept, Index m, Index k, int n_threads, Screening screening,
+                    TopKResult& res, const Data&... data) {
+  const bool wanted = screening == Screening::on || (screening == Screening::automatic && screening_pays(X.rows(), m));
+  if (!wanted || X.is_sparse()) return false;
+  TopKHeaps heaps(resolve_threads(n_threads), m, std::min(k, X.rows()));
+  const bool done = X.is_float32()
+                        ? screened_scan(X, fit_intercept, Scores<float>(X, fit_intercept, data...), n_threads, heaps)
+                        : screened_scan(X, fit_intercept, Scores<double>(X, fit_intercept, data...), n_threads, heaps);
+  if (done) res = heaps.result();
+  return done;
+}
+
 template <class XType>
 TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale, MatrixCRef M, Index k, int n_threads,
                         Screening screening = Screening::automatic) {
   const Index d = X.cols();
   if constexpr (std::is_same_v<XType, DesignMatrix>) {
-    const bool wanted =
-        screening == Screening::on || (screening == Screening::automatic && screening_pays(X.rows(), M.cols()));
-    if (wanted && !X.is_sparse()) {
-      TopKHeaps heaps(resolve_threads(n_threads), M.cols(), std::min(k, X.rows()));
-      const bool done = X.is_float32() ? screened_scan<float>(X, fit_intercept, row_scale, M, n_threads, heaps)
-                                       : screened_scan<double>(X, fit_intercept, row_scale, M, n_threads, heaps);
-      if (done) return heaps.result();
-    }
+    TopKResult res;
+    if (screened_top_k<LinearScores>(X, fit_intercept, M.cols(), k, n_threads, screening, res, row_scale, M))
+      return res;
   }
   return streaming_top_k(X, M.cols(), k, n_threads,
                          [&](const auto& Xb, Index b, Index nb, Index j0, Index w, MatrixXd& S, MatrixXd&) {

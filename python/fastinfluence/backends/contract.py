@@ -208,7 +208,7 @@ class Backend(Protocol):
     ) -> np.ndarray: ...
 
     def multinomial_top_k_scores(
-        self, X, fit_intercept: bool, R, M, k: int, n_jobs: int = 0
+        self, X, fit_intercept: bool, R, M, k: int, n_jobs: int = 0, screening: bool | None = None
     ) -> TopKScores: ...
 
     # S_ikl = (A_k xa_i) . (A_l xa_i), A_k = A[:, k q:(k + 1) q], (n, K, K)

@@ -151,9 +151,14 @@ def max_abs(a):
     return _core.max_abs(a)
 
 
+def _screening_mode(screening):
+    return -1 if screening is None else int(bool(screening))
+
+
 def top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs=0, screening=None):
-    mode = -1 if screening is None else int(bool(screening))
-    return TopKScores(*_core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs, mode))
+    return TopKScores(
+        *_core.top_k_scores(X, fit_intercept, row_scale, M, k, n_jobs, _screening_mode(screening))
+    )
 
 
 def scaled_row_products(X, fit_intercept, row_scale, M, out=None, n_jobs=0):
@@ -187,8 +192,10 @@ def multinomial_scaled_row_products(X, fit_intercept, R, M, out=None, n_jobs=0):
     return _core.multinomial_scaled_row_products(X, fit_intercept, R, M, out, n_jobs)
 
 
-def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0):
-    return TopKScores(*_core.multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs))
+def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0, screening=None):
+    return TopKScores(
+        *_core.multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs, _screening_mode(screening))
+    )
 
 
 def multinomial_row_quadratic_forms(X, fit_intercept, A, n_classes, n_jobs=0):

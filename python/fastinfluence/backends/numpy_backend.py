@@ -503,8 +503,9 @@ def multinomial_scaled_row_products(X, fit_intercept, R, M, out=None, n_jobs=0):
     return out
 
 
-def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0, block_rows=65536):
-    """top_k_scores of the scores of multinomial_scaled_row_products, streaming over row blocks."""
+def multinomial_top_k_scores(X, fit_intercept, R, M, k, n_jobs=0, screening=None, block_rows=65536):
+    """top_k_scores of the scores of multinomial_scaled_row_products, streaming over row blocks
+    (always the float64 scores, as top_k_scores)."""
     M = np.asarray(M, dtype=np.float64)
 
     def scores(start, stop):

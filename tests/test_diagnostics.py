@@ -288,6 +288,16 @@ def test_formats_and_backends_agree(name, backend, layout):
     assert_agree(diag.loo_predictions, reference.loo_predictions, rtol=rtol)
 
 
+@pytest.mark.parametrize("name", ["squared", "poisson"])
+def test_cg_solver_agrees_with_direct(name):
+    X, y, _ = make_data(name, n=60, d=5, seed=8)
+    model = make_model(name, l2=0.1).fit(X, y)
+    direct = fi.Influence(model, X, y).diagnostics().summary_frame()
+    options = {"tol": 1e-13}
+    iterative = fi.Influence(model, X, y, solver="cg", solver_options=options).diagnostics().summary_frame()
+    assert_agree(iterative.to_numpy(), direct.to_numpy(), rtol=1e-8)
+
+
 def test_indices_select_rows_and_keep_the_global_scale():
     X, y, _ = make_data("squared", n=30, d=3, seed=1)
     frame = pd.DataFrame(X, columns=["a", "b", "c"], index=[f"r{i}" for i in range(30)])
@@ -352,6 +362,29 @@ def test_bad_input_names_the_argument():
     multi = fi.MultinomialLogisticRegression(l2=0.1).fit(Xm, ym)
     with pytest.raises(ValueError, match="leverage_blocks"):
         fi.Influence(multi, Xm, ym).diagnostics()
+
+
+def test_a_row_of_leverage_one_gets_nan_and_a_warning():
+    """A feature only row 0 has: h_0 = 1 at l2 = 0, so its statistics that divide by 1 - h_0 are
+    NaN (statsmodels gives 0/0 there too), the others stay finite."""
+    X, y, _ = make_data("squared", n=30, d=3, seed=2)
+    X = np.column_stack([X, np.eye(30)[0]])
+    inf = fi.Influence(fi.LinearRegression(l2=0.0).fit(X, y), X, y)
+    with pytest.warns(fi.LeverageWarning, match="1 training point"):
+        diag = inf.diagnostics()
+    assert diag.leverage[0] == pytest.approx(1.0, abs=1e-9)
+    for values in (diag.cooks_distance, diag.resid_press, diag.resid_studentized_external, diag.dffits):
+        assert np.isnan(values[0])
+        assert np.all(np.isfinite(values[1:]))
+
+
+def test_rows_in_another_order_give_the_same_statistics_in_that_order():
+    X, y, s = make_data("logistic", n=50, d=3, seed=9, weighted=True)
+    order = np.random.default_rng(0).permutation(50)
+    first = fi.Influence(make_model("logistic").fit(X, y, s), X, y, s).diagnostics().summary_frame()
+    model = make_model("logistic").fit(X[order], y[order], s[order])
+    second = fi.Influence(model, X[order], y[order], s[order]).diagnostics().summary_frame()
+    assert_agree(second.to_numpy(), first.to_numpy()[order], rtol=1e-9)
 
 
 def test_an_interpolating_fit_asks_for_a_scale():

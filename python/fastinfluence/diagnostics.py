@@ -152,7 +152,9 @@ def row_statistics(setup: Setup, d1, d2, s, q, r, eta, b=None, q2=None) -> np.nd
     out = np.full((len(d1), len(COLUMNS)), np.nan)
     c = s / n
     h = c * d2 * q
-    rest = 1.0 - h  # 1 - h_i
+    # 1 - h_i, NaN where it is within rounding of 0 (r_i is NaN there: removing the row leaves a
+    # singular Hessian, and every statistic that divides by 1 - h_i is undefined, as the Newton estimates)
+    rest = np.where(np.isnan(r), np.nan, 1.0 - h)
     e = -d1  # y_i - mu_i for the canonical GLMs
     with np.errstate(divide="ignore", invalid="ignore"):
         pearson = np.sqrt(s) * e / np.sqrt(d2)

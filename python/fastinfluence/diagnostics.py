@@ -14,38 +14,39 @@ l2 P`` is the Hessian of the objective (``P`` the identity on the weights, 0 on 
 ``-loss'_i = y_i - mu_i`` is the response residual and ``loss''_i = V(mu_i)`` the variance
 function (they are canonical GLMs).
 
-=============================  =============================================================
-statistic                      definition (shape (k,) unless said)
-=============================  =============================================================
-``leverage`` (``hat_diag``)    ``h_i = c_i loss''_i q_i``: the diagonal of the hat matrix of the
-                               penalised fit, ``W^1/2 Xa (n H)^{-1} Xa^T W^1/2``, ``W = diag(s_i loss''_i)``
-``effective_df``               ``p_eff = tr(hat) = sum_i h_i = p - l2 tr(H^{-1} P)`` (p at l2 = 0)
-``df_resid``                   ``n - p_eff``
-``scale``                      ``phi``: ``sum_i s_i loss'_i^2 / loss''_i / (n - p_eff)`` (Pearson
-                               chi^2 over df; RSS / (n - p_eff) for the squared loss) where estimated,
-                               else 1 (logistic, Poisson, smooth hinge: as statsmodels' binomial
-                               and Poisson families)
-``resid``                      ``-loss'_i``: ``y_i - mu_i`` (the smooth hinge: its score residual)
-``resid_pearson``              ``r_i = sqrt(s_i) (-loss'_i) / sqrt(loss''_i)``
-``resid_studentized_internal`` ``r_i / sqrt(phi (1 - h_i))`` (``standard_resid``)
-``resid_studentized_external`` ``r_i / sqrt(sigma2_(i) (1 - h_i))`` (``student_resid``; squared loss
-                               with an estimated scale only), ``sigma2_(i)`` the scale estimate of
-                               the refit without row i (exact, also with l2 > 0: ``RSS_(i) /
-                               (n - 1 - p_eff(i))``)
-``cooks_distance``             ``r_int_i^2 h_i / ((1 - h_i) p_eff)`` (``cooks_d``)
-``dffits_internal``            ``r_int_i sqrt(h_i / (1 - h_i))``
-``dffits``                     ``r_ext_i sqrt(h_i / (1 - h_i))`` (squared loss, estimated scale)
-``dfbeta``                     ``theta - theta_(i)``, (k, p), by one Newton step without row i: minus
-                               :meth:`Influence.loo_params` ``(method="newton")``; exact for the
-                               squared loss, statsmodels' one-step ``d_params`` for the GLMs
-``dfbetas``                    ``dfbeta_ij / sqrt(sigma2 [(n H)^{-1}]_jj)``, (k, p): ``sigma2 =
-                               sigma2_(i)`` where the external scale exists (OLS), else ``phi`` (GLM)
-``loo_linear_predictor``       ``eta_(i) = eta_i + c_i loss'_i q_i / (1 - h_i)``, one Newton step
-                               (exact for the squared loss)
-``loo_predictions``            ``mu(eta_(i))``: the prediction at x_i of the fit without row i
-                               (mean, probability; the decision value for the smooth hinge)
-``resid_press``                ``y_i - mu(eta_(i))`` (``e_i / (1 - h_i)`` for the squared loss)
-=============================  =============================================================
+==================================  =============================================================
+statistic                           definition (shape (k,) unless said)
+==================================  =============================================================
+``leverage`` (``hat_diag``)         ``h_i = c_i loss''_i q_i``: the diagonal of the hat matrix of the
+                                    penalised fit, ``W^1/2 Xa (n H)^{-1} Xa^T W^1/2``,
+                                    ``W = diag(s_i loss''_i)``
+``effective_df``                    ``p_eff = tr(hat) = sum_i h_i = p - l2 tr(H^{-1} P)`` (p at l2 = 0)
+``df_resid``                        ``n - p_eff``
+``scale``                           ``phi``: ``sum_i s_i loss'_i^2 / loss''_i / (n - p_eff)`` (Pearson
+                                    chi^2 over df; RSS / (n - p_eff) for the squared loss) where estimated,
+                                    else 1 (logistic, Poisson, smooth hinge: as statsmodels' binomial
+                                    and Poisson families)
+``resid``                           ``-loss'_i``: ``y_i - mu_i`` (the smooth hinge: its score residual)
+``resid_pearson``                   ``r_i = sqrt(s_i) (-loss'_i) / sqrt(loss''_i)``
+``resid_studentized_internal``      ``r_i / sqrt(phi (1 - h_i))`` (``standard_resid``)
+``resid_studentized_external``      ``r_i / sqrt(sigma2_(i) (1 - h_i))`` (``student_resid``; squared loss
+                                    with an estimated scale only), ``sigma2_(i)`` the scale estimate of
+                                    the refit without row i (exact, also with l2 > 0: ``RSS_(i) /
+                                    (n - 1 - p_eff(i))``)
+``cooks_distance``                  ``r_int_i^2 h_i / ((1 - h_i) p_eff)`` (``cooks_d``)
+``dffits_internal``                 ``r_int_i sqrt(h_i / (1 - h_i))``
+``dffits``                          ``r_ext_i sqrt(h_i / (1 - h_i))`` (squared loss, estimated scale)
+``dfbeta``                          ``theta - theta_(i)``, (k, p), by one Newton step without row i: minus
+                                    :meth:`Influence.loo_params` ``(method="newton")``; exact for the
+                                    squared loss, statsmodels' one-step ``d_params`` for the GLMs
+``dfbetas``                         ``dfbeta_ij / sqrt(sigma2 [(n H)^{-1}]_jj)``, (k, p): ``sigma2 =
+                                    sigma2_(i)`` where the external scale exists (OLS), else ``phi`` (GLM)
+``loo_linear_predictor``            ``eta_(i) = eta_i + c_i loss'_i q_i / (1 - h_i)``, one Newton step
+                                    (exact for the squared loss)
+``loo_predictions``                 ``mu(eta_(i))``: the prediction at x_i of the fit without row i
+                                    (mean, probability; the decision value for the smooth hinge)
+``resid_press``                     ``y_i - mu(eta_(i))`` (``e_i / (1 - h_i)`` for the squared loss)
+==================================  =============================================================
 
 Signs follow statsmodels: residuals are observed minus fitted, so a point above the fit has
 positive studentised residuals and DFFITS (removing it lowers its own prediction); ``dfbeta`` is
@@ -326,7 +327,7 @@ class Diagnostics:
 
     @property
     def dffits_threshold(self) -> float:
-        """2 sqrt(p_eff / n), the usual cut-off for |DFFITS|."""
+        """2 sqrt(p_eff / n), the usual cut-off for the magnitude of DFFITS."""
         return 2.0 * float(np.sqrt(self.effective_df / self.n_samples))
 
     @property

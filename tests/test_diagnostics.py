@@ -92,12 +92,14 @@ def _glm_cases():
     X_c = cpunish.exog.copy()
     X_c["INCOME"] = np.log(X_c["INCOME"])  # raw units otherwise: exp(eta) spans 1e8
     fair = sm.datasets.fair.load_pandas()
+    randhie = sm.datasets.randhie.load_pandas()
     affairs = (fair.endog > 0).astype(float)
     fair_X = fair.exog[["rate_marriage", "age", "yrs_married", "children", "religious", "educ"]]
     return {
         "spector-logistic": (fi.LogisticRegression, spector.exog, spector.endog, sm.families.Binomial()),
         "fair-binarised-logistic": (fi.LogisticRegression, fair_X, affairs, sm.families.Binomial()),
         "cpunish-poisson": (fi.PoissonRegression, X_c, cpunish.endog, sm.families.Poisson()),
+        "randhie-poisson": (fi.PoissonRegression, randhie.exog, randhie.endog, sm.families.Poisson()),
     }
 
 

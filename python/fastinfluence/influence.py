@@ -63,6 +63,8 @@ columns:
 ``pert_loss``                          DataFrame, MultiIndex ``(train_row, test_row)``, feature columns
 ``top_k``                              tidy DataFrame ``test_row, rank, train_row, score, kind``
                                        (:meth:`TopK.to_frame`)
+``diagnostics``                        :class:`~fastinfluence.diagnostics.Diagnostics`: Series indexed by
+                                       ``train_row``, ``dfbeta(s)`` DataFrames, ``summary_frame()``
 =====================================  =============================================================
 
 ``indices=`` always selects training rows by *position* (0 .. n-1), never by

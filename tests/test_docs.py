@@ -26,6 +26,7 @@ PUBLIC_MODULES = [
     "fastinfluence",
     "fastinfluence.models",
     "fastinfluence.influence",
+    "fastinfluence.diagnostics",
     "fastinfluence.targets",
     "fastinfluence.sklearn",
     "fastinfluence.dask",

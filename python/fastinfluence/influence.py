@@ -63,6 +63,8 @@ columns:
 ``pert_loss``                          DataFrame, MultiIndex ``(train_row, test_row)``, feature columns
 ``top_k``                              tidy DataFrame ``test_row, rank, train_row, score, kind``
                                        (:meth:`TopK.to_frame`)
+``diagnostics``                        :class:`~fastinfluence.diagnostics.Diagnostics`: Series indexed by
+                                       ``train_row``, ``dfbeta(s)`` DataFrames, ``summary_frame()``
 =====================================  =============================================================
 
 ``indices=`` always selects training rows by *position* (0 .. n-1), never by
@@ -80,6 +82,7 @@ import numpy as np
 
 from . import _dataframes as D
 from . import _validation as V
+from . import diagnostics as DG
 from . import multinomial as MN
 from . import rowwise
 from . import targets as T
@@ -561,6 +564,114 @@ class Influence:
         ctx = self._context(A=self._quadratic_factor())
         return self._as_vector(
             self._engine.map_rows(self._rows(indices), rowwise.leverage, ctx, ()), indices, "leverage"
+        )
+
+    def diagnostics(self, indices=None, *, scale=None):
+        """Regression diagnostics of the training rows ``indices`` (all if None): leverage, Cook's
+        distance, DFFITS, DFBETA(S), studentised and leave-one-out (PRESS) residuals and predictions,
+        and statsmodels' ``summary_frame()`` (:mod:`fastinfluence.diagnostics` defines each).
+
+        At ``l2 = 0`` they equal statsmodels' ``OLSInfluence`` (squared loss) and ``GLMInfluence``
+        (logistic, Poisson; canonical links, its one-step definitions); with ``l2 > 0`` each keeps
+        its formula with the penalised fit's hat matrix and effective degrees of freedom
+        ``p_eff = tr(hat)``. One pass over the rows for the per-row statistics (plus one for an
+        estimated scale), one more for ``dfbeta``/``dfbetas`` when asked for; no n x n matrix.
+
+        Parameters
+        ----------
+        indices : array of row positions, or None for all rows
+            The rows to report; the scale and p_eff are always those of the whole fit.
+        scale : None, "pearson" or float > 0
+            The dispersion phi: None (default) estimates it for the squared loss (RSS / (n - p_eff))
+            and fixes it at 1 for the others (as statsmodels' binomial and Poisson families do);
+            ``"pearson"`` estimates it for any loss (Pearson chi^2 / (n - p_eff), statsmodels'
+            ``scale="X2"``); a number fixes it. The externally studentised residuals and DFFITS
+            exist for the squared loss with an estimated scale.
+
+        Returns
+        -------
+        Diagnostics
+            Its attributes are (k,) arrays (Series labelled by the training rows for a frame; lazy
+            dask arrays on Dask), ``dfbeta``/``dfbetas`` (k, p).
+
+        Raises
+        ------
+        ValueError
+            For the multinomial model (its leverage is a K x K block per row: see
+            :meth:`leverage_blocks`), with ``damping > 0`` (the statistics are those of the fitted
+            objective; fit with ``l2 > 0`` instead), or a bad ``scale``.
+        """
+        name = self.model.loss.name
+        if self._n_classes > 1:
+            raise ValueError(
+                f"diagnostics are defined for one linear predictor per row; {type(self.model).__name__} "
+                "has K per row, so its leverage, residuals and Cook's distance are K x K blocks and "
+                "K-vectors (see leverage_blocks), which the scalar statistics of statsmodels' "
+                "OLSInfluence/GLMInfluence do not generalise to uniquely"
+            )
+        if self.damping != 0:
+            raise ValueError(
+                f"diagnostics need damping=0 (got {self.damping!r}): the residuals are those of the "
+                "fitted objective, whose Hessian the damping changes; fit the model with l2 > 0 instead"
+            )
+        estimated, fixed = DG.check_scale(scale, name)
+        rows = self._rows(indices)
+        F = self._quadratic_factor()  # H^{-1} = F^T F
+        inverse_diagonal = np.einsum("ij,ij->j", F, F)
+        penalised = np.ones(self.n_params_, dtype=bool)
+        if self._engine.fit_intercept:
+            penalised[-1] = False
+        l2 = float(self.model.l2)
+        # tr(hat) = tr(H^{-1} (H - l2 P)) = p - l2 tr(H^{-1} P)
+        effective_df = float(self.n_params_ - l2 * inverse_diagonal[penalised].sum())
+        n = self.n_samples_
+        rss = 0.0
+        if estimated:
+            rss = self._engine.sum_rows(self._engine.rows(None), rowwise.pearson_chi2, self._context())
+        df_resid = n - effective_df
+        if estimated:
+            phi = rss / df_resid if df_resid > 0 else np.nan
+        else:
+            assert fixed is not None
+            phi = fixed
+        if not (np.isfinite(phi) and phi > 0):
+            raise ValueError(
+                f"the estimated scale is {phi!r} (Pearson chi^2 {rss!r} over n - p_eff = "
+                f"{n - effective_df:.6g}): the fit interpolates the data; pass scale= a number"
+            )
+        external = estimated and name == "squared"
+        theta = self._theta
+        P_theta = np.where(penalised, theta, 0.0)
+        u = self.solver_.solve(P_theta[:, None])[:, 0] if external and l2 > 0 else np.zeros_like(theta)
+        setup = DG.Setup(
+            loss=name,
+            n_samples=n,
+            effective_df=effective_df,
+            scale=float(phi),
+            external=external,
+            l2=l2,
+            rss=float(rss),
+            estimated=estimated,
+            theta_and_u=np.asfortranarray(np.column_stack([theta, u])),
+            penalised_inverse=(
+                np.asfortranarray(np.where(penalised[:, None], F.T @ F, 0.0)) if external and l2 > 0 else None
+            ),
+        )
+        ctx = self._removal_context("newton", rows, diagnostics=setup)
+        terms = self._engine.map_rows(rows, rowwise.diagnostics, ctx, (len(DG.COLUMNS),))
+        columns = self._engine.columns
+        if columns is None:
+            columns = [f"x{j}" for j in range(self.model.n_features_in_)]
+        names = list(columns) + (["intercept"] if self._engine.fit_intercept else [])
+        return DG.Diagnostics(
+            terms,
+            lambda: self._rows_times_inverse(rows, ctx),
+            setup,
+            lazy=self._engine.lazy,
+            rows=None if self._engine.train_rows is None else self._train_labels(indices),
+            columns=names,
+            se=np.sqrt(inverse_diagonal / n),
+            n_params=self.n_params_,
         )
 
     def leverage_blocks(self, indices=None):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import diagnostics as DG
 from . import multinomial as MN
 from .targets import Bound
 
@@ -58,6 +59,7 @@ class Context:
     leverage_floor: float = 1e-12  # rows with 1 - h_i below this get NaN Newton estimates
     target: Bound | None = None  # the bound target of a one-step (Newton) estimate
     w: np.ndarray | None = None  # the weights of theta (pert_loss)
+    diagnostics: Any = None  # fastinfluence.diagnostics.Setup (regression diagnostics)
     k: int = 0  # top-k
 
 
@@ -210,6 +212,32 @@ def _loss_change(kernels, target: Bound, X, fit_intercept, scale, U, n_jobs):
     return kernels.loo_loss_change(
         target.loss, X, fit_intercept, scale, U, target.y, target.eta, None, n_jobs
     )
+
+
+def pearson_chi2(kernels, block: RowBlock, ctx: Context) -> float:
+    """sum_i s_i loss'_i^2 / loss''_i over the block: Pearson's chi^2 (the RSS for the squared loss)."""
+    return float(np.sum(DG.pearson_terms(block.d1, block.d2, block.s)))
+
+
+def diagnostics(kernels, block: RowBlock, ctx: Context) -> np.ndarray:
+    """The regression diagnostics of :data:`fastinfluence.diagnostics.COLUMNS`, (k, columns):
+    q_i = xa_i^T H^{-1} xa_i and the Newton row scale r_i here, the formulas in
+    :func:`fastinfluence.diagnostics.row_statistics`. ``ctx.row_scale`` is ``"newton"``."""
+    setup = ctx.diagnostics
+    assert setup is not None
+    assert ctx.row_scale == "newton"
+    q = quadratic_forms(kernels, block, ctx)
+    r = row_scale(kernels, block, ctx)  # theta_(i) - theta = r_i H^{-1} xa_i
+    # [eta_i, b_i] = xa_i^T [theta, H^{-1} P theta]
+    ones = np.ones(len(block))
+    products = kernels.scaled_row_products(
+        block.X, ctx.fit_intercept, ones, setup.theta_and_u, None, ctx.n_jobs
+    )
+    b = q2 = None
+    if setup.external and setup.l2 > 0:
+        b = products[:, 1]
+        q2 = kernels.row_quadratic_forms(block.X, ctx.fit_intercept, setup.penalised_inverse, ctx.n_jobs)
+    return DG.row_statistics(setup, block.d1, block.d2, block.s, q, r, products[:, 0], b, q2)
 
 
 def top_k_candidates(kernels, block: RowBlock, ctx: Context) -> np.ndarray:

@@ -67,7 +67,12 @@ class AccuracyCertificate:
         The first-order and the Newton estimates of the same (see :meth:`Influence.loo_on`).
     metrics : dict
         ``{"influence": {...}, "newton": {...}}``, each with ``pearson``, ``spearman``,
-        ``max_abs_error``, ``max_relative_error`` and ``n_undefined`` (see the module docstring).
+        ``max_abs_error``, ``max_relative_error`` and ``n_undefined`` (see the module docstring),
+        over every checked row.
+    metrics_by_kind : dict
+        The same figures over the ``"top"`` rows and over the ``"random"`` ones
+        (``metrics_by_kind["random"]["newton"]["max_abs_error"]``): the random rows say what a
+        typical row's estimate is worth, the top rows what the largest claimed effects are.
     target : str
         The target's name; ``random_state`` the seed given; ``seconds_refits`` the time the k refits took.
     """
@@ -82,6 +87,7 @@ class AccuracyCertificate:
     random_state: object
     seconds_refits: float
     metrics: dict = field(default_factory=dict)
+    metrics_by_kind: dict = field(default_factory=dict)
 
     @property
     def unit(self) -> str:
@@ -108,6 +114,12 @@ class AccuracyCertificate:
             lines.append(
                 f"  {_METHOD_NAMES[method]:<12s}{m['pearson']:>11.4f}{m['spearman']:>12.4f}"
                 f"{m['max_abs_error']:>13.3g}{m['max_relative_error']:>10.2%}{undefined}"
+            )
+        for kind, by_kind in self.metrics_by_kind.items():
+            count = f"{int(np.sum(self.kind == kind))} {kind} {units if k != 1 else self.unit}"
+            first, newton = by_kind["influence"]["max_abs_error"], by_kind["newton"]["max_abs_error"]
+            lines.append(
+                f"  max |error| on the {count + ':':<16s} first order {first:.3g}, Newton {newton:.3g}"
             )
         return "\n".join(lines)
 
@@ -175,6 +187,24 @@ def _choose(first_order: np.ndarray, n_top: int, n_random: int, random_state):
     return rows, kinds
 
 
+#: The rows are ranked by their first-order estimates in blocks of at most this many bytes, so
+#: that a certificate of a large n x c problem never holds the (n, c) matrix.
+RANKING_BLOCK_BYTES = 64 * 2**20
+
+
+def _first_order_sizes(inf, target) -> np.ndarray:
+    """max_j |first-order estimate| of every training row, (n, 1), block by block."""
+    n = inf.n_samples_
+    c = inf._bind(target).n_columns
+    step = max(1, RANKING_BLOCK_BYTES // (8 * max(c, 1)))
+    sizes = np.empty((n, 1))
+    for start in range(0, n, step):
+        rows = np.arange(start, min(n, start + step))
+        block = np.abs(np.asarray(inf.loo_on(target, "influence", indices=rows), dtype=np.float64))
+        sizes[rows, 0] = block.max(axis=1) if c else 0.0
+    return sizes
+
+
 def certify(inf, target, *, n_top=10, n_random=20, groups=None, random_state=0) -> AccuracyCertificate:
     """See :meth:`fastinfluence.Influence.validate_on`."""
     from .influence import _exact_removals
@@ -193,8 +223,9 @@ def certify(inf, target, *, n_top=10, n_random=20, groups=None, random_state=0) 
     if n_top + n_random == 0:
         raise ValueError("n_top and n_random are both 0: give at least one row to refit")
     if groups is None:
-        first_order = np.asarray(inf.loo_on(target, "influence"), dtype=np.float64)
+        first_order = _first_order_sizes(inf, target)
         rows, kinds = _choose(first_order, n_top, n_random, random_state)
+        first_order = np.asarray(inf.loo_on(target, "influence", indices=rows), dtype=np.float64)
         newton = np.asarray(inf.loo_on(target, "newton", indices=rows), dtype=np.float64)
         labels, selection = None, {"indices": rows}
     else:
@@ -209,7 +240,9 @@ def certify(inf, target, *, n_top=10, n_random=20, groups=None, random_state=0) 
     refit = _exact_removals(inf.model, engine.X, engine.y, engine.weights, target, False, **selection)
     seconds = time.perf_counter() - start
     refit = np.asarray(refit, dtype=np.float64).reshape(rows.size, -1)
-    estimates = {"influence": first_order[rows], "newton": newton.reshape(rows.size, -1)}
+    if groups is not None:
+        first_order = first_order[rows]
+    estimates = {"influence": first_order.reshape(rows.size, -1), "newton": newton.reshape(rows.size, -1)}
     return AccuracyCertificate(
         rows=rows,
         kind=kinds,
@@ -221,4 +254,11 @@ def certify(inf, target, *, n_top=10, n_random=20, groups=None, random_state=0) 
         random_state=random_state,
         seconds_refits=seconds,
         metrics={method: compare(estimates[method], refit) for method in METHODS},
+        metrics_by_kind={
+            kind: {
+                method: compare(estimates[method][kinds == kind], refit[kinds == kind]) for method in METHODS
+            }
+            for kind in ("top", "random")
+            if np.any(kinds == kind)
+        },
     )

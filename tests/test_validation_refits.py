@@ -266,3 +266,22 @@ def test_dask_influence_refuses_clearly():
     inf = fid.Influence(model, da.from_array(X, chunks=100), da.from_array(y, chunks=100))
     with pytest.raises(ValueError, match="in memory"):
         inf.validate(X[:2], y[:2])
+
+
+def test_sample_weights_are_the_fits(diabetes_raw):
+    X, y, X_test, y_test = diabetes_raw
+    s = np.random.default_rng(0).uniform(0.5, 2.0, size=X.shape[0])
+    model = fi.LinearRegression(l2=1e-3).fit(X, y, sample_weight=s)
+    cert = fi.Influence(model, X, y, s).validate(X_test, y_test, n_top=2, n_random=3)
+    theta = _ridge_refit(X, y, s, 1e-3)
+    expected = []
+    for i in cert.rows:
+        weights = s.copy()
+        weights[i] = 0.0
+        refit = _ridge_refit(X, y, weights, 1e-3)
+        expected.append(
+            _test_loss(refit, X_test, y_test, "squared") - _test_loss(theta, X_test, y_test, "squared")
+        )
+    expected = np.array(expected)
+    np.testing.assert_allclose(cert.refit, expected, rtol=1e-6, atol=1e-8 * np.max(np.abs(expected)))
+    assert cert.metrics["newton"]["max_relative_error"] < 1e-6

@@ -90,7 +90,9 @@ myst_heading_anchors = 3
 # fmt: off
 fi_gallery_examples = {
     "quickstart.py": [],
-    "mislabel_detection.py": [],
+    "mislabel_detection.py": ["--rounds", "3", "--plot", "mislabel.png"],
+    "training_set_attack.py": ["--test-points", "10"],
+    "train_test_mismatch.py": ["--show", "1"],
     "loo_validation.py": [],
     "response_function.py": ["--plot", "lines.png"],
     "group_effects.py": ["--plot", "groups.png"],

@@ -191,6 +191,7 @@ def test_demo_prints_every_section_and_writes_pngs(tmp_path):
         "== 3. Leave-one-out",
         "== 4. Self-influence",
         "== 5. Mislabel detection",
+        "== 6. Accuracy certificate",
     ):
         assert section in text
     assert "Negative = helpful" in text
@@ -208,6 +209,13 @@ def test_demo_prints_every_section_and_writes_pngs(tmp_path):
         change = float(line.split("if removed: test loss")[1].split()[0])
         assert change == pytest.approx(-score / 455, abs=1e-3)
     assert "if removed: own loss" in text
+    # The certificate: the Newton step is closer to the refits than the first-order estimate.
+    pearson = {
+        line.split()[0]: float(line.split()[-4])
+        for line in text.split("== 6. Accuracy certificate")[1].splitlines()
+        if line.strip().startswith(("first order ", "Newton step "))
+    }
+    assert pearson["Newton"] > max(0.99, pearson["first"])
     # The mislabel section says which ranking found more, and why and when self-influence pays.
     verdict = r"Here (the training loss|self-influence) finds more at 10% checked|Here both find"
     assert re.search(verdict, text)
@@ -1132,3 +1140,68 @@ def test_fit_and_hessian_failures_give_advice_that_fits_the_cause(
     if case == "max-iter":
         advice = "raise --max-iter (it is 1; Newton's method rarely needs more than 30 iterations)"
         assert line.endswith(f"influence needs the optimum: {advice}")
+
+
+# -- --validate: the accuracy certificate ------------------------------------------------------
+
+
+def test_validate_reports_the_certificate_of_the_api(data, capsys):
+    folder, train, test = data
+    report = folder / "r.json"
+    options = ("--top-k", "2", "--validate", "3", "--validate-seed", "5", "--report", str(report))
+    status, _, err = run_main(capsys, *score_args(folder, *options, quiet=False))
+    assert status == 0, err
+    assert "accuracy of the estimates against exact refits (--validate)" in err
+    assert "6 rows refitted exactly, 3 of largest |influence| and 3 at random" in err
+    inf, X_test, y_test = reference_influence(train, test, fi.LogisticRegression, l2=1e-3)
+    expected = inf.validate(X_test, y_test, n_top=3, n_random=3, random_state=5)
+    described = json.loads(report.read_text())["validation"]
+    assert described["target"] == "TestLoss"
+    assert described["train_rows"] == expected.rows.tolist()
+    assert described["kinds"] == ["top"] * 3 + ["random"] * 3
+    assert described["columns"] == len(test)
+    for method in ("influence", "newton"):
+        for name, value in expected.metrics[method].items():
+            assert described["estimates"][method][name] == pytest.approx(value, rel=1e-6, abs=1e-12)
+    assert set(described["estimates_by_kind"]) == {"top", "random"}
+
+
+def test_validate_uses_the_mean_test_loss_above_the_matrix_limit(data, capsys):
+    folder, _, _ = data
+    report = folder / "r.json"
+    options = ("--top-k", "1", "--validate", "2", "--max-matrix-mb", "1e-4", "--report", str(report))
+    status, _, err = run_main(capsys, *score_args(folder, *options))
+    assert status == 0, err
+    assert err == ""  # --quiet: the certificate goes to the report only
+    described = json.loads(report.read_text())["validation"]
+    assert described["target"] == "MeanTestLoss"
+    assert described["columns"] == 1
+
+
+def test_without_validate_the_report_has_none(data, capsys):
+    folder, _, _ = data
+    report = folder / "r.json"
+    status, _, err = run_main(capsys, *score_args(folder, "--top-k", "1", "--report", str(report)))
+    assert status == 0, err
+    assert json.loads(report.read_text())["validation"] is None
+
+
+def test_validate_must_be_positive(data, capsys):
+    folder, _, _ = data
+    status, _, err = run_main(capsys, *score_args(folder, "--validate", "0"))
+    assert status == 2
+    assert "--validate must be >= 1" in err
+
+
+def test_demo_certificate_is_the_librarys():
+    from fastinfluence.demo import CERTIFICATE_RANDOM, CERTIFICATE_TOP, compute_demo
+
+    result = compute_demo(seed=2, n_loo=5)
+    certificate = result.certificate
+    assert certificate.rows.size == CERTIFICATE_TOP + CERTIFICATE_RANDOM
+    expected = fi.exact_loo(
+        result.model, result.X_train, result.y_train, certificate.rows, result.X_test, result.y_test
+    )
+    np.testing.assert_allclose(certificate.refit, expected, rtol=1e-12, atol=1e-15)
+    assert certificate.metrics["newton"]["pearson"] > 0.99
+    assert certificate.metrics["newton"]["max_abs_error"] < certificate.metrics["influence"]["max_abs_error"]

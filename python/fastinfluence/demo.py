@@ -13,6 +13,9 @@ training statistics and split by position: the first 455 rows train, the last
 4. lists the training points with the largest self-influence (mislabel candidates);
 5. flips 10% of the training labels and measures how many of them are found by
    checking the points with the largest self-influence first;
+6. prints the accuracy certificate of :meth:`fastinfluence.Influence.validate`: exact
+   refits of the 10 training points of largest estimated effect and of 20 at random,
+   and how close each estimate came to them;
 
 and writes PNG plots of 2, 3 and 5 (needs matplotlib). Everything is seeded.
 
@@ -34,6 +37,7 @@ from ._optional import require
 
 if TYPE_CHECKING:
     from .models import LogisticRegression
+    from .validation_refits import AccuracyCertificate
 
 __all__ = ["DemoResult", "load_breast_cancer_split", "run_demo", "compute_demo", "print_demo", "write_plots"]
 
@@ -41,6 +45,8 @@ N_TRAIN = 455
 L2 = 1e-3
 FLIP_FRACTION = 0.10
 CHECK_FRACTIONS = (0.10, 0.20, 0.30)
+#: The certificate's refits: the rows of largest estimated effect, and a random sample.
+CERTIFICATE_TOP, CERTIFICATE_RANDOM = 10, 20
 PLOT_FILES = {
     "loo": "demo_loo.png",
     "top_influences": "demo_top_influences.png",
@@ -77,6 +83,7 @@ class DemoResult:
     noisy_self_influence: np.ndarray
     noisy_training_loss: np.ndarray
     detection: dict  # method -> list of fractions found at CHECK_FRACTIONS
+    certificate: AccuracyCertificate | None = None
     seconds_total: float = 0.0
     plot_paths: list = field(default_factory=list)
 
@@ -199,6 +206,11 @@ def compute_demo(seed=0, *, n_loo=100):
     }
     detection["random (expected)"] = list(CHECK_FRACTIONS)
 
+    # How far to trust the estimates here: exact refits of the largest effects and a random sample.
+    certificate = inf.validate(
+        X_test, y_test, n_top=CERTIFICATE_TOP, n_random=CERTIFICATE_RANDOM, random_state=seed
+    )
+
     return DemoResult(
         seed=seed,
         class_names=class_names,
@@ -225,6 +237,7 @@ def compute_demo(seed=0, *, n_loo=100):
         noisy_self_influence=noisy_self_influence,
         noisy_training_loss=noisy_training_loss,
         detection=detection,
+        certificate=certificate,
         seconds_total=time.perf_counter() - start,
     )
 
@@ -333,8 +346,44 @@ def print_demo(result: DemoResult, stream=None, *, n_misclassified=3, top=3, n_s
         say(f"  {names_detection.get(name, name):<22s}" + "".join(f"{f:>10.0%}" for f in fractions))
     for line in _detection_comment(r.detection):
         say(line)
+    if r.certificate is not None:
+        say()
+        for line in _certificate_section(r.certificate):
+            say(line)
     say()
     say(f"Computed in {r.seconds_total:.2f} s.")
+
+
+def _certificate_section(certificate) -> list[str]:
+    """Section 6: the certificate's table, and what its figures mean for this data."""
+    first, newton = certificate.metrics["influence"], certificate.metrics["newton"]
+    lines = [
+        "== 6. Accuracy certificate: how far to trust these numbers ==",
+        "inf.validate(X_test, y_test) refits the model exactly without each of the training points whose",
+        (
+            f"removal is estimated to move some test loss most ({CERTIFICATE_TOP}) and without "
+            f"{CERTIFICATE_RANDOM} more drawn at random"
+        ),
+        "(seeded), then compares both estimates of the change of every test loss with the refits:",
+        *repr(certificate).splitlines()[1:],
+        "relative = max |error| over the largest refitted change. Over all checked pairs the Newton",
+        (
+            f"step's largest error is {newton['max_relative_error']:.0%} of that change, the first-order "
+            f"estimate's {first['max_relative_error']:.0%}."
+        ),
+    ]
+    typical = certificate.metrics_by_kind.get("random")
+    if typical is not None:
+        largest = float(np.max(np.abs(certificate.refit)))
+        errors = typical["newton"]["max_abs_error"], typical["influence"]["max_abs_error"]
+        lines += [
+            (
+                f"On the random rows (a typical point) the largest errors are {errors[0]:.2g} (Newton) and "
+                f"{errors[1]:.2g}"
+            ),
+            f"(first order), against test-loss changes of up to {largest:.2g} on the rows checked.",
+        ]
+    return lines
 
 
 def _per_removal(n: int):

@@ -784,6 +784,36 @@ class Influence:
         False, and its ``message`` says so, when no set below ``max_size`` is found."""
         return flip_set(self, target, threshold, max_size, candidates)
 
+    def validate_on(self, target, *, n_top=10, n_random=20, groups=None, random_state=0):
+        """How far to trust the estimates on this data: exact refits of a few rows, compared.
+
+        Refits the model exactly (:func:`exact_loo_on`, or :func:`exact_group_loo_on` with
+        ``groups``: warm-started at theta, n fixed) without each of the ``n_top`` training rows
+        (or groups) of largest first-order estimate ``max_j |f_j(theta_{-i}) - f_j(theta)|``
+        and of ``n_random`` more drawn at random from the rest (seeded by ``random_state``: an
+        int, a ``numpy.random.Generator`` or None), and compares the first-order and the Newton
+        estimates of :meth:`loo_on` (or :meth:`Groups.loo_on <fastinfluence.groups.Groups.loo_on>`)
+        with the refitted changes over every (row, column) pair: Pearson and Spearman
+        correlation, largest absolute error and that error relative to the largest refit change.
+        Costs ``n_top + n_random`` fits. Returns a
+        :class:`fastinfluence.validation_refits.AccuracyCertificate` (its repr is the report,
+        ``to_frame()`` the values). Needs the training rows in memory (not the Dask engine).
+        """
+        from .validation_refits import certify
+
+        return certify(self, target, n_top=n_top, n_random=n_random, groups=groups, random_state=random_state)
+
+    def validate(self, X_test, y_test, *, n_top=10, n_random=20, groups=None, random_state=0):
+        """:meth:`validate_on` for the test loss, ``TestLoss(X_test, y_test)``: the estimates of
+        :meth:`loo` (or ``groups(...).loo``) checked against exact refits."""
+        return self.validate_on(
+            T.TestLoss(X_test, y_test),
+            n_top=n_top,
+            n_random=n_random,
+            groups=groups,
+            random_state=random_state,
+        )
+
     def hessian_spectrum(self):
         """Extreme eigenvalues of H + damping I, its condition number and a suggested damping.
 

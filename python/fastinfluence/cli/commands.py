@@ -127,6 +127,8 @@ def _check_options(args):
         raise InputError(f"--max-matrix-mb must be > 0, got {args.max_matrix_mb}")
     if args.max_categories < 1:
         raise InputError(f"--max-categories must be >= 1, got {args.max_categories}")
+    if args.validate is not None and args.validate < 1:
+        raise InputError(f"--validate must be >= 1 (rows of each kind to refit), got {args.validate}")
 
 
 def _check_fittable(y, args):
@@ -388,6 +390,33 @@ def _score_tables(args, inf, data):
     return describe_rows(tables, train_rows, test_rows)
 
 
+def _validate(args, inf, data):
+    """The accuracy certificate of --validate (None without it): 2N exact refits, on the test loss of
+    every test row when that matrix fits --max-matrix-mb, else on the mean test loss."""
+    import fastinfluence as fi
+
+    if args.validate is None:
+        return None
+    n, m = inf.n_samples_, data.X_test.shape[0]
+    target: fi.targets.Target
+    if n * m * 8 <= args.max_matrix_mb * 2**20:
+        target = fi.targets.TestLoss(data.X_test, data.y_test)
+    else:
+        target = fi.targets.MeanTestLoss(data.X_test, data.y_test)
+    count = min(n, 2 * args.validate)
+    with (
+        _step(f"validate ({count} exact refits)", args.quiet),
+        library_errors(_places(args), fallback=f"--test file {args.test}"),
+    ):
+        certificate = inf.validate_on(
+            target, n_top=args.validate, n_random=args.validate, random_state=args.validate_seed
+        )
+    if not args.quiet:
+        _note("accuracy of the estimates against exact refits (--validate):")
+        print(repr(certificate), file=sys.stderr)
+    return certificate
+
+
 # -- score: the command ------------------------------------------------------------------------
 
 
@@ -423,9 +452,10 @@ def run_score(args) -> int:
     if not args.quiet:
         _describe_run(args, data, model)
     inf = _fit_influence(args, model, data)
+    certificate = _validate(args, inf, data)
     tables = _score_tables(args, inf, data)
     if args.report is not None:
-        tables.append(report(args, data, inf.model, outputs))
+        tables.append(report(args, data, inf.model, outputs, certificate))
     with _step("writing", args.quiet):
         try:
             write_tables([(frame, *out) for frame, out in zip(tables, outputs)])

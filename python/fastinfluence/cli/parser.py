@@ -65,7 +65,9 @@ rows train, last 114 test; no network needed) and print:
   2. for misclassified test points, their most helpful and most harmful training points;
   3. how well the leave-one-out estimates match exact refits (Pearson correlation);
   4. the training points with the largest self-influence (mislabel candidates);
-  5. a mislabel-detection experiment: 10% of the labels flipped, found by self-influence.
+  5. a mislabel-detection experiment: 10% of the labels flipped, found by self-influence;
+  6. an accuracy certificate: exact refits of the 10 rows of largest estimated effect and of
+     20 at random, against both estimates (see --validate of the score command).
 PNG plots go into --out-dir (needs matplotlib: pip install matplotlib, or the plot extra:
 pip install ".[plot]" in a fastinfluence source checkout)."""
 
@@ -130,6 +132,14 @@ labels: logistic and smooth-hinge take two classes (0/1, -1/+1, true/false or tw
 logistic with more than two classes (names or whole numbers) and multinomial fit a softmax over
 them; poisson takes counts >= 0 (not all 0 with an intercept); linear takes any number.
 --train needs at least 2 rows. The objective is (1/n) sum_i loss_i + (l2/2) ||w||^2.
+
+accuracy (--validate N): refit the model exactly without each of the N training rows of largest
+estimated effect on a test loss and without N more drawn at random (seeded by --validate-seed),
+and compare the first-order and Newton estimates of the change of the test losses with the refits:
+Pearson and Spearman correlation, largest error and that error relative to the largest change.
+It costs 2N fits; stderr shows the result, and --report records it (with the rows checked). The
+test loss of every test row is the target when the n_train x n_test matrix fits --max-matrix-mb,
+else the mean test loss.
 
 partial outputs: each output FILE is written to FILE.fastinfluence-partial-HOST-PID beside it and
 renamed to FILE once every output is complete. A run that fails, is interrupted (Ctrl-C) or is
@@ -288,6 +298,20 @@ def _add_score_options(score):
             "also write a JSON description of the run: the columns and how each was encoded "
             "(levels, mean and scale), the model, its fit, and the coefficient of each model column"
         ),
+    )
+    what.add_argument(
+        "--validate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="check the estimates against exact refits of 2N training rows (see 'accuracy' above)",
+    )
+    what.add_argument(
+        "--validate-seed",
+        type=int,
+        default=0,
+        metavar="SEED",
+        help="seed of the random rows --validate refits (default: 0)",
     )
     score.add_argument("--n-jobs", type=int, default=None, metavar="N", help="threads (default: every core)")
 

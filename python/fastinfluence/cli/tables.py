@@ -123,8 +123,9 @@ def _plain_list(values):
     return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(values).tolist()]
 
 
-def report(args, data, model, outputs):
-    """The --report: what was read, how the columns were encoded, the model and its fit."""
+def report(args, data, model, outputs, certificate=None):
+    """The --report: what was read, how the columns were encoded, the model and its fit, and the
+    accuracy certificate of --validate (``"validation"``, None without it)."""
     from .. import __version__
 
     names = data.encoding.names
@@ -156,4 +157,31 @@ def report(args, data, model, outputs):
         # in units of the model columns: (x - center) / scale for standardised numeric columns
         "coefficients": coefficients,
         "outputs": [path for path, _, fmt in outputs if fmt != "json"],
+        "validation": None if certificate is None else validation_report(certificate),
+    }
+
+
+def validation_report(certificate):
+    """The certificate as JSON: the target, the training rows refitted (row numbers) and their
+    kind, and the figures of each estimate over all of them and over each kind."""
+
+    def plain(figures):
+        return {
+            name: value if isinstance(value, int) else (float(value) if np.isfinite(value) else None)
+            for name, value in figures.items()
+        }
+
+    return {
+        "target": certificate.target,
+        "seed": certificate.random_state,
+        "train_rows": [int(i) for i in certificate.rows],
+        "kinds": [str(kind) for kind in certificate.kind],
+        "columns": int(certificate.refit.shape[1]),
+        "largest_refit_change": float(np.max(np.abs(certificate.refit))),
+        "seconds_refits": certificate.seconds_refits,
+        "estimates": {method: plain(figures) for method, figures in certificate.metrics.items()},
+        "estimates_by_kind": {
+            kind: {method: plain(figures) for method, figures in by_kind.items()}
+            for kind, by_kind in certificate.metrics_by_kind.items()
+        },
     }

@@ -1,6 +1,6 @@
 """The peers: other libraries' influence computations, measured in the same run where installed.
 
-pyDVL (``pip install torch pydvl``; torch-based): ``DirectInfluence`` (the Hessian by
+pyDVL (``pip install "pydvl[influence]"``: torch, dask and distributed): ``DirectInfluence`` (the Hessian by
 ``torch.func.hessian`` over the data loader, then a direct solve) and ``CgInfluence`` (conjugate
 gradient over Hessian-vector products), each on a torch model that carries fastinfluence's
 fitted theta, so both sides differentiate the same objective at the same point. Neither is
@@ -46,7 +46,10 @@ SELF_BLOCK = 1_000
 
 #: The modules each peer needs, and the pip command that installs them.
 PEER_MODULES = {"pydvl_direct": ("torch", "pydvl"), "pydvl_cg": ("torch", "pydvl")}
-INSTALL_HINT = 'pip install torch pydvl   (into the environment that runs the benchmark, after ".[bench]")'
+INSTALL_HINT = (
+    'pip install "pydvl[influence]" (torch, dask, distributed) where the benchmark runs; pyDVL 0.10 '
+    "needs numpy<2, so a separate environment (benchmarks/README.md)"
+)
 
 #: Workloads the peers run on, and the workload each runs as: W3 is reduced (pyDVL's route to the
 #: top k holds the whole (m, n) matrix of I_up,loss; at W3's full size that is 7.5 GiB, beside

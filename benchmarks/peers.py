@@ -12,7 +12,9 @@ source, ``pydvl/influence/torch``):
 
 - **Loss.** pyDVL's Hessian is the sample-size-weighted mean of each batch's Hessian of
   ``loss(model(x), y)``, so a mean-reduced loss gives ``(1/n) sum_i loss''_i xa_i xa_i^T``, ours;
-  its per-sample gradients are of that loss on one sample, ``loss'_i xa_i``, ours.
+  its per-sample gradients are of that loss on one sample, ``loss'_i xa_i``, ours. The data
+  loader gives all n rows as one batch: ``CgInfluence``'s operator averages the batches' means
+  unweighted (``ChunkAveraging``), which is the mean over rows only for equal batches.
 - **Penalty.** pyDVL adds its ``regularization`` lambda to the whole diagonal, intercept
   included; fastinfluence's ``l2`` leaves the intercept unpenalised. The torch model therefore
   holds the intercept as ``b = s * beta`` (s = :data:`INTERCEPT_SCALE`): with lambda = l2 the
@@ -116,7 +118,9 @@ def _torch_problem(ctx):
 
     X, y = torch.from_numpy(ctx["X"]), torch.from_numpy(ctx["y"])
     X_test, y_test = torch.from_numpy(ctx["X_test"]), torch.from_numpy(ctx["y_test"])
-    loader = DataLoader(TensorDataset(X, y), batch_size=min(X.shape[0], 65_536))
+    # one batch: CgInfluence's HessianOperator averages batch means unweighted (pyDVL 0.10's default
+    # ChunkAveraging), so unequal batches (65,536 + 34,464 rows at W2) would change its H by 1e-2
+    loader = DataLoader(TensorDataset(X, y), batch_size=X.shape[0])
     return LinearLogit(ctx["theta"]), loss, loader, (X, y, X_test, y_test)
 
 

@@ -6,9 +6,16 @@
     python benchmarks/run.py --workloads W1,W2 --json results.json
     python benchmarks/run.py --threads 1,2,4,8,16     # thread scaling of W2 and W3
     python benchmarks/run.py --workloads W2,W4 --rounds 3   # methods alternate: fairer on a noisy machine
+    python benchmarks/run.py --workloads W0 --rounds 3      # the fits (W0L, W0P, W0S) against scikit-learn
 
-Workloads (seeded; logistic regression with l2 = 1e-3 throughout):
+Peers (benchmarks/peers.py): where torch and pyDVL are installed, pyDVL's DirectInfluence and
+CgInfluence run on W1, W2 and W3R (W3 reduced) beside fastinfluence; the table gives their ratio.
 
+Workloads (seeded; logistic regression with l2 = 1e-3 throughout, but for W0's other models):
+
+W0  the fit itself (W0L logistic, W0P Poisson, W0S least squares; dense n = 100,000, d = 100):
+    fastinfluence's model against scikit-learn's solvers on the same objective (benchmarks/fits.py),
+    each side's gradient norm of that objective at its solution.
 W1  scikit-learn breast cancer (standardised), 455 train x 114 test: the full I_up,loss matrix.
 W2  dense synthetic, n = 100,000, d = 100, m = 100 test points: the full I_up,loss matrix.
 W3  dense synthetic, n = 1,000,000, d = 100, m = 1,000: top-k (k = 10) helpful/harmful
@@ -38,7 +45,9 @@ import sys
 import tempfile
 import time
 
+import fits
 import numpy as np
+import peers
 from machine import check, measure_machine, physical_limit, relative_difference
 from worker import MIN_LOAD_WINDOW, blas_threads_info, run_worker, wait_for_quiet, worker
 from workloads import METHOD_LABELS, describe, workloads
@@ -110,7 +119,7 @@ def print_table(rows: list[dict]) -> None:
         speedup = "base" if row["baseline"] else f"{row['speedup']:.2f}x"
         memory = "base" if row["baseline"] else f"{row['memory_ratio']:.3f}"
         bound = f"{row['bound_s']:.3f}" if row.get("bound_s") is not None else ""
-        check_text = "" if row["baseline"] else ("OK  " if row["check_ok"] else "FAIL ") + row["check"]
+        check_text = ("OK  " if row["check_ok"] else "FAIL ") + row["check"] if "check" in row else ""
         load = row["foreign_load_cores"]
         print(
             f"{row['workload']:<8} {METHOD_LABELS[row['method']]:<27} {row['median_s']:>9.3f} "
@@ -150,12 +159,12 @@ TARGETS = [
 ]
 
 
-def evaluate_targets(rows: list[dict]) -> list[dict]:
+def evaluate_targets(rows: list[dict], quick: bool) -> list[dict]:
     found = {(row["workload"], row["method"]): row for row in rows}
     results = []
-    for workload, method, what, attribute, comparison, value in TARGETS:
+    for workload, method, what, attribute, comparison, value in TARGETS + fits.targets(workloads(quick)):
         row = found.get((workload, method))
-        if row is None:
+        if row is None or attribute not in row:
             continue
         measured = row[attribute]
         met = measured >= value if comparison == ">=" else measured <= value
@@ -206,11 +215,12 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
     rows = []
     for name in names:
         w = all_workloads[name]
+        methods = w.methods + peers.workload_peers(name, args.peers)
         print(f"\n{name}: {describe(w)}", flush=True)
-        outputs, rounds = {}, {method: [] for method in w.methods}
+        outputs, rounds = {}, {method: [] for method in methods}
         # methods alternate round by round, so that a slow spell of the machine hits all of them
         for _ in range(args.rounds):
-            for method in w.methods:
+            for method in methods:
                 output = os.path.join(scratch, f"{name}_{method}.npz")
                 spec = dict(
                     workload=name,
@@ -222,7 +232,7 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
                 )
                 rounds[method].append(run_measured(args, spec, None))
                 outputs[method] = np.load(output)
-        for method in w.methods:
+        for method in methods:
             result = merge_rounds(rounds[method])
             phases = ", ".join(f"{k} {v:.3f}" for k, v in result["phases"].items())
             print(
@@ -249,7 +259,10 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
         iterations = None
         if w.quantity == "cg":
             iterations = int(outputs["fastinfluence_cg"]["iterations"].max())
-        limit = physical_limit(w, base["data_mib"], iterations, machine)
+        if w.quantity == "fit":  # the iterations differ by solver: no single bound
+            limit = {"bytes_gb": float("nan"), "gflop": float("nan"), "bound_s": None}
+        else:
+            limit = physical_limit(w, base["data_mib"], iterations, machine)
         for row in rows:
             if row["workload"] != name:
                 continue
@@ -258,17 +271,34 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
             outside = max(row["peak_extra_mib"] - row["result_mib"], 0.0)
             row["memory_outside_ratio"] = outside / max(base["peak_extra_mib"] - base["result_mib"], 1e-9)
             row.update(limit)
-            if not row["baseline"]:
+            if row["method"] in peers.PEER_MODULES:
+                row["check_ok"], row["check"] = peers.check(
+                    w, row["method"], outputs[row["method"]], outputs[w.methods[0]]
+                )
+            elif not row["baseline"] and w.quantity != "fit":
                 row["check_ok"], row["check"] = check(
                     w, row["method"], outputs[row["method"]], outputs[w.methods[0]]
                 )
-        print(
-            f"  physical limit: {limit['bytes_gb']:.3f} GB to move, {limit['gflop']:.1f} GFLOP "
-            f"-> at least {limit['bound_s']:.3f} s"
-        )
+        workload_rows = [row for row in rows if row["workload"] == name]
+        if w.quantity == "fit":  # every side against fastinfluence's solution, and the targets' ratios
+            fits.annotate(workload_rows, outputs)
+        ours = next(row for row in workload_rows if row["method"] == "fastinfluence")
+        for row in workload_rows:
+            if row["method"] in peers.PEER_MODULES:
+                row["vs_fastinfluence"] = row["median_s"] / ours["median_s"]
+                print(
+                    f"  peer {METHOD_LABELS[row['method']]}: median {row['median_s']:.3f} s, "
+                    f"{row['vs_fastinfluence']:.1f}x fastinfluence's {ours['median_s']:.3f} s; "
+                    f"{'agrees' if row['check_ok'] else 'DISAGREES'} ({row['check']})"
+                )
+        if limit["bound_s"] is not None:
+            print(
+                f"  physical limit: {limit['bytes_gb']:.3f} GB to move, {limit['gflop']:.1f} GFLOP "
+                f"-> at least {limit['bound_s']:.3f} s"
+            )
     print()
     print_table(rows)
-    targets = evaluate_targets(rows)
+    targets = evaluate_targets(rows, args.quick)
     if targets:
         print(
             "\ntargets:"
@@ -283,7 +313,7 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
                 f"  {t['workload']} {METHOD_LABELS[t['method']]:<22} {t['target']:<52} measured "
                 f"{t['measured']:8.3f}  {'MET' if t['met'] else 'MISSED'}"
             )
-    failed = [row for row in rows if not row["baseline"] and not row["check_ok"]]
+    failed = [row for row in rows if not row.get("check_ok", True)]
     return {"rows": rows, "targets": targets, "checks_failed": len(failed)}
 
 
@@ -357,7 +387,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="comma-separated subset of W1-W5")
+    parser.add_argument(
+        "--workloads", default="W0,W1,W2,W3,W4,W5", help="comma-separated subset of W0-W5 (W0: W0L,W0P,W0S)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, under a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per method (0: per workload)")
     parser.add_argument(
@@ -397,9 +429,13 @@ def main(argv=None) -> int:
         return 0
 
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
+    names = [part for name in names for part in (("W0L", "W0P", "W0S") if name == "W0" else (name,))]
     unknown = sorted(set(names) - set(workloads(args.quick)))
     if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from W1, W2, W3, W4, W5")
+        parser.error(f"unknown workloads {unknown}; choose from W0 (W0L, W0P, W0S), W1-W5, W3R")
+    args.peers = peers.available_peers()
+    if args.peers and "W3" in names and "W3R" not in names:  # the peers run W3 reduced
+        names.insert(names.index("W3") + 1, "W3R")
     started = time.perf_counter()
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(command, flush=True)
@@ -408,6 +444,7 @@ def main(argv=None) -> int:
         wait_for_quiet(args.max_wait)
     machine = measure_machine(args.quick)
     print_environment(env, machine)
+    print(peers.peer_note(args.peers))
     report = {"command": command, "environment": env, "machine": machine, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="fastinfluence-bench-") as scratch:
         if args.threads:

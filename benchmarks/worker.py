@@ -11,7 +11,9 @@ import sys
 import time
 
 import numpy as np
+from fits import FIT_METHODS, gradient_diagnostics, model_class
 from methods import METHODS, PhaseTimer, scipy_cg, scipy_cg_scores
+from peers import PEER_METHODS
 from workloads import L2, MiB, data_bytes, make_data, workloads
 
 # --------------------------------------------------------------------------------------------
@@ -100,14 +102,11 @@ def blas_threads_info() -> list[dict]:
 
 
 def worker(spec: dict) -> dict:
-    import fastinfluence as fi
-
     w = workloads(spec["quick"])[spec["workload"]]
     n_jobs = spec["n_jobs"]
     X, y, X_test, y_test = make_data(w)
     start = time.perf_counter()
-    model_class = fi.MultinomialLogisticRegression if w.classes else fi.LogisticRegression
-    model = model_class(l2=L2, n_jobs=n_jobs).fit(X, y)
+    model = model_class(w)(l2=L2, n_jobs=n_jobs).fit(X, y)
     fit_seconds = time.perf_counter() - start
     ctx = dict(
         X=X,
@@ -120,8 +119,12 @@ def worker(spec: dict) -> dict:
         k=w.k,
         tol=w.tol,
         classes=w.classes,
+        data=w.data,
+        model_class=model_class(w),
     )
-    method = METHODS[(w.quantity, spec["method"])]
+    method = {**METHODS, **FIT_METHODS, **PEER_METHODS}[(w.quantity, spec["method"])]
+    if hasattr(method, "prepare"):  # imports and first-call costs of a library, untimed (W0, the peers)
+        method.prepare(ctx)
     repeats = spec["repeats"] or w.repeats
     times, extras, phases = [], [], []
     result = None
@@ -145,6 +148,8 @@ def worker(spec: dict) -> dict:
     result_mib = sum(np.asarray(value).nbytes for value in result.values()) / MiB
     if method is scipy_cg:  # the scores for checking Influence.loss end to end, untimed
         result["matrix"] = scipy_cg_scores(ctx, result["solution"])
+    if w.quantity == "fit":  # each side's ||grad R|| by fastinfluence's kernel, untimed
+        result.update(gradient_diagnostics(ctx, result))
     np.savez(spec["output"], **result)
     return {
         "workload": w.name,

@@ -20,8 +20,8 @@ MiB = 2.0**20
 class Workload:
     name: str
     description: str
-    data: str  # "cancer", "dense", "sparse" or "multinomial"
-    quantity: str  # "matrix", "top_k_self", "cg" or "matrix_top_k"
+    data: str  # "cancer", "dense", "sparse", "multinomial"; W0 also "poisson", "linear"
+    quantity: str  # "matrix", "top_k_self", "cg", "matrix_top_k"; "fit" (W0)
     n: int = 0
     d: int = 0
     m: int = 0
@@ -43,6 +43,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
             "W3": dict(n=100_000, d=100, m=200, repeats=1),
             "W4": dict(n=20_000, d=5_000, nnz_per_row=50, m=10, repeats=1),
             "W5": dict(n=10_000, d=50, classes=5, m=20, repeats=1),
+            "W3R": dict(n=20_000, d=100, m=200, repeats=1),
         }
     else:
         sizes = {
@@ -50,8 +51,10 @@ def workloads(quick: bool) -> dict[str, Workload]:
             "W3": dict(n=1_000_000, d=100, m=1_000, repeats=2),
             "W4": dict(n=200_000, d=50_000, nnz_per_row=50, m=10, repeats=3),
             "W5": dict(n=100_000, d=100, classes=10, m=100, repeats=3),
+            "W3R": dict(n=100_000, d=100, m=1_000, repeats=1),
         }
     return {
+        **fit_workloads(quick),
         "W1": Workload(
             "W1",
             "breast cancer 455x30, m=114: full I_up,loss matrix",
@@ -77,6 +80,14 @@ def workloads(quick: bool) -> dict[str, Workload]:
             methods=matrix_methods,
             **sizes["W3"],
         ),
+        "W3R": Workload(  # W3 at the size the peers run it (benchmarks/peers.py)
+            "W3R",
+            "dense n={n:,} d={d} m={m}: top-{k} + self-influence (W3 reduced for the peers)",
+            "dense",
+            "top_k_self",
+            methods=matrix_methods,
+            **sizes["W3R"],
+        ),
         "W4": Workload(
             "W4",
             "CSR n={n:,} d={d:,} nnz/row={nnz_per_row} m={m}: CG to rtol {tol:g}",
@@ -96,6 +107,25 @@ def workloads(quick: bool) -> dict[str, Workload]:
     }
 
 
+def fit_workloads(quick: bool) -> dict[str, Workload]:
+    """W0: the fit itself (benchmarks/fits.py), against scikit-learn's solvers for each model."""
+    size = dict(n=20_000, d=100, repeats=3) if quick else dict(n=100_000, d=100, repeats=5)
+    glm = ("sklearn_newton_cholesky", "sklearn_newton_cholesky_default", "sklearn_lbfgs", "fastinfluence")
+    what = "dense n={n:,} d={d}: the fit"
+    return {
+        "W0L": Workload("W0L", f"logistic, {what}", "dense", "fit", methods=glm, **size),
+        "W0P": Workload("W0P", f"Poisson, {what}", "poisson", "fit", methods=glm, **size),
+        "W0S": Workload(
+            "W0S",
+            f"least squares, {what}",
+            "linear",
+            "fit",
+            methods=("sklearn_ridge", "fastinfluence"),
+            **size,
+        ),
+    }
+
+
 def describe(w: Workload) -> str:
     return w.description.format(**dataclasses.asdict(w))
 
@@ -105,6 +135,14 @@ METHOD_LABELS = {
     "fastinfluence": "fastinfluence",
     "scipy_cg": "SciPy cg + LinearOperator",
     "fastinfluence_cg": "fi.kernels.cg_solve",
+    # W0 (benchmarks/fits.py)
+    "sklearn_newton_cholesky": "sklearn newton-chol 1e-10",
+    "sklearn_newton_cholesky_default": "sklearn newton-chol 1e-4",
+    "sklearn_lbfgs": "sklearn lbfgs 1e-10",
+    "sklearn_ridge": "sklearn Ridge cholesky",
+    # the peers (benchmarks/peers.py), where installed
+    "pydvl_direct": "pyDVL DirectInfluence",
+    "pydvl_cg": "pyDVL CgInfluence",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -174,6 +212,16 @@ def make_data(w: Workload):
         W_true = rng.standard_normal((w.classes, w.d)) * (1.0 / np.sqrt(w.d))
         X, X_test = _dense_design(rng, w.n, w.d), _dense_design(rng, w.m, w.d)
         return X, _multinomial_labels(rng, X, W_true), X_test, _multinomial_labels(rng, X_test, W_true)
+    if w.data in ("poisson", "linear"):  # W0: counts from exp(eta), or eta plus N(0, 1) noise
+        w_true = rng.standard_normal(w.d) * (0.5 / np.sqrt(w.d))
+        X = _dense_design(rng, w.n, w.d)
+        eta = X @ w_true + 0.3
+        y = (
+            rng.poisson(np.exp(eta)).astype(np.float64)
+            if w.data == "poisson"
+            else eta + rng.standard_normal(w.n)
+        )
+        return X, y, X[:0], y[:0]
     if w.data == "dense":
         w_true = rng.standard_normal(w.d) * (2.0 / np.sqrt(w.d))
         X, X_test = _dense_design(rng, w.n, w.d), _dense_design(rng, w.m, w.d)

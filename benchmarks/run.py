@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 
+import diagnostics
 import fits
 import numpy as np
 import peers
@@ -140,14 +141,18 @@ LOAD_WARNING = 0.1
 
 TARGETS = [
     # (workload, method, what, attribute, comparison, value)
-    ("W2", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 2.0),
+    ("W2", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 3.0),
+    ("W2", "fastinfluence", "median / physical bound", "bound_ratio", "<=", 1.5),
     ("W2", "fastinfluence", "peak extra memory / NumPy's", "memory_ratio", "<=", 0.1),
-    ("W3", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 2.0),
+    ("W3", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 6.0),
+    ("W3", "fastinfluence", "median / double-precision GEMM bound", "bound_ratio", "<=", 1.3),
     ("W3", "fastinfluence", "peak extra memory / NumPy's", "memory_ratio", "<=", 0.1),
-    ("W3", "fastinfluence", "peak extra memory (MiB)", "peak_extra_mib", "<=", 2048.0),
+    ("W3", "fastinfluence", "peak extra memory (MiB)", "peak_extra_mib", "<=", 100.0),
     ("W4", "fastinfluence_cg", "speedup vs SciPy cg (solve only)", "speedup", ">=", 3.0),
     ("W4", "fastinfluence", "speedup vs SciPy cg (Influence end to end)", "speedup", ">=", 3.0),
     ("W5", "fastinfluence", "speedup vs NumPy closed form", "speedup", ">=", 3.0),
+    ("W6L", "fastinfluence", "speedup vs statsmodels summary_frame (GLM)", "speedup", ">=", 1.0),
+    ("W6S", "fastinfluence", "speedup vs statsmodels summary_frame (OLS)", "speedup", ">=", 1.0),
     (
         "W5",
         "fastinfluence",
@@ -210,6 +215,17 @@ def merge_rounds(results: list[dict]) -> dict:
     return merged
 
 
+def _check_row(w, row: dict, outputs: dict) -> None:
+    """A row's result against its workload's baseline (W0's rows are checked by fits.annotate)."""
+    ours, base = outputs[row["method"]], outputs[w.methods[0]]
+    if row["method"] in peers.PEER_MODULES:
+        row["check_ok"], row["check"] = peers.check(w, row["method"], ours, base)
+    elif not row["baseline"] and w.quantity == "diagnostics":
+        row["check_ok"], row["check"] = diagnostics.check(ours, base)
+    elif not row["baseline"] and w.quantity != "fit":
+        row["check_ok"], row["check"] = check(w, row["method"], ours, base)
+
+
 def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
     all_workloads = workloads(args.quick)
     rows = []
@@ -259,7 +275,7 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
         iterations = None
         if w.quantity == "cg":
             iterations = int(outputs["fastinfluence_cg"]["iterations"].max())
-        if w.quantity == "fit":  # the iterations differ by solver: no single bound
+        if w.quantity in ("fit", "diagnostics"):  # no single bound (iterations by solver; refits)
             limit = {"bytes_gb": float("nan"), "gflop": float("nan"), "bound_s": None}
         else:
             limit = physical_limit(w, base["data_mib"], iterations, machine)
@@ -271,14 +287,9 @@ def benchmark(args, names: list[str], machine: dict, scratch: str) -> dict:
             outside = max(row["peak_extra_mib"] - row["result_mib"], 0.0)
             row["memory_outside_ratio"] = outside / max(base["peak_extra_mib"] - base["result_mib"], 1e-9)
             row.update(limit)
-            if row["method"] in peers.PEER_MODULES:
-                row["check_ok"], row["check"] = peers.check(
-                    w, row["method"], outputs[row["method"]], outputs[w.methods[0]]
-                )
-            elif not row["baseline"] and w.quantity != "fit":
-                row["check_ok"], row["check"] = check(
-                    w, row["method"], outputs[row["method"]], outputs[w.methods[0]]
-                )
+            if limit["bound_s"]:
+                row["bound_ratio"] = row["median_s"] / limit["bound_s"]
+            _check_row(w, row, outputs)
         workload_rows = [row for row in rows if row["workload"] == name]
         if w.quantity == "fit":  # every side against fastinfluence's solution, and the targets' ratios
             fits.annotate(workload_rows, outputs)
@@ -388,7 +399,9 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--workloads", default="W0,W1,W2,W3,W4,W5", help="comma-separated subset of W0-W5 (W0: W0L,W0P,W0S)"
+        "--workloads",
+        default="W0,W1,W2,W3,W4,W5,W6",
+        help="comma-separated subset of W0-W6 (W0: W0L,W0P,W0S; W6: W6L,W6S,W6S100k)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, under a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per method (0: per workload)")
@@ -429,10 +442,13 @@ def main(argv=None) -> int:
         return 0
 
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
-    names = [part for name in names for part in (("W0L", "W0P", "W0S") if name == "W0" else (name,))]
+    aliases = {"W0": ("W0L", "W0P", "W0S"), "W6": ("W6L", "W6S", "W6S100k")}
+    names = [part for name in names for part in aliases.get(name, (name,))]
     unknown = sorted(set(names) - set(workloads(args.quick)))
     if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from W0 (W0L, W0P, W0S), W1-W5, W3R")
+        parser.error(
+            f"unknown workloads {unknown}; choose from W0 (W0L, W0P, W0S), W1-W5, W3R, W6 (W6L, W6S, W6S100k)"
+        )
     args.peers = peers.available_peers()
     if args.peers and "W3" in names and "W3R" not in names:  # the peers run W3 reduced
         names.insert(names.index("W3") + 1, "W3R")

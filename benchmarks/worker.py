@@ -11,10 +11,11 @@ import sys
 import time
 
 import numpy as np
+from diagnostics import DIAGNOSTICS_METHODS
 from fits import FIT_METHODS, gradient_diagnostics, model_class
 from methods import METHODS, PhaseTimer, scipy_cg, scipy_cg_scores
 from peers import PEER_METHODS
-from workloads import L2, MiB, data_bytes, make_data, workloads
+from workloads import MiB, data_bytes, make_data, workloads
 
 # --------------------------------------------------------------------------------------------
 # The worker: one (workload, method) in a fresh process
@@ -106,7 +107,7 @@ def worker(spec: dict) -> dict:
     n_jobs = spec["n_jobs"]
     X, y, X_test, y_test = make_data(w)
     start = time.perf_counter()
-    model = model_class(w)(l2=L2, n_jobs=n_jobs).fit(X, y)
+    model = model_class(w)(l2=w.l2, n_jobs=n_jobs).fit(X, y)
     fit_seconds = time.perf_counter() - start
     ctx = dict(
         X=X,
@@ -122,7 +123,7 @@ def worker(spec: dict) -> dict:
         data=w.data,
         model_class=model_class(w),
     )
-    method = {**METHODS, **FIT_METHODS, **PEER_METHODS}[(w.quantity, spec["method"])]
+    method = {**METHODS, **FIT_METHODS, **PEER_METHODS, **DIAGNOSTICS_METHODS}[(w.quantity, spec["method"])]
     if hasattr(method, "prepare"):  # imports and first-call costs of a library, untimed (W0, the peers)
         method.prepare(ctx)
     repeats = spec["repeats"] or w.repeats

@@ -28,6 +28,7 @@ class Workload:
     nnz_per_row: int = 0
     k: int = 10
     classes: int = 0  # K of a multinomial workload
+    l2: float = L2  # the model's penalty (0 for W6: statsmodels fits without one)
     tol: float = 1e-8
     repeats: int = 3
     methods: tuple = ()  # baseline first
@@ -55,6 +56,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         }
     return {
         **fit_workloads(quick),
+        **diagnostics_workloads(quick),
         "W1": Workload(
             "W1",
             "breast cancer 455x30, m=114: full I_up,loss matrix",
@@ -126,6 +128,49 @@ def fit_workloads(quick: bool) -> dict[str, Workload]:
     }
 
 
+def diagnostics_workloads(quick: bool) -> dict[str, Workload]:
+    """W6: regression diagnostics (benchmarks/diagnostics.py), against statsmodels' summary_frame()."""
+    methods = ("statsmodels", "fastinfluence")
+    ols_n = 300 if quick else 1_000  # statsmodels refits n times for OLS's DFBETAS
+    glm_n = 10_000 if quick else 100_000
+    what = "n={n:,} d={d}, l2 = 0: summary_frame()"
+    return {
+        "W6L": Workload(
+            "W6L",
+            f"logistic (GLM), {what}",
+            "dense",
+            "diagnostics",
+            n=glm_n,
+            d=50,
+            l2=0.0,
+            repeats=3,
+            methods=methods,
+        ),
+        "W6S": Workload(
+            "W6S",
+            f"least squares (OLS), {what}",
+            "linear",
+            "diagnostics",
+            n=ols_n,
+            d=50,
+            l2=0.0,
+            repeats=1,
+            methods=methods,
+        ),
+        "W6S100k": Workload(
+            "W6S100k",
+            f"least squares, {what}, fastinfluence alone",
+            "linear",
+            "diagnostics",
+            n=10_000 if quick else 100_000,
+            d=50,
+            l2=0.0,
+            repeats=3,
+            methods=("fastinfluence",),
+        ),
+    }
+
+
 def describe(w: Workload) -> str:
     return w.description.format(**dataclasses.asdict(w))
 
@@ -140,6 +185,8 @@ METHOD_LABELS = {
     "sklearn_newton_cholesky_default": "sklearn newton-chol 1e-4",
     "sklearn_lbfgs": "sklearn lbfgs 1e-10",
     "sklearn_ridge": "sklearn Ridge cholesky",
+    # W6 (benchmarks/diagnostics.py)
+    "statsmodels": "statsmodels summary_frame",
     # the peers (benchmarks/peers.py), where installed
     "pydvl_direct": "pyDVL DirectInfluence",
     "pydvl_cg": "pyDVL CgInfluence",

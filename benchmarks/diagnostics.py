@@ -19,6 +19,7 @@ the column's largest value.
 from __future__ import annotations
 
 import numpy as np
+from methods import PhaseTimer
 
 #: A column agrees when max |ours - theirs| <= this times max |theirs|.
 COLUMN_TOLERANCE = 1e-8
@@ -73,18 +74,7 @@ def _names(columns, d):
 
 def _warm_up(ctx):
     """pandas and the diagnostics' first-call costs, untimed, as the worker's fit warms up the rest."""
-    fastinfluence_summary_frame(ctx, _NoTimer())
-
-
-class _NoTimer:
-    def __call__(self, name):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    fastinfluence_summary_frame(ctx, PhaseTimer())  # its timings are discarded
 
 
 fastinfluence_summary_frame.prepare = _warm_up  # type: ignore[attr-defined]

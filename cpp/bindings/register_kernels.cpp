@@ -3,26 +3,18 @@
 
 namespace fastinfluence::bindings {
 
+template <class T>
+double max_abs_of(const py::array_t<T, py::array::c_style>& a, int n_threads) {
+  const T* data = a.data();
+  const Index size = static_cast<Index>(a.size());
+  py::gil_scoped_release release;  // safe: a view of an array owned by the caller's frame
+  return max_abs(data, size, n_threads);
+}
+
 void register_kernels(py::module_& m) {
   // max |a| of a contiguous 1-D float64 or float32 array (NaN if it holds a NaN)
-  m.def(
-      "max_abs",
-      [](const py::array_t<double, py::array::c_style>& a, int n_threads) {
-        const double* data = a.data();
-        const Index size = static_cast<Index>(a.size());
-        py::gil_scoped_release release;  // safe: a view of an array owned by the caller's frame
-        return max_abs(data, size, n_threads);
-      },
-      py::arg("a").noconvert(), py::arg("n_threads") = 0);
-  m.def(
-      "max_abs",
-      [](const py::array_t<float, py::array::c_style>& a, int n_threads) {
-        const float* data = a.data();
-        const Index size = static_cast<Index>(a.size());
-        py::gil_scoped_release release;  // safe: a view of an array owned by the caller's frame
-        return max_abs(data, size, n_threads);
-      },
-      py::arg("a").noconvert(), py::arg("n_threads") = 0);
+  m.def("max_abs", &max_abs_of<double>, py::arg("a").noconvert(), py::arg("n_threads") = 0);
+  m.def("max_abs", &max_abs_of<float>, py::arg("a").noconvert(), py::arg("n_threads") = 0);
 
   m.def(
       "row_derivatives",

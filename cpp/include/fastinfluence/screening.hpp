@@ -142,15 +142,37 @@ class DenseRows {
   bool row_major_;
 };
 
+// What both score policies below hold: X's rows, M and its float32 copy.
+template <class T>
+class DenseScores {
+ public:
+  const DenseRows<T>& rows() const { return rows_; }
+  const MatrixCRef& M() const { return M_; }
+
+ protected:
+  DenseScores(const DesignMatrix& X, bool fit_intercept, const MatrixCRef& M)
+      : rows_(X),
+        fit_intercept_(fit_intercept),
+        M_(M),
+        d_(X.cols()),
+        q_(X.cols() + (fit_intercept ? 1 : 0)),
+        M32_(M.cast<float>()) {}
+  DenseRows<T> rows_;
+  bool fit_intercept_;
+  const MatrixCRef& M_;
+  Index d_, q_;
+  Eigen::MatrixXf M32_;
+};
+
 // The scores of top_k_scores, s_ij = r_i (xa_i . M_j): r_i is applied in float64.
 template <class T>
-class LinearScores {
+class LinearScores : public DenseScores<T> {
  public:
   static constexpr double kTiny = 0x1p-60;    // t of the bound
   static constexpr double kMaxNorm = 0x1p60;  // N_i, C_j at most this
   LinearScores(const DesignMatrix& X, bool fit_intercept, const VectorCRef& r, const MatrixCRef& M)
-      : rows_(X), fit_intercept_(fit_intercept), r_(r), M_(M), d_(X.cols()), M32_(M.cast<float>()) {}
-  Index terms() const { return d_ + (fit_intercept_ ? 1 : 0); }
+      : DenseScores<T>(X, fit_intercept, M), r_(r) {}
+  Index terms() const { return this->q_; }
   // beta_i from N_i, or NaN when row i cannot be screened.
   double row_factor(Index i, double norm) const {
     const double r = r_[i];
@@ -160,45 +182,31 @@ class LinearScores {
   // a = r_b (Xb M_w + 1 M_b) for this panel, the float32 GEMM; S, T scratch
   void screen(const Eigen::Map<const RowMatrixXf>& Xb, Index b, Index j0, Index w, Eigen::MatrixXf& S, Eigen::MatrixXf&,
               Index jj, Eigen::ArrayXd& a, bool new_panel) const {
+    const Index d = this->d_;
     if (new_panel) {
-      S.noalias() = Xb * M32_.block(0, j0, d_, w);
-      if (fit_intercept_) S.rowwise() += M32_.row(d_).segment(j0, w);
+      S.noalias() = Xb * this->M32_.block(0, j0, d, w);
+      if (this->fit_intercept_) S.rowwise() += this->M32_.row(d).segment(j0, w);
     }
     a = r_.segment(b, Xb.rows()).array() * S.col(jj).cast<double>().array();
   }
-  double exact(Index i, Index j) const { return rows_.score(i, r_[i], M_.col(j).data(), fit_intercept_); }
-  const DenseRows<T>& rows() const { return rows_; }
-  const MatrixCRef& M() const { return M_; }
-  double max_norm() const { return kMaxNorm; }
-  double tiny() const { return kTiny; }
+  double exact(Index i, Index j) const {
+    return this->rows_.score(i, r_[i], this->M_.col(j).data(), this->fit_intercept_);
+  }
 
  private:
-  DenseRows<T> rows_;
-  bool fit_intercept_;
   const VectorCRef& r_;
-  const MatrixCRef& M_;
-  Index d_;
-  Eigen::MatrixXf M32_;
 };
 
 // The multinomial scores s_ij = sum_k R_ik (xa_i . M_kj), R (n x K) row-major.
 template <class T>
-class MultinomialScores {
+class MultinomialScores : public DenseScores<T> {
  public:
   static constexpr double kTiny = 0x1p-40;
   static constexpr double kMaxNorm = 0x1p40;  // ||R_i||, N_i, C_j at most this
   MultinomialScores(const DesignMatrix& X, bool fit_intercept, const Eigen::Ref<const RowMatrixXd>& R,
                     const MatrixCRef& M)
-      : rows_(X),
-        fit_intercept_(fit_intercept),
-        R_(R),
-        M_(M),
-        d_(X.cols()),
-        q_(X.cols() + (fit_intercept ? 1 : 0)),
-        K_(R.cols()),
-        M32_(M.cast<float>()),
-        R32_(R.cast<float>()) {}
-  Index terms() const { return q_ + K_ + 2; }
+      : DenseScores<T>(X, fit_intercept, M), R_(R), K_(R.cols()), R32_(R.cast<float>()) {}
+  Index terms() const { return this->q_ + K_ + 2; }
   double row_factor(Index i, double norm) const {
     const double r = R_.row(i).norm();
     return r <= kMaxNorm && norm <= kMaxNorm ? (r + kTiny) * (norm + kTiny) : std::numeric_limits<double>::quiet_NaN();
@@ -206,12 +214,12 @@ class MultinomialScores {
   // a = sum_k diag(R_k) (Xb M_k,w + 1 M_kb,w), in float32
   void screen(const Eigen::Map<const RowMatrixXf>& Xb, Index b, Index j0, Index w, Eigen::MatrixXf& S,
               Eigen::MatrixXf& scratch, Index jj, Eigen::ArrayXd& a, bool new_panel) const {
-    const Index nb = Xb.rows();
+    const Index nb = Xb.rows(), d = this->d_, q = this->q_;
     if (new_panel) {
       S.setZero(nb, w);
       for (Index k = 0; k < K_; ++k) {
-        scratch.noalias() = Xb * M32_.block(k * q_, j0, d_, w);
-        if (fit_intercept_) scratch.rowwise() += M32_.row(k * q_ + d_).segment(j0, w);
+        scratch.noalias() = Xb * this->M32_.block(k * q, j0, d, w);
+        if (this->fit_intercept_) scratch.rowwise() += this->M32_.row(k * q + d).segment(j0, w);
         S += R32_.col(k).segment(b, nb).asDiagonal() * scratch;
       }
     }
@@ -220,21 +228,14 @@ class MultinomialScores {
   // sum_k R_ik (xa_i . M_kj), the classes in order
   double exact(Index i, Index j) const {
     double s = 0.0;
-    for (Index k = 0; k < K_; ++k) s += rows_.score(i, R_(i, k), M_.col(j).data() + k * q_, fit_intercept_);
+    for (Index k = 0; k < K_; ++k)
+      s += this->rows_.score(i, R_(i, k), this->M_.col(j).data() + k * this->q_, this->fit_intercept_);
     return s;
   }
-  const DenseRows<T>& rows() const { return rows_; }
-  const MatrixCRef& M() const { return M_; }
-  double max_norm() const { return kMaxNorm; }
-  double tiny() const { return kTiny; }
 
  private:
-  DenseRows<T> rows_;
-  bool fit_intercept_;
   const Eigen::Ref<const RowMatrixXd>& R_;
-  const MatrixCRef& M_;
-  Index d_, q_, K_;
-  Eigen::MatrixXf M32_;
+  Index K_;
   RowMatrixXf R32_;
 };
 
@@ -263,7 +264,7 @@ bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scor
     chunk_max[static_cast<size_t>(c)] = largest;
   });
   const double max_row = *std::max_element(chunk_max.begin(), chunk_max.end());
-  if (!(max_row <= scores.max_norm())) return false;
+  if (!(max_row <= Scores::kMaxNorm)) return false;
   // kappa_j = G (C_j + t) (1 + 2^-30)
   const Index terms = scores.terms() + 2;
   const double G = screening::gamma(terms, 0x1p-24) + screening::gamma(terms, 0x1p-53) + 0x1p-52;
@@ -271,9 +272,9 @@ bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scor
   double max_col = 0.0;
   for (Index j = 0; j < m; ++j) {
     const double norm = scores.M().col(j).norm();
-    if (!(norm <= scores.max_norm())) return false;
+    if (!(norm <= Scores::kMaxNorm)) return false;
     max_col = std::max(max_col, norm);
-    kappa[j] = G * (norm + scores.tiny()) * (1.0 + 0x1p-30);
+    kappa[j] = G * (norm + Scores::kTiny) * (1.0 + 0x1p-30);
   }
   if (!(max_row * max_col <= screening::kMaxProduct)) return false;
 

@@ -245,3 +245,56 @@ def test_multinomial_outside_the_bound_takes_the_float64_pass(multinomial_data):
     plain = K.multinomial_top_k_scores(X, R, M, 5, screening=False)
     for a, b in zip(screened, plain):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Found by review: scales at the ends of the float64 range, panels past the first
+# ---------------------------------------------------------------------------
+
+
+def test_a_huge_row_scale_takes_the_float64_pass():
+    # r = 1e300 times a dot product of 1e9 overflows float64: the pass must refuse, not hand an
+    # infinite bound (whose inf - inf would drop the row from a heap) to the selection
+    X = np.array([[1e4], [1.0], [2.0]] * 2000)
+    r = np.tile([1e300, 1.0, 1.0], 2000)
+    M = np.array([[1e5], [0.0]])
+    screened = K.top_k_scores(X, r, M, 3, screening=True)
+    plain = K.top_k_scores(X, r, M, 3, screening=False)
+    for a, b in zip(screened, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_tiny_row_scale_keeps_the_bound():
+    # r = 2^-1022 makes beta_i kappa_j subnormal: the bound's absolute term must still cover the
+    # float32 error, or rows differing by 1e-8 relative come out in the wrong order
+    rng = np.random.default_rng(6)
+    n, k = 5000, 5
+    X = 1e-18 * (1 + 1e-8 * rng.standard_normal((n, 1)))
+    M = np.full((1, 8), 1e18)
+    r = np.full(n, 2.0**-1022)
+    result = K.top_k_scores(X, r, M, k, fit_intercept=False, screening=True)
+    helpful, harmful = _full_sort(_scores(X, r, M, fit_intercept=False), k)
+    np.testing.assert_array_equal(result.harmful_rows, harmful)
+    np.testing.assert_array_equal(result.helpful_rows, helpful)
+
+
+@pytest.mark.parametrize("multinomial", [False, True])
+def test_panels_past_the_first_and_any_thread_count(multinomial):
+    # 300 test points: three float32 panels of 128; 1, 2, 3 and 7 threads give the same bits
+    rng = np.random.default_rng(9)
+    n, d, m = 4500, 6, 300
+    X = np.asfortranarray(rng.standard_normal((n, d)), dtype=np.float32)
+    if multinomial:
+        R = rng.standard_normal((n, 3))
+        M = rng.standard_normal((3 * (d + 1), m))
+        S = _multinomial_scores(X, R, M)
+        runs = [K.multinomial_top_k_scores(X, R, M, 4, screening=True, n_jobs=j) for j in (1, 2, 3, 7)]
+    else:
+        r = rng.standard_normal(n)
+        M = rng.standard_normal((d + 1, m))
+        S = _scores(X, r, M)
+        runs = [K.top_k_scores(X, r, M, 4, screening=True, n_jobs=j) for j in (1, 2, 3, 7)]
+    _check_exact(runs[0], S, 4)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -16,20 +16,23 @@
 //    at most gamma_2(u) relative, the summation adds gamma_q(u) (Higham, Accuracy
 //    and Stability, section 3.1: any order), so
 //      |D_ij - xa_i . M_j| <= gamma_{q+2}(u) S_ij + eta_ij,
-//    eta_ij the absolute error of operations that underflow into subnormals:
-//    at most 2^-150 per conversion or product, so eta_ij <= 2^-147 q (N_i + C_j + 1).
+//    eta_ij the absolute error of operations that underflow: at most 2^-126
+//    per conversion or product even where the thread flushes subnormals to
+//    zero (FTZ/DAZ), so eta_ij <= 2^-124 q (N_i + C_j + 1).
 //  * The float64 score differs from r_i (xa_i . M_j) by at most
 //    gamma_{q+2}(v) |r_i| S_ij (q - 1 additions, q products, the intercept and
 //    the scaling), and a_ij from r_i D_ij by v |r_i D_ij|.
 //  * S_ij <= N_i C_j (Cauchy-Schwarz) with N_i = ||xa_i||_2, C_j = ||M_j||_2.
-// So |a_ij - s_ij| <= |r_i| (G N_i C_j + eta_ij) with G = gamma_{q+2}(u) +
-// gamma_{q+2}(v) + 2 v. With t = 2^-60, G (N_i + t)(C_j + t) exceeds
-// G N_i C_j + eta_ij (G t >= q 2^-84 and G t^2 >= q 2^-144), so
-//   B_ij = beta_i kappa_j + 2^-50 |a_ij|,  beta_i = |r_i| (N_i + t),
+// So |a_ij - s_ij| <= |r_i| (G N_i C_j + eta_ij) + e with G = gamma_{q+2}(u) +
+// gamma_{q+2}(v) + 2 v, e <= 2^-1073 the absolute underflow of the two float64
+// products by r_i. With t = 2^-50, G (N_i + t)(C_j + t) exceeds
+// G N_i C_j + eta_ij (G t >= q 2^-74 and G t^2 >= q 2^-124), so
+//   B_ij = beta_i kappa_j + 2^-50 |a_ij| + 2^-1000,  beta_i = |r_i| (N_i + t),
 //   kappa_j = G (C_j + t) (1 + 2^-30)
-// bounds |a_ij - s_ij|; the factor 1 + 2^-30 and the 2^-50 |a_ij| term cover
-// the float64 rounding of N_i, C_j, beta_i kappa_j, a_ij +- B_ij and the
-// comparisons (each a few v relative, q < 2^20).
+// bounds |a_ij - s_ij|: the factor 1 + 2^-30 covers the float64 rounding of
+// N_i, C_j and beta_i kappa_j (each a few v relative, p < 2^20 entries), the
+// 2^-1000 the underflow of beta_i and beta_i kappa_j (kappa_j < 2^56) and e,
+// and a_ij +- B_ij round monotonically (s_ij is a float64).
 //  * A row enters the harmful heap of column j only if s_ij reaches the heap's
 //    floor, the k-th largest float64 score among rows already recomputed.
 //    That floor never exceeds the final k-th largest score, so every row of
@@ -37,11 +40,12 @@
 //    scanned, and is recomputed and offered. Rows with a_ij + B_ij below the
 //    floor cannot enter and are skipped. The helpful heap is the same on -s.
 //
-// The bound needs no overflow or NaN anywhere in float32: the pass runs only
-// when every N_i, C_j and r_i is finite, N_i and C_j are at most 2^60, and
-// max N * max C <= 2^120 (every partial sum then stays below 2^121 < 2^128);
-// and q < 2^20 (G stays below 0.07). Otherwise, or for sparse X, the float64
-// pass of top_k.hpp runs.
+// The bound needs no overflow or NaN anywhere: the pass runs only when every
+// N_i, C_j and r_i is finite, N_i and C_j are at most 2^60, max N * max C <=
+// 2^120 (every float32 partial sum then stays below 2^121 < 2^128), max beta *
+// max C <= 2^1000 (so a_ij and B_ij stay finite in float64), and M has fewer
+// than 2^20 rows (G stays below 0.07). The float32 copies are made only then.
+// Otherwise, or for sparse X, the float64 pass of top_k.hpp runs.
 //
 // The multinomial scores s_ij = sum_k R_ik (xa_i . M_kj) (multinomial_scoring.hpp)
 // are the dot products of z_i = (R_i1 xa_i, .., R_iK xa_i) with M_j (K q terms).
@@ -49,9 +53,10 @@
 // float32-rounded R_ik two more roundings and the sum over classes K - 1, so
 // |D_ij - s_ij| <= gamma_{q+K+4}(u) sum |z_i| |M_j| + eta_ij <= gamma_{q+K+4}(u)
 // ||R_i|| N_i C_j + eta_ij, C_j = ||M_j|| over all K q entries; R_i enters float32,
-// so the underflow terms carry three factors and t = 2^-40 covers them
-// (beta_i = (||R_i|| + t)(N_i + t); G t^3 >= (q + K) 2^-144 >= K 2^-150 and the
-// two-factor terms as above). The pass needs ||R_i||, N_i, C_j <= 2^40.
+// so the underflow terms carry three factors and t = 2^-34 covers them, flushed
+// to zero or not (beta_i = (||R_i|| + t)(N_i + t); G t^3 >= (q + K) 2^-126 >=
+// K 2^-126, and the two-factor terms as above). The pass needs ||R_i||, N_i,
+// C_j <= 2^40.
 #pragma once
 
 #include <Eigen/Core>
@@ -71,6 +76,8 @@ using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 namespace screening {
 
 inline constexpr double kMaxProduct = 0x1p120;      // max N * max C at most this
+inline constexpr double kMaxScore = 0x1p1000;       // max beta * max C at most this
+inline constexpr double kFloor = 0x1p-1000;         // the bound's absolute term
 inline constexpr Index kMaxTerms = Index{1} << 20;  // q below this
 inline constexpr Index kRows = 256;                 // rows per float32 block: it and its scores stay in L2
 inline constexpr Index kPanel = 128;                // test points per float32 GEMM
@@ -148,6 +155,8 @@ class DenseScores {
  public:
   const DenseRows<T>& rows() const { return rows_; }
   const MatrixCRef& M() const { return M_; }
+  // The float32 copy of M, once the checks have passed (a value beyond float32 is undefined behaviour).
+  void make_float_copies() { M32_ = M_.template cast<float>(); }
 
  protected:
   DenseScores(const DesignMatrix& X, bool fit_intercept, const MatrixCRef& M)
@@ -168,7 +177,7 @@ class DenseScores {
 template <class T>
 class LinearScores : public DenseScores<T> {
  public:
-  static constexpr double kTiny = 0x1p-60;    // t of the bound
+  static constexpr double kTiny = 0x1p-50;    // t of the bound
   static constexpr double kMaxNorm = 0x1p60;  // N_i, C_j at most this
   LinearScores(const DesignMatrix& X, bool fit_intercept, const VectorCRef& r, const MatrixCRef& M)
       : DenseScores<T>(X, fit_intercept, M), r_(r) {}
@@ -201,11 +210,15 @@ class LinearScores : public DenseScores<T> {
 template <class T>
 class MultinomialScores : public DenseScores<T> {
  public:
-  static constexpr double kTiny = 0x1p-40;
+  static constexpr double kTiny = 0x1p-34;    // t of the bound
   static constexpr double kMaxNorm = 0x1p40;  // ||R_i||, N_i, C_j at most this
   MultinomialScores(const DesignMatrix& X, bool fit_intercept, const Eigen::Ref<const RowMatrixXd>& R,
                     const MatrixCRef& M)
-      : DenseScores<T>(X, fit_intercept, M), R_(R), K_(R.cols()), R32_(R.cast<float>()) {}
+      : DenseScores<T>(X, fit_intercept, M), R_(R), K_(R.cols()) {}
+  void make_float_copies() {
+    DenseScores<T>::make_float_copies();
+    R32_ = R_.template cast<float>();
+  }
   Index terms() const { return this->q_ + K_ + 2; }
   double row_factor(Index i, double norm) const {
     const double r = R_.row(i).norm();
@@ -244,26 +257,30 @@ class MultinomialScores : public DenseScores<T> {
 // offered nothing, when the data do not meet the bound's conditions (see the
 // top of this file).
 template <class Scores, class Heaps>
-bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scores, int n_threads, Heaps& heaps) {
+bool screened_scan(const DesignMatrix& X, bool fit_intercept, Scores& scores, int n_threads, Heaps& heaps) {
   const Index n = X.rows(), d = X.cols(), m = scores.M().cols();
-  if (scores.terms() >= screening::kMaxTerms || n == 0 || m == 0) return false;
+  if (scores.terms() >= screening::kMaxTerms || scores.M().rows() >= screening::kMaxTerms || n == 0 || m == 0)
+    return false;
   const ChunkPlan plan = plan_chunks(n, 256, 1024);
 
   // beta_i; a row that cannot be screened (NaN) refuses the pass
   VectorXd beta(n);
-  std::vector<double> chunk_max(static_cast<size_t>(plan.n_chunks), 0.0);
+  std::vector<double> chunk_norm(static_cast<size_t>(plan.n_chunks), 0.0), chunk_beta(chunk_norm);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
-    double largest = 0.0;
+    double largest = 0.0, largest_beta = 0.0;
     for (Index i = plan.begin(c); i < plan.begin(c) + plan.size(c); ++i) {
       const double norm = scores.rows().norm(i, fit_intercept);
       beta[i] = scores.row_factor(i, norm);
       // "!(<=)": NaN refuses too
       if (!(beta[i] <= std::numeric_limits<double>::max())) largest = std::numeric_limits<double>::infinity();
       largest = std::max(largest, norm);
+      largest_beta = std::max(largest_beta, beta[i]);
     }
-    chunk_max[static_cast<size_t>(c)] = largest;
+    chunk_norm[static_cast<size_t>(c)] = largest;
+    chunk_beta[static_cast<size_t>(c)] = largest_beta;
   });
-  const double max_row = *std::max_element(chunk_max.begin(), chunk_max.end());
+  const double max_row = *std::max_element(chunk_norm.begin(), chunk_norm.end());
+  const double max_beta = *std::max_element(chunk_beta.begin(), chunk_beta.end());
   if (!(max_row <= Scores::kMaxNorm)) return false;
   // kappa_j = G (C_j + t) (1 + 2^-30)
   const Index terms = scores.terms() + 2;
@@ -276,7 +293,8 @@ bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scor
     max_col = std::max(max_col, norm);
     kappa[j] = G * (norm + Scores::kTiny) * (1.0 + 0x1p-30);
   }
-  if (!(max_row * max_col <= screening::kMaxProduct)) return false;
+  if (!(max_row * max_col <= screening::kMaxProduct) || !(max_beta * max_col <= screening::kMaxScore)) return false;
+  scores.make_float_copies();
 
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     std::vector<float> buffer;
@@ -292,7 +310,7 @@ bool screened_scan(const DesignMatrix& X, bool fit_intercept, const Scores& scor
           const Index j = j0 + jj;
           // a: the screening values; bound = B_ij
           scores.screen(Xb, b, j0, w, S, T, jj, a, jj == 0);
-          bound = beta.segment(b, nb).array() * kappa[j] + 0x1p-50 * a.abs();
+          bound = beta.segment(b, nb).array() * kappa[j] + 0x1p-50 * a.abs() + screening::kFloor;
           heaps.scan_bounded(j, b, nb, a, bound, [&](Index i) { return scores.exact(i, j); });
         }
       }

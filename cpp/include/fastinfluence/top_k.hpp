@@ -107,10 +107,11 @@ class TopKHeaps {
     auto& hj = helpful(j);
     auto& rj = harmful(j);
     double help_floor = hj.floor_value(), harm_floor = rj.floor_value();
-    // most blocks of a column hold no candidate: two vectorised maxima decide
+    // most blocks of a column hold no candidate: two vectorised maxima decide ("<", so that a NaN,
+    // which the screening pass never hands over, would still be scanned row by row)
     if ((a + bound).maxCoeff() < harm_floor && (bound - a).maxCoeff() < help_floor) return;
     for (Index i = 0; i < nb; ++i) {
-      const bool harm = a[i] + bound[i] >= harm_floor, help = bound[i] - a[i] >= help_floor;
+      const bool harm = !(a[i] + bound[i] < harm_floor), help = !(bound[i] - a[i] < help_floor);
       if (!harm && !help) continue;
       const double v = score(b + i);
       if (help && hj.accepts(-v, b + i)) {
@@ -198,9 +199,14 @@ bool screened_top_k(const DesignMatrix& X, bool fit_intercept, Index m, Index k,
   const bool wanted = screening == Screening::on || (screening == Screening::automatic && screening_pays(X.rows(), m));
   if (!wanted || X.is_sparse()) return false;
   TopKHeaps heaps(resolve_threads(n_threads), m, std::min(k, X.rows()));
-  const bool done = X.is_float32()
-                        ? screened_scan(X, fit_intercept, Scores<float>(X, fit_intercept, data...), n_threads, heaps)
-                        : screened_scan(X, fit_intercept, Scores<double>(X, fit_intercept, data...), n_threads, heaps);
+  bool done;
+  if (X.is_float32()) {
+    Scores<float> scores(X, fit_intercept, data...);  // views of data, which outlive it
+    done = screened_scan(X, fit_intercept, scores, n_threads, heaps);
+  } else {
+    Scores<double> scores(X, fit_intercept, data...);
+    done = screened_scan(X, fit_intercept, scores, n_threads, heaps);
+  }
   if (done) res = heaps.result();
   return done;
 }

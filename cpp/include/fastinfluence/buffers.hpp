@@ -26,6 +26,24 @@
 
 namespace fastinfluence {
 
+// Hints that the cache line at p is about to be read (written): for accesses
+// at random rows, which the hardware prefetcher cannot foresee. No-ops where
+// the compiler has no such builtin.
+inline void prefetch_read(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0);
+#else
+  (void)p;
+#endif
+}
+inline void prefetch_write(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 1);
+#else
+  (void)p;
+#endif
+}
+
 class ZeroedBuffer {
  public:
   static constexpr std::size_t kHugePage = std::size_t{2} << 20;

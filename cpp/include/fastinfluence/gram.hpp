@@ -43,33 +43,79 @@ class GramWorkspace {
   std::vector<ZeroedBuffer> buffers_;
 };
 
-// Rows [b, b + nb) of one panel of sparse_gram_product: acc += xa_i u_i with
-// u_i = c_i xa_i^T V, for V and acc (p x k) row-major and u a k-vector of
-// scratch. Plain loops over contiguous k-vectors: the compiler vectorises them
-// without Eigen's per-expression overhead, which dominates at small k.
-template <class Block>
+// How many non-zeros ahead sparse_gram_rows prefetches the rows of V and of
+// the accumulator it will touch: their indices are random, so the hardware
+// cannot guess them, and each miss would otherwise stall the row's chain of
+// additions. At p = 50,000, 5 columns, 2 cores: 0.056-0.060 s per panel with 4
+// to 16 ahead against 0.085 s without (medians of 15, interleaved).
+inline constexpr Index kGramPrefetchAhead = 8;
+
+// Rows of one block of a panel of a sparse Gram product: acc += xa_i t_i(xa_i^T V)
+// for every row with c_i != 0, for V and acc (p x k) row-major and u a k-vector of
+// scratch; transform(i, u) turns xa_i^T V into t_i in place (u *= c_i here, the
+// class blocks' curvature in multinomial.hpp). W > 0 fixes the width at compile
+// time (k == W), so that the loops over the columns unroll into a few vector
+// instructions; W = 0 takes any k. The sums run in the same order whatever W,
+// so the result does not depend on how the columns are split into panels.
+template <int W, class Block, class Transform>
 void sparse_gram_rows(const Block& Xb, const double* c, const double* v, size_t k, Index d, bool fit_intercept,
-                      double* u, double* acc) {
+                      double* u, double* acc, Transform& transform) {
+  const size_t width = W > 0 ? static_cast<size_t>(W) : k;
+  const auto* outer = Xb.outerIndexPtr();
+  const auto* inner = Xb.innerIndexPtr();
+  const double* values = Xb.valuePtr();
+  const Index last = static_cast<Index>(Xb.nonZeros()) - 1;  // prefetches stay inside the block
+  const auto ahead = [&](Index j) {
+    return static_cast<size_t>(inner[std::min(j + kGramPrefetchAhead, last)]) * width;
+  };
   for (Index r = 0; r < Xb.rows(); ++r) {
-    const double cr = c[r];
-    if (cr == 0.0) continue;
-    // u = c_i xa_i^T V ;  acc += xa_i u
-    for (size_t q = 0; q < k; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * k + q] : 0.0;
-    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-      const double x = it.value();
-      const double* vj = v + static_cast<size_t>(it.index()) * k;
-      for (size_t q = 0; q < k; ++q) u[q] += x * vj[q];
+    if (c[r] == 0.0) continue;
+    const auto begin = static_cast<Index>(outer[r]), end = static_cast<Index>(outer[r + 1]);
+    for (size_t q = 0; q < width; ++q) u[q] = fit_intercept ? v[static_cast<size_t>(d) * width + q] : 0.0;
+    for (Index j = begin; j < end; ++j) {
+      prefetch_read(v + ahead(j));
+      const double x = values[j];
+      const double* vj = v + static_cast<size_t>(inner[j]) * width;
+      for (size_t q = 0; q < width; ++q) u[q] += x * vj[q];
     }
-    for (size_t q = 0; q < k; ++q) u[q] *= cr;
-    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-      const double x = it.value();
-      double* aj = acc + static_cast<size_t>(it.index()) * k;
-      for (size_t q = 0; q < k; ++q) aj[q] += x * u[q];
+    transform(r, u);
+    for (Index j = begin; j < end; ++j) {
+      prefetch_write(acc + ahead(j));
+      const double x = values[j];
+      double* aj = acc + static_cast<size_t>(inner[j]) * width;
+      for (size_t q = 0; q < width; ++q) aj[q] += x * u[q];
     }
     if (fit_intercept) {
-      double* ad = acc + static_cast<size_t>(d) * k;
-      for (size_t q = 0; q < k; ++q) ad[q] += u[q];
+      double* ad = acc + static_cast<size_t>(d) * width;
+      for (size_t q = 0; q < width; ++q) ad[q] += u[q];
     }
+  }
+}
+
+// sparse_gram_rows at a width fixed at compile time where there is one (k <= 8: the
+// panels of wide problems, see kSparsePanelDoubles), any width otherwise.
+template <class Block, class Transform>
+void sparse_gram_rows_any(const Block& Xb, const double* c, const double* v, size_t k, Index d, bool fit_intercept,
+                          double* u, double* acc, Transform&& transform) {
+  switch (k) {
+    case 1:
+      return sparse_gram_rows<1>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 2:
+      return sparse_gram_rows<2>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 3:
+      return sparse_gram_rows<3>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 4:
+      return sparse_gram_rows<4>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 5:
+      return sparse_gram_rows<5>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 6:
+      return sparse_gram_rows<6>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 7:
+      return sparse_gram_rows<7>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    case 8:
+      return sparse_gram_rows<8>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
+    default:
+      return sparse_gram_rows<0>(Xb, c, v, k, d, fit_intercept, u, acc, transform);
   }
 }
 
@@ -91,8 +137,12 @@ void sparse_gram_panel(const XType& X, bool fit_intercept, VectorCRef c, MatrixC
     std::fill(a, a + pk, 0.0);
     std::vector<double> u(ku);
     for_each_block(X, plan.begin(chunk), plan.size(chunk), [&](const auto& Xb, Index b, Index) {
-      if constexpr (is_sparse_v<std::decay_t<decltype(Xb)>>)
-        sparse_gram_rows(Xb, c.data() + b, v, ku, d, fit_intercept, u.data(), a);
+      if constexpr (is_sparse_v<std::decay_t<decltype(Xb)>>) {
+        const double* cb = c.data() + b;
+        sparse_gram_rows_any(Xb, cb, v, ku, d, fit_intercept, u.data(), a, [&](Index r, double* ur) {
+          for (size_t q = 0; q < ku; ++q) ur[q] *= cb[r];
+        });
+      }
     });
   });
   tree_reduce(plan.n_chunks, n_threads, /*parallel_levels=*/true, [&](Index into, Index from) {

@@ -288,35 +288,6 @@ void accumulate_multinomial_gram_product(const Block& Xb, const double* c, const
   }
 }
 
-// Sparse rows: the same one row at a time, with v the (q x w) row-major Vq of a panel of test
-// columns and acc its (q x w) row-major accumulator, u a w-vector of scratch: each non-zero
-// touches one contiguous w-vector (as sparse_gram_rows).
-template <class Block>
-void sparse_multinomial_gram_rows(const Block& Xb, const double* c, const double* P, Index K, Index w, Index d,
-                                  bool fit_intercept, const double* v, double* u, double* acc) {
-  const auto wu = static_cast<size_t>(w);
-  for (Index r = 0; r < Xb.rows(); ++r) {
-    if (c[r] == 0.0) continue;
-    // u = xa_i^T Vq ;  u = c_i Q_i u per column ;  acc += xa_i u
-    for (size_t s = 0; s < wu; ++s) u[s] = fit_intercept ? v[static_cast<size_t>(d) * wu + s] : 0.0;
-    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-      const double x = it.value();
-      const double* vj = v + static_cast<size_t>(it.index()) * wu;
-      for (size_t s = 0; s < wu; ++s) u[s] += x * vj[s];
-    }
-    curvature_transform(u, w / K, K, c[r], P + r * K);
-    for (typename Block::InnerIterator it(Xb, r); it; ++it) {
-      const double x = it.value();
-      double* aj = acc + static_cast<size_t>(it.index()) * wu;
-      for (size_t s = 0; s < wu; ++s) aj[s] += x * u[s];
-    }
-    if (fit_intercept) {
-      double* ad = acc + static_cast<size_t>(d) * wu;
-      for (size_t s = 0; s < wu; ++s) ad[s] += u[s];
-    }
-  }
-}
-
 // The data part for V (p x m): one pass over X for dense rows; for sparse rows one pass per
 // panel of test columns whose accumulators stay at about kSparsePanelDoubles doubles (gram.hpp).
 template <class XType>
@@ -354,9 +325,15 @@ MatrixXd multinomial_gram_product(const XType& X, bool fit_intercept, VectorCRef
             [&](MatrixAcc& acc, Index begin, Index size) {
               VectorXd u(w);
               for_each_block(X, begin, size, [&](const auto& Xb, Index b, Index) {
-                if constexpr (is_sparse_v<std::decay_t<decltype(Xb)>>)
-                  sparse_multinomial_gram_rows(Xb, c.data() + b, P.data() + b * K, K, w, d, fit_intercept, v.data(),
-                                               u.data(), acc.m.data());
+                if constexpr (is_sparse_v<std::decay_t<decltype(Xb)>>) {
+                  // each non-zero touches one contiguous w-vector of Vq's panel v (q x w, row-major)
+                  const double *cb = c.data() + b, *Pb = P.data() + b * K;
+                  sparse_gram_rows_any(Xb, cb, v.data(), static_cast<size_t>(w), d, fit_intercept, u.data(),
+                                       acc.m.data(), [&](Index r, double* ur) {
+                                         // u = c_i Q_i u per test column
+                                         curvature_transform(ur, w / K, K, cb[r], Pb + r * K);
+                                       });
+                }
               });
             });
         // acc.m(j K + k, r) = out(k q + r, j0 + j)

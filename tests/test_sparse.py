@@ -90,8 +90,20 @@ def test_kernels_on_sparse(backend):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize(
     ("n", "d", "per_row", "k"),
-    [(3000, 40_003, 8, 7), (3000, 300_001, 8, 2), (8000, 4100, 20, 64)],
-    ids=["two_panels", "one_column_panels_on_huge_pages", "two_panels_five_chunks"],
+    [
+        (3000, 40_003, 8, 7),
+        (3000, 40_003, 8, 10),
+        (3000, 30_000, 8, 8),
+        (3000, 300_001, 8, 2),
+        (8000, 4100, 20, 64),
+    ],
+    ids=[
+        "two_panels",
+        "two_panels_of_five",
+        "one_panel_of_eight",
+        "one_column_panels_on_huge_pages",
+        "two_panels_five_chunks",
+    ],
 )
 def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     """The C++ product in column panels of V (4 + 3 columns; 1 + 1 columns of 2.4 MiB, the
@@ -117,6 +129,13 @@ def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     np.testing.assert_allclose(got[:, 3:4], one_column, rtol=1e-12, atol=1e-15)
     assert np.all(np.isfinite(got))
     assert np.count_nonzero(got[:d]) > 0
+    # the panels' kernels (a width fixed at compile time up to 8, any width past it) give the
+    # same bits for any thread count
+    for n_jobs in (1, 3):
+        again = fi.kernels.regularised_gram_product(
+            X, c, V, l2=0.3, fit_intercept=fit_intercept, n_jobs=n_jobs
+        )
+        np.testing.assert_array_equal(again, got)
     # CG reuses these buffers from one iteration to the next: each product must start from zero
     solution, iterations, _ = fi.kernels.cg_solve(
         X, c, V, l2=0.3, fit_intercept=fit_intercept, tol=1e-11, n_jobs=2

@@ -55,8 +55,8 @@ inline constexpr Index kGramPrefetchAhead = 8;
 // scratch; transform(i, u) turns xa_i^T V into t_i in place (u *= c_i here, the
 // class blocks' curvature in multinomial.hpp). W > 0 fixes the width at compile
 // time (k == W), so that the loops over the columns unroll into a few vector
-// instructions; W = 0 takes any k. The sums run in the same order whatever W,
-// so the result does not depend on how the columns are split into panels.
+// instructions; W = 0 takes any k. W changes how the loops compile, not the
+// order of any sum.
 template <int W, class Block, class Transform>
 void sparse_gram_rows(const Block& Xb, const double* c, const double* v, size_t k, Index d, bool fit_intercept,
                       double* u, double* acc, Transform& transform) {

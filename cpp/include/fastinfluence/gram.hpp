@@ -18,14 +18,6 @@
 
 namespace fastinfluence {
 
-struct MatrixAcc {
-  MatrixXd m;
-  MatrixAcc& operator+=(const MatrixAcc& o) {
-    m += o.m;
-    return *this;
-  }
-};
-
 // The buffers of sparse_gram_product, kept across calls: an iterative solver
 // passes one workspace to all its products, so that their pages are mapped and
 // faulted in once per solve instead of once per iteration.

@@ -138,46 +138,22 @@ void multinomial_probabilities(const XType& X, VectorCRef theta, bool fit_interc
 // The Hessian's data part, block by block
 // ---------------------------------------------------------------------------
 
-// G += alpha Xa_b^T diag(w) Xa_b for w >= 0 and alpha = +1 or -1: the lower triangle (the
-// (d, d) part and the intercept row) of one q x q block of H.
-template <class Block>
-void accumulate_signed_gram(const Block& Xb, const VectorXd& w, double alpha, bool fit_intercept,
-                            Eigen::Ref<MatrixXd> G) {
-  const Index d = Xb.cols();
-  if constexpr (is_sparse_v<Block>) {
-    for (Index i = 0; i < Xb.rows(); ++i) {
-      for (typename Block::InnerIterator a(Xb, i); a; ++a) {
-        const double wa = alpha * w[i] * a.value();
-        for (typename Block::InnerIterator b(Xb, i); b && b.index() <= a.index(); ++b)
-          G(a.index(), b.index()) += wa * b.value();
-        if (fit_intercept) G(d, a.index()) += wa;
-      }
-    }
-  } else {
-    // = alpha Z^T Z, Z = diag(sqrt w) Xb in the block's storage order (see accumulate_gram)
-    using Z_t =
-        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>;
-    const Z_t Z = w.array().sqrt().matrix().asDiagonal() * Xb;
-    G.topLeftCorner(d, d).template selfadjointView<Eigen::Lower>().rankUpdate(Z.transpose(), alpha);
-    if (fit_intercept) G.row(d).head(d).noalias() += alpha * (w.transpose() * Xb);
-  }
-  if (fit_intercept) G(d, d) += alpha * w.sum();
-}
-
 // H += sum over the block's rows of c_i Q_i kron xa_i xa_i^T, Q_i = diag(P_i) - P_i P_i^T, in the
-// lower triangle of every block (k, l <= k): weights c_i P_ik (1 - P_ik) on the diagonal blocks,
-// -c_i P_ik P_il off it, each a symmetric q x q Gram matrix of its own.
+// lower triangle of the blocks (k, l <= k) of the block rows k in [k0, k1), columns [j0, j1) of
+// each block (and its corner with `corner`; accumulate_gram_panel): weights c_i P_ik (1 - P_ik) on
+// the diagonal blocks, -c_i P_ik P_il off it, each a symmetric q x q Gram matrix of its own. P is
+// the block's (nb x K) row-major probabilities.
 template <class Block>
-void accumulate_multinomial_hessian(const Block& Xb, const double* c, const RowMatrixXd& P, bool fit_intercept,
-                                    MatrixXd& H) {
-  const Index nb = Xb.rows(), K = P.cols(), q = Xb.cols() + (fit_intercept ? 1 : 0);
+void accumulate_multinomial_hessian(const Block& Xb, const double* c, const double* P, Index K, bool fit_intercept,
+                                    Index k0, Index k1, Index j0, Index j1, bool corner, MatrixXd& H) {
+  const Index nb = Xb.rows(), q = Xb.cols() + (fit_intercept ? 1 : 0);
   RowMatrixXd one_minus(nb, K);
-  for (Index i = 0; i < nb; ++i) one_minus_row(P.row(i).data(), K, one_minus.row(i).data());
+  for (Index i = 0; i < nb; ++i) one_minus_row(P + i * K, K, one_minus.row(i).data());
   VectorXd w(nb);
-  for (Index k = 0; k < K; ++k) {
+  for (Index k = k0; k < k1; ++k) {
     for (Index l = 0; l <= k; ++l) {
-      for (Index i = 0; i < nb; ++i) w[i] = c[i] * P(i, k) * (k == l ? one_minus(i, k) : P(i, l));
-      accumulate_signed_gram(Xb, w, k == l ? 1.0 : -1.0, fit_intercept, H.block(k * q, l * q, q, q));
+      for (Index i = 0; i < nb; ++i) w[i] = c[i] * P[i * K + k] * (k == l ? one_minus(i, k) : P[i * K + l]);
+      accumulate_gram_panel(Xb, w, k == l ? 1.0 : -1.0, fit_intercept, j0, j1, corner, H.block(k * q, l * q, q, q));
     }
   }
 }
@@ -209,18 +185,29 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
   const Index d = prob.n_features(), q = prob.n_params(), p = K * q;
   const double inv_n = 1.0 / static_cast<double>(prob.n_rows());
   const auto W = class_columns(theta.data(), q, K);
-  auto make = [&] {
-    Evaluation e;
-    if (want.gradient) e.gradient = VectorXd::Zero(p);
-    if (want.hessian) e.hessian = MatrixXd::Zero(p, p);
-    return e;
-  };
   const Index acc_doubles = (want.gradient ? p : 0) + (want.hessian ? p * p : 0) + 1;
   const double nnz = row_size(prob.X), k = static_cast<double>(K);
   const double row_work = (want.gradient ? k * nnz : 0.0) + (want.hessian ? 0.5 * k * (k + 1) * nnz * nnz : 0.0) + k;
-  Evaluation total = parallel_reduce_rows<Evaluation>(
-      plan_reduction(prob.n_rows(), acc_doubles, row_work), n_threads, make,
-      [&](Evaluation& acc, Index begin, Index size) {
+  const ChunkPlan plan = plan_reduction(prob.n_rows(), acc_doubles, row_work);
+  // An H too large for enough chunks comes in a second pass over (chunk, block row, column
+  // panel) tasks (parallel_reduce_row_parts; dense X only is cut into panels), from the c and
+  // P the first pass keeps.
+  const bool fused_hessian = want.hessian && plan.n_chunks >= kMinHessianTasks;
+  const bool keep = want.hessian && !fused_hessian;
+  const Index panels = keep && !prob.X.is_sparse() ? hessian_panels(plan, K, d) : 1;
+  VectorXd c_all;
+  RowMatrixXd P_own;
+  if (keep) c_all.resize(prob.n_rows());
+  if (keep && rows.d2 == nullptr) P_own.resize(prob.n_rows(), K);
+  double* P_all = rows.d2 != nullptr ? rows.d2 : P_own.data();
+  auto make = [&] {
+    Evaluation e;
+    if (want.gradient) e.gradient = VectorXd::Zero(p);
+    if (fused_hessian) e.hessian = MatrixXd::Zero(p, p);
+    return e;
+  };
+  Evaluation total =
+      parallel_reduce_rows<Evaluation>(plan, n_threads, make, [&](Evaluation& acc, Index begin, Index size) {
         RowMatrixXd E, P, G;
         VectorXd c;
         for_each_block(prob.X, begin, size, [&](const auto& Xb, Index b, Index nb) {
@@ -234,7 +221,8 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
             acc.value += c[i] * value;
           }
           if (rows.d1 != nullptr) Eigen::Map<RowMatrixXd>(rows.d1 + b * K, nb, K) = G;
-          if (rows.d2 != nullptr) Eigen::Map<RowMatrixXd>(rows.d2 + b * K, nb, K) = P;
+          if (rows.d2 != nullptr || keep) Eigen::Map<RowMatrixXd>(P_all + b * K, nb, K) = P;
+          if (keep) c_all.segment(b, nb) = c;
           if (want.gradient) {
             // grad (q x K) += Xa_b^T (c (P - Y))
             G = c.asDiagonal() * G;
@@ -242,9 +230,27 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
             g.topRows(d).noalias() += Xb.transpose() * G;
             if (prob.fit_intercept) g.row(d) += G.colwise().sum();
           }
-          if (want.hessian) accumulate_multinomial_hessian(Xb, c.data(), P, prob.fit_intercept, acc.hessian);
+          if (fused_hessian)
+            accumulate_multinomial_hessian(Xb, c.data(), P.data(), K, prob.fit_intercept, 0, K, 0, d, true,
+                                           acc.hessian);
         });
       });
+  if (keep) {
+    const std::vector<Index> bounds = lower_triangle_panels(d, panels);
+    const auto n_panels = static_cast<Index>(bounds.size()) - 1;
+    total.hessian = parallel_reduce_row_parts<MatrixAcc>(
+                        plan, K * n_panels, hessian_window_rows(prob.X, plan), n_threads,
+                        [&] { return MatrixAcc{MatrixXd::Zero(p, p)}; },
+                        [&](MatrixAcc& acc, Index part, Index begin, Index size) {
+                          // block row K - 1 (K blocks) first, block row 0 (one) last
+                          const Index kb = K - 1 - part / n_panels, t = part % n_panels;
+                          for_each_block(prob.X, begin, size, [&](const auto& Xb, Index b, Index) {
+                            accumulate_multinomial_hessian(Xb, c_all.data() + b, P_all + b * K, K, prob.fit_intercept,
+                                                           kb, kb + 1, bounds[t], bounds[t + 1], t == 0, acc.m);
+                          });
+                        })
+                        .m;
+  }
   // Penalty (l2/2) sum_k ||w_k||^2, never on the intercepts.
   const auto Ww = W.topRows(d);
   total.value += 0.5 * prob.l2 * Ww.squaredNorm();

@@ -94,6 +94,7 @@ def test_kernels_on_sparse(backend):
         (3000, 40_003, 8, 7),
         (3000, 40_003, 8, 10),
         (3000, 30_000, 8, 8),
+        (8000, 4100, 20, 5),
         (3000, 300_001, 8, 2),
         (8000, 4100, 20, 64),
     ],
@@ -101,6 +102,7 @@ def test_kernels_on_sparse(backend):
         "two_panels",
         "two_panels_of_five",
         "one_panel_of_eight",
+        "one_panel_of_five_five_chunks",
         "one_column_panels_on_huge_pages",
         "two_panels_five_chunks",
     ],
@@ -130,7 +132,8 @@ def test_sparse_gram_product_in_panels(fit_intercept, n, d, per_row, k):
     assert np.all(np.isfinite(got))
     assert np.count_nonzero(got[:d]) > 0
     # the panels' kernels (a width fixed at compile time up to 8, any width past it) give the
-    # same bits for any thread count
+    # same bits for any thread count (over 5 chunks of rows in the two 8,000-row cases; the others
+    # have one)
     for n_jobs in (1, 3):
         again = fi.kernels.regularised_gram_product(
             X, c, V, l2=0.3, fit_intercept=fit_intercept, n_jobs=n_jobs

@@ -189,10 +189,10 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
   const double nnz = row_size(prob.X), k = static_cast<double>(K);
   const double row_work = (want.gradient ? k * nnz : 0.0) + (want.hessian ? 0.5 * k * (k + 1) * nnz * nnz : 0.0) + k;
   const ChunkPlan plan = plan_reduction(prob.n_rows(), acc_doubles, row_work);
-  // An H too large for enough chunks comes in a second pass over (chunk, block row, column
-  // panel) tasks (parallel_reduce_row_parts; dense X only is cut into panels), from the c and
-  // P the first pass keeps.
-  const bool fused_hessian = want.hessian && plan.n_chunks >= kMinHessianTasks;
+  // A wide H comes in a second pass over (chunk, block row, column panel) tasks
+  // (parallel_reduce_row_parts; dense X only is cut into panels), from the c and P the first
+  // pass keeps. Intercepts alone (d = 0) have no columns to cut.
+  const bool fused_hessian = want.hessian && (!wide_hessian(acc_doubles) || d == 0);
   const bool keep = want.hessian && !fused_hessian;
   const Index panels = keep && !prob.X.is_sparse() ? hessian_panels(plan, K, d) : 1;
   VectorXd c_all;

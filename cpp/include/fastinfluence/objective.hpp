@@ -73,17 +73,21 @@ void accumulate_gram(const Block& Xb, const VectorXd& c, bool fit_intercept, Mat
   accumulate_gram_panel(Xb, c, 1.0, fit_intercept, 0, Xb.cols(), true, G);
 }
 
-// How many column panels each part of a Hessian is cut into, so that the (chunk, part)
-// tasks of parallel_reduce_row_parts number at least kMinHessianTasks: enough for every
-// thread of a 16-core machine twice over. 1 (no second pass) where the row chunks alone
-// are that many. Depends on the data's shape only, never on the thread count. Measured on
-// 2 cores: n = 20,000, d = 2,000 (one chunk) 3.3-4.0 s before, 2.2-2.4 s with 32 panels
-// (2.1-2.2 s with 16); d = 700 (8 chunks, 4 panels) and W5 (4 chunks, 10 block rows) the
-// same within the noise.
+// A Hessian is wide when the accumulators' budget (plan_reduction) leaves fewer than
+// kMinHessianTasks chunks whatever n: p >= 362 with the gradient. A wide Hessian comes in a
+// second pass of (chunk, part) tasks, parallel_reduce_row_parts; a small one (small n
+// included: few chunks, little work) stays in the fused pass. Depends on the data's shape
+// only, never on the thread count.
 inline constexpr Index kMinHessianTasks = 32;
+inline bool wide_hessian(Index acc_doubles) { return accumulator_budget(acc_doubles) < kMinHessianTasks; }
+
+// How many column panels each of `parts` parts of a wide Hessian is cut into, so that the
+// tasks number at least kMinHessianTasks: enough for every thread of a 16-core machine twice
+// over. Measured on 2 cores: n = 20,000, d = 2,000 (one chunk) 3.3-4.0 s in the fused pass,
+// 2.2-2.4 s with 32 panels (2.1-2.2 s with 16); d = 700 (8 chunks, 4 panels) and W5 (4
+// chunks, 10 block rows) the same within the noise.
 inline Index hessian_panels(const ChunkPlan& plan, Index parts, Index n_columns) {
   const Index tasks = std::max<Index>(1, plan.n_chunks * parts);
-  if (plan.n_chunks >= kMinHessianTasks) return 1;
   return std::clamp<Index>((kMinHessianTasks + tasks - 1) / tasks, 1, std::max<Index>(1, n_columns));
 }
 
@@ -91,7 +95,8 @@ inline Index hessian_panels(const ChunkPlan& plan, Index parts, Index n_columns)
 // which stays in a shared L3 cache while every part reads it.
 inline Index hessian_window_rows(const DesignMatrix& X, const ChunkPlan& plan) {
   constexpr double kWindowBytes = 8.0 * (1 << 20);
-  const double row_bytes = std::max(1.0, row_size(X)) * (X.is_float32() ? 4.0 : 8.0);
+  const double index_bytes = X.is_sparse() ? (X.has_int64_indices() ? 8.0 : 4.0) : 0.0;
+  const double row_bytes = std::max(1.0, row_size(X)) * ((X.is_float32() ? 4.0 : 8.0) + index_bytes);
   const double chunks = static_cast<double>(std::max<Index>(1, plan.n_chunks));
   return std::max<Index>(block_rows(X), static_cast<Index>(kWindowBytes / (row_bytes * chunks)));
 }
@@ -134,9 +139,10 @@ Evaluation evaluate(const LossSpec& spec, const Problem<XType>& prob, VectorCRef
   const double nnz = row_size(prob.X);  // per row: the gradient's nnz, the Hessian's nnz^2
   const double row_work = (want.gradient ? nnz : 0.0) + (want.hessian ? nnz * nnz : 0.0) + 1.0;
   const ChunkPlan plan = plan_reduction(prob.n_rows(), acc_doubles, row_work);
-  // A dense H too large for enough chunks comes in a second pass, in column panels
-  // (parallel_reduce_row_parts), from the weights c the first pass keeps.
-  const Index panels = want.hessian && !prob.X.is_sparse() ? hessian_panels(plan, 1, d) : 1;
+  // A wide dense H comes in a second pass, in column panels (parallel_reduce_row_parts),
+  // from the weights c the first pass keeps.
+  const bool wide = want.hessian && !prob.X.is_sparse() && wide_hessian(acc_doubles);
+  const Index panels = wide ? hessian_panels(plan, 1, d) : 1;
   const bool fused_hessian = want.hessian && panels == 1;
   VectorXd c_all;
   if (want.hessian && !fused_hessian) c_all.resize(prob.n_rows());

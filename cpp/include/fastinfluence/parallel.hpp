@@ -193,7 +193,7 @@ Acc parallel_reduce_row_parts(const ChunkPlan& plan, Index n_parts, Index window
   if (plan.n_chunks == 0 || n_parts <= 0) return make();
   window_rows = std::max<Index>(1, window_rows);
   std::vector<Acc> partial(static_cast<size_t>(plan.n_chunks));
-  // zeroed by the threads that will fill them, in parallel
+  // zeroed in parallel
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) { partial[static_cast<size_t>(c)] = make(); });
   for (Index w0 = 0; w0 < plan.chunk_rows; w0 += window_rows) {
     parallel_for_chunks(plan.n_chunks * n_parts, n_threads, [&](Index t) {

@@ -382,11 +382,13 @@ VectorXd linear_predictor(const Block& Xb, VectorCRef theta, bool fit_intercept)
 // chunk (every chunk allocates, zeroes and adds one accumulator; a sparse row
 // of 50 non-zeros against a 50,000-row accumulator would otherwise spend more
 // time on the accumulator than on its rows).
+inline Index accumulator_budget(Index acc_doubles) {
+  return std::clamp<Index>((Index{1} << 22) / std::max<Index>(1, acc_doubles), 1, 64);
+}
 inline ChunkPlan plan_reduction(Index n_rows, Index acc_doubles, double row_doubles) {
-  const Index budget = (Index{1} << 22) / std::max<Index>(1, acc_doubles);
   const double rows_for_work = 16.0 * static_cast<double>(acc_doubles) / std::max(1.0, row_doubles);
   const Index min_rows = std::max<Index>(256, static_cast<Index>(std::min(rows_for_work, 1e15)));
-  return plan_chunks(n_rows, std::clamp<Index>(budget, 1, 64), min_rows);
+  return plan_chunks(n_rows, accumulator_budget(acc_doubles), min_rows);
 }
 
 }  // namespace fastinfluence

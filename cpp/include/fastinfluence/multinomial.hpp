@@ -199,7 +199,7 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
   RowMatrixXd P_own;
   if (keep) c_all.resize(prob.n_rows());
   if (keep && rows.d2 == nullptr) P_own.resize(prob.n_rows(), K);
-  double* P_all = rows.d2 != nullptr ? rows.d2 : P_own.data();
+  double* P_all = rows.d2 != nullptr ? rows.d2 : P_own.data();  // null when neither is wanted
   auto make = [&] {
     Evaluation e;
     if (want.gradient) e.gradient = VectorXd::Zero(p);
@@ -221,7 +221,7 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
             acc.value += c[i] * value;
           }
           if (rows.d1 != nullptr) Eigen::Map<RowMatrixXd>(rows.d1 + b * K, nb, K) = G;
-          if (rows.d2 != nullptr || keep) Eigen::Map<RowMatrixXd>(P_all + b * K, nb, K) = P;
+          if (P_all != nullptr) Eigen::Map<RowMatrixXd>(P_all + b * K, nb, K) = P;
           if (keep) c_all.segment(b, nb) = c;
           if (want.gradient) {
             // grad (q x K) += Xa_b^T (c (P - Y))

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <cassert>
 #include <type_traits>
 
 #include "losses.hpp"
@@ -39,13 +40,15 @@ void accumulate_gram_panel(const Block& Xb, const VectorXd& w, double alpha, boo
                            bool corner, Eigen::Ref<MatrixXd> G) {
   const Index d = Xb.cols();
   if constexpr (is_sparse_v<Block>) {
-    // Per row, every pair of non-zeros: O(nnz_row^2), never a d x d temporary.
+    // Per row, every pair of non-zeros: O(nnz_row^2), never a d x d temporary. Sparse X is
+    // never cut into panels (hessian_panels is for dense X): all columns at once.
+    assert(j0 == 0 && j1 == d);
     for (Index i = 0; i < Xb.rows(); ++i) {
       for (typename Block::InnerIterator a(Xb, i); a; ++a) {
         const double wa = alpha * w[i] * a.value();
         for (typename Block::InnerIterator b(Xb, i); b && b.index() <= a.index(); ++b)
-          if (b.index() >= j0 && b.index() < j1) G(a.index(), b.index()) += wa * b.value();
-        if (fit_intercept && a.index() >= j0 && a.index() < j1) G(d, a.index()) += wa;
+          G(a.index(), b.index()) += wa * b.value();
+        if (fit_intercept) G(d, a.index()) += wa;
       }
     }
   } else {

@@ -381,22 +381,22 @@ class BinaryClassifierBase(ClassifierContract, LinearModelBase):
             return self._encode_class_names(raw, names, name, fitting)
         is_bool = raw.dtype == bool
         y = V.check_vector(raw, n, name)
-        values = set(np.unique(y).tolist())
         if fitting:
-            self.classes_ = self._numeric_classes(raw, values, is_bool, name)
+            self.classes_ = self._numeric_classes(raw, set(np.unique(y).tolist()), is_bool, name)
         if _class_names(self.classes_, "classes_") is not None:  # fitted on class names, given numbers
             raise InvalidArgumentValueError(
                 name,
-                f"holds labels {sorted(values)[:5]} that are not among the model's classes "
+                f"holds labels {np.unique(y)[:5].tolist()} that are not among the model's classes "
                 f"{self.classes_.tolist()}",
             )
-        allowed = {float(c) for c in self.classes_}
-        if not values <= allowed:
-            bad = sorted(values - allowed)[:5]
+        # two comparisons, not np.unique (a sort): this runs on every Influence and test set
+        positive = y == float(self.classes_[1])
+        known = positive | (y == float(self.classes_[0]))
+        if not known.all():
+            bad = np.unique(y[~known])[:5].tolist()
             raise InvalidArgumentValueError(
                 name, f"holds labels {bad} that are not among the model's classes {self.classes_.tolist()}"
             )
-        positive = y == float(self.classes_[1])
         return np.where(positive, self._positive_internal, self._negative_internal)
 
     def _numeric_classes(self, raw, values: set, is_bool: bool, name: str) -> np.ndarray:

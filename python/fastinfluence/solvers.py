@@ -346,12 +346,13 @@ def row_hessian_operator(backend, problem, d2, damping, n_jobs, gauge=None) -> H
     probabilities P for the multinomial loss, with its ``gauge``)."""
     p = problem
     n = p.X.shape[0]
-    s = np.ones(n) if p.weights is None else np.asarray(p.weights, dtype=np.float64)
     if p.n_classes > 1:
+        s = np.ones(n) if p.weights is None else np.asarray(p.weights, dtype=np.float64)
         return MultinomialHessianOperator(
             backend, p.X, p.fit_intercept, s / n, d2, p.l2, gauge, damping, n_jobs
         )
-    return RowHessianOperator(backend, p.X, p.fit_intercept, s * d2 / n, p.l2, damping, n_jobs)
+    c = d2 / n if p.weights is None else np.asarray(p.weights, dtype=np.float64) * d2 / n
+    return RowHessianOperator(backend, p.X, p.fit_intercept, c, p.l2, damping, n_jobs)
 
 
 def spectrum_summary(smallest: float, largest: float) -> dict:

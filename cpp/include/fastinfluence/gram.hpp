@@ -15,6 +15,7 @@
 #include "objective.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -186,10 +187,11 @@ template <class Block, class CVector>
 void accumulate_gram_product(const Block& Xb, const CVector& c_b, bool fit_intercept, MatrixCRef V, MatrixXd& acc) {
   const Index d = Xb.cols();
   // U = diag(c) Xa_b V ;  acc += Xa_b^T U
-  MatrixXd U = Xb * V.topRows(d);
-  if (fit_intercept) U.rowwise() += V.row(d);
+  Scratch<double> scratch(Xb.rows() * V.cols());
+  auto U = scratch.matrix(Xb.rows(), V.cols());
+  affine_product(Xb, V.topRows(d), V.row(d), fit_intercept, U);
   U = c_b.asDiagonal() * U;
-  acc.topRows(d).noalias() += Xb.transpose() * U;
+  gemm(Xb.transpose(), U, acc.topRows(d), 1.0, /*accumulate=*/true);
   if (fit_intercept) acc.row(d) += U.colwise().sum();
 }
 

@@ -23,6 +23,16 @@ inline double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
+// From e = exp(-|x|), computed once: log1p(e) (softplus(x) - max(x, 0)), sigmoid(x) and
+// sigmoid(x) sigmoid(-x), each as softplus and sigmoid above compute it.
+inline void logistic_terms(double x, double& log1p_e, double& sigmoid_x, double& curvature) {
+  const double e = std::exp(-std::fabs(x));
+  log1p_e = std::log1p(e);
+  const double big = 1.0 / (1.0 + e), small = e / (1.0 + e);  // sigmoid(|x|), sigmoid(-|x|)
+  sigmoid_x = x >= 0.0 ? big : small;
+  curvature = sigmoid_x * (x >= 0.0 ? small : big);
+}
+
 // softplus(a + delta) - softplus(a) without cancellation when delta is small:
 // = log((1 + e^(a+delta)) / (1 + e^a)) = log1p(sigmoid(a) * expm1(delta)).
 inline double softplus_difference(double a, double delta) {
@@ -38,6 +48,9 @@ struct SquaredLoss {
   }
   double d1(double y, double eta) const { return eta - y; }
   double d2(double, double) const { return 1.0; }
+  void terms(double y, double eta, double& value, double& d1, double& d2) const {
+    value = this->value(y, eta), d1 = this->d1(y, eta), d2 = 1.0;
+  }
   // value(y, eta + delta) - value(y, eta) = delta * (eta - y) + delta^2 / 2
   double difference(double y, double eta, double delta) const { return delta * ((eta - y) + 0.5 * delta); }
 };
@@ -49,6 +62,12 @@ struct LogisticLoss {
   double d1(double y, double eta) const { return sigmoid(eta) - y; }
   double d2(double, double eta) const { return sigmoid(eta) * sigmoid(-eta); }
   double difference(double y, double eta, double delta) const { return softplus_difference(eta, delta) - y * delta; }
+  // The three above from one exp and one log1p (seven otherwise), bit for bit the same.
+  void terms(double y, double eta, double& value, double& d1, double& d2) const {
+    logistic_terms(eta, value, d1, d2);
+    value = (1.0 - y) * (std::fmax(eta, 0.0) + value) + y * (std::fmax(-eta, 0.0) + value);
+    d1 -= y;
+  }
 };
 
 // Smooth hinge of Koh & Liang (2017, section 4.2) with temperature t and labels
@@ -67,6 +86,13 @@ struct SmoothHingeLoss {
   double difference(double y, double eta, double delta) const {
     return t * softplus_difference(margin(y, eta), -y * delta / t);
   }
+  void terms(double y, double eta, double& value, double& d1, double& d2) const {
+    const double u = margin(y, eta);
+    logistic_terms(u, value, d1, d2);
+    value = t * (std::fmax(u, 0.0) + value);
+    d1 = -y * d1;
+    d2 /= t;
+  }
 };
 
 // Poisson negative log-likelihood with log link (dropping log y!): exp(eta) - y * eta.
@@ -80,6 +106,11 @@ struct PoissonLoss {
   double d2(double, double eta) const { return std::exp(eta); }
   // e^(eta + delta) - e^eta - y delta = e^eta expm1(delta) - y delta
   double difference(double y, double eta, double delta) const { return std::exp(eta) * std::expm1(delta) - y * delta; }
+  void terms(double y, double eta, double& value, double& d1, double& d2) const {
+    const double mu = std::exp(eta);
+    value = y == 0.0 ? mu : mu - y * eta;
+    d1 = mu - y, d2 = mu;
+  }
 };
 
 enum class LossKind : int { squared = 0, logistic = 1, smooth_hinge = 2, poisson = 3 };
@@ -120,11 +151,7 @@ inline void check_loss(const LossSpec& spec) {
 inline void loss_terms(const LossSpec& spec, const double* y, const double* eta, std::ptrdiff_t n, double* value,
                        double* d1, double* d2) {
   visit_loss(spec, [&](const auto& loss) {
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-      value[i] = loss.value(y[i], eta[i]);
-      d1[i] = loss.d1(y[i], eta[i]);
-      d2[i] = loss.d2(y[i], eta[i]);
-    }
+    for (std::ptrdiff_t i = 0; i < n; ++i) loss.terms(y[i], eta[i], value[i], d1[i], d2[i]);
   });
 }
 

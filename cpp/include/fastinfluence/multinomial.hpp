@@ -28,6 +28,7 @@
 #include "objective.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -91,8 +92,8 @@ inline Eigen::Map<const MatrixXd> class_columns(const double* theta, Index q, In
 template <class Block, class WType>
 void augmented_products(const Block& Xb, const WType& W, bool fit_intercept, RowMatrixXd& E) {
   const Index d = Xb.cols();
-  E.noalias() = Xb * W.topRows(d);
-  if (fit_intercept) E.rowwise() += W.row(d);
+  E.resize(Xb.rows(), W.cols());
+  affine_product(Xb, W.topRows(d), W.row(d), fit_intercept, E);
 }
 
 // ---------------------------------------------------------------------------
@@ -227,7 +228,7 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
             // grad (q x K) += Xa_b^T (c (P - Y))
             G = c.asDiagonal() * G;
             Eigen::Map<MatrixXd> g(acc.gradient.data(), q, K);
-            g.topRows(d).noalias() += Xb.transpose() * G;
+            gemm(Xb.transpose(), G, g.topRows(d), 1.0, /*accumulate=*/true);
             if (prob.fit_intercept) g.row(d) += G.colwise().sum();
           }
           if (fused_hessian)
@@ -289,7 +290,7 @@ void accumulate_multinomial_gram_product(const Block& Xb, const double* c, const
     augmented_products(Xb, Vq.middleCols(j0 * K, w * K), fit_intercept, E);
     for (Index i = 0; i < nb; ++i) curvature_transform(E.row(i).data(), w, K, c[i], P + i * K);
     auto a = acc.middleCols(j0 * K, w * K);
-    a.topRows(d).noalias() += Xb.transpose() * E;
+    gemm(Xb.transpose(), E, a.topRows(d), 1.0, /*accumulate=*/true);
     if (fit_intercept) a.row(d) += E.colwise().sum();
   }
 }

@@ -17,6 +17,7 @@
 #include "multinomial.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 #include "top_k.hpp"
 
 namespace fastinfluence {
@@ -66,8 +67,8 @@ void multinomial_block_scores(const Block& Xb, const double* R, Index K, bool fi
     // S = sum_k diag(R_k) (Xb M_k,w + 1 b_k,w)
     S.setZero(nb, w);
     for (Index k = 0; k < K; ++k) {
-      T.noalias() = Xb * M.M.block(k * q, j0, d, w);
-      if (fit_intercept) T.rowwise() += M.M.row(k * q + d).segment(j0, w);
+      T.resize(nb, w);
+      affine_product(Xb, M.M.block(k * q, j0, d, w), M.M.row(k * q + d).segment(j0, w), fit_intercept, T);
       S += Column(R + k, nb, Eigen::InnerStride<>(K)).asDiagonal() * T;
     }
   }

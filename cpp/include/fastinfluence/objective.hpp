@@ -12,6 +12,7 @@
 #include "losses.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -55,15 +56,13 @@ void accumulate_gram_panel(const Block& Xb, const VectorXd& w, double alpha, boo
     // = Z^T Z with Z = diag(sqrt w) Xb: a symmetric rank-k update on the panel's diagonal
     // block and a GEMM below it. Z keeps the block's storage order (a row-major Z for
     // C-ordered X is ~1.5x faster than a transposing copy at d = 100).
-    using Z_t =
-        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>;
+    // Z and the products' packing live in the thread's kept buffers (products.hpp).
     const Index width = j1 - j0, below = d - j1;
-    const Z_t Z = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
-    G.block(j0, j0, width, width)
-        .template selfadjointView<Eigen::Lower>()
-        .rankUpdate(Z.leftCols(width).transpose(), alpha);
-    if (below > 0)
-      G.block(j1, j0, below, width).noalias() += alpha * (Z.rightCols(below).transpose() * Z.leftCols(width));
+    Scratch<double> scratch(Xb.rows() * (d - j0));
+    auto Z = scratch.matrix<Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(Xb.rows(), d - j0);
+    Z.noalias() = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
+    rank_update_lower(Z.leftCols(width).transpose(), G.block(j0, j0, width, width), alpha);
+    if (below > 0) gemm(Z.rightCols(below).transpose(), Z.leftCols(width), G.block(j1, j0, below, width), alpha, true);
     if (fit_intercept) G.row(d).segment(j0, width).noalias() += alpha * (w.transpose() * Xb.middleCols(j0, width));
   }
   if (fit_intercept && corner) G(d, d) += alpha * w.sum();
@@ -123,6 +122,7 @@ struct Evaluation {
     if (hessian.size()) hessian += other.hessian;
     return *this;
   }
+  Index doubles() const { return gradient.size() + hessian.size(); }
 };
 
 // Optional per-row outputs of evaluate, (n,) each or null: the unweighted

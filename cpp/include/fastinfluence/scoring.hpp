@@ -8,6 +8,7 @@
 #include "losses.hpp"
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -22,8 +23,7 @@ void scaled_row_products(const XType& X, bool fit_intercept, VectorCRef row_scal
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       auto block = out.middleRows(b, nb);
-      block.noalias() = Xb * M.topRows(d);
-      if (fit_intercept) block.rowwise() += M.row(d);
+      affine_product(Xb, M.topRows(d), M.row(d), fit_intercept, block);
       block = row_scale.segment(b, nb).asDiagonal() * block;
     });
   });
@@ -38,8 +38,9 @@ void row_quadratic_forms(const XType& X, bool fit_intercept, MatrixCRef A, Eigen
   const ChunkPlan plan = plan_chunks(X.rows(), 256, 1024);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
-      MatrixXd Z = Xb * At_w;
-      if (fit_intercept) Z.rowwise() += A.col(d).transpose();
+      Scratch<double> scratch(nb * At_w.cols());
+      auto Z = scratch.matrix(nb, At_w.cols());
+      affine_product(Xb, At_w, A.col(d).transpose(), fit_intercept, Z);
       // Reduce into a fresh (aligned) vector, then copy: assigning the reduction
       // straight into `out` would let the buffer's alignment pick scalar or
       // SIMD (FMA) code for the first rows, changing results by an ulp.
@@ -61,8 +62,7 @@ void loo_loss_change(const LossSpec& spec, const XType& X, bool fit_intercept, V
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       auto block = out.middleRows(b, nb);
-      block.noalias() = Xb * U.topRows(d);
-      if (fit_intercept) block.rowwise() += U.row(d);
+      affine_product(Xb, U.topRows(d), U.row(d), fit_intercept, block);
       for (Index i = 0; i < nb; ++i) {
         double* row = block.row(i).data();
         for (Index j = 0; j < m; ++j) row[j] *= row_scale[b + i];  // delta eta_ij
@@ -83,8 +83,9 @@ void perturbation_loss(const XType& X, bool fit_intercept, VectorCRef d1, Vector
   const ChunkPlan plan = plan_chunks(X.rows(), 1024, 16);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
-      MatrixXd A = Xb * V.topRows(d);
-      if (fit_intercept) A.rowwise() += V.row(d);
+      Scratch<double> scratch(nb * m);
+      auto A = scratch.matrix(nb, m);
+      affine_product(Xb, V.topRows(d), V.row(d), fit_intercept, A);
       for (Index i = 0; i < nb; ++i) {
         for (Index j = 0; j < m; ++j) {
           Eigen::Map<VectorXd> dst(out + ((b + i) * m + j) * d, d);

@@ -68,6 +68,7 @@
 
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -193,8 +194,8 @@ class LinearScores : public DenseScores<T> {
               Index jj, Eigen::ArrayXd& a, bool new_panel) const {
     const Index d = this->d_;
     if (new_panel) {
-      S.noalias() = Xb * this->M32_.block(0, j0, d, w);
-      if (this->fit_intercept_) S.rowwise() += this->M32_.row(d).segment(j0, w);
+      S.resize(Xb.rows(), w);
+      affine_product(Xb, this->M32_.block(0, j0, d, w), this->M32_.row(d).segment(j0, w), this->fit_intercept_, S);
     }
     a = r_.segment(b, Xb.rows()).array() * S.col(jj).cast<double>().array();
   }
@@ -231,8 +232,9 @@ class MultinomialScores : public DenseScores<T> {
     if (new_panel) {
       S.setZero(nb, w);
       for (Index k = 0; k < K_; ++k) {
-        scratch.noalias() = Xb * this->M32_.block(k * q, j0, d, w);
-        if (this->fit_intercept_) scratch.rowwise() += this->M32_.row(k * q + d).segment(j0, w);
+        scratch.resize(nb, w);
+        affine_product(Xb, this->M32_.block(k * q, j0, d, w), this->M32_.row(k * q + d).segment(j0, w),
+                       this->fit_intercept_, scratch);
         S += R32_.col(k).segment(b, nb).asDiagonal() * scratch;
       }
     }

@@ -14,6 +14,7 @@
 
 #include "parallel.hpp"
 #include "problem.hpp"
+#include "products.hpp"
 #include "screening.hpp"
 
 namespace fastinfluence {
@@ -223,8 +224,8 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
   return streaming_top_k(X, M.cols(), k, n_threads,
                          [&](const auto& Xb, Index b, Index nb, Index j0, Index w, MatrixXd& S, MatrixXd&) {
                            // S = diag(row_scale_b) (Xb M_w + 1 M_b) for this panel's columns of M
-                           S.noalias() = Xb * M.block(0, j0, d, w);
-                           if (fit_intercept) S.rowwise() += M.row(d).segment(j0, w);
+                           S.resize(nb, w);
+                           affine_product(Xb, M.block(0, j0, d, w), M.row(d).segment(j0, w), fit_intercept, S);
                            S = row_scale.segment(b, nb).asDiagonal() * S;
                          });
 }

@@ -189,9 +189,9 @@ void accumulate_gram_product(const Block& Xb, const CVector& c_b, bool fit_inter
   // U = diag(c) Xa_b V ;  acc += Xa_b^T U
   Scratch<double> scratch(Xb.rows() * V.cols());
   auto U = scratch.matrix(Xb.rows(), V.cols());
-  affine_product(Xb, V.topRows(d), V.row(d), fit_intercept, U);
+  affine_product(Xb, V.topRows(d), V.middleRows(d, fit_intercept ? 1 : 0), U);
   U = c_b.asDiagonal() * U;
-  gemm(Xb.transpose(), U, acc.topRows(d), 1.0, /*accumulate=*/true);
+  gemm(Xb.transpose(), U, acc.topRows(d));
   if (fit_intercept) acc.row(d) += U.colwise().sum();
 }
 
@@ -239,8 +239,11 @@ VectorXd gram_diagonal(const XType& X, bool fit_intercept, VectorCRef c, int n_t
       plan_reduction(X.rows(), p, row_size(X)), n_threads, [&] { return MatrixAcc{MatrixXd::Zero(p, 1)}; },
       [&](MatrixAcc& acc, Index begin, Index size) {
         for_each_block(X, begin, size, [&](const auto& Xb, Index b, Index nb) {
-          acc.m.col(0).head(d).noalias() += Xb.cwiseAbs2().transpose() * c.segment(b, nb);
-          if (fit_intercept) acc.m(d, 0) += c.segment(b, nb).sum();
+          // an aligned copy: a reduction over the caller's buffer would peel a number of terms
+          // that depends on its address, and so change the sum's rounding from call to call
+          const VectorXd cb = c.segment(b, nb);
+          acc.m.col(0).head(d).noalias() += Xb.cwiseAbs2().transpose() * cb;
+          if (fit_intercept) acc.m(d, 0) += cb.sum();
         });
       });
   return total.m.col(0);

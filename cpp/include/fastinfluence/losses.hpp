@@ -64,9 +64,10 @@ struct LogisticLoss {
   double difference(double y, double eta, double delta) const { return softplus_difference(eta, delta) - y * delta; }
   // The three above from one exp and one log1p (seven otherwise), bit for bit the same.
   void terms(double y, double eta, double& value, double& d1, double& d2) const {
-    logistic_terms(eta, value, d1, d2);
-    value = (1.0 - y) * (std::fmax(eta, 0.0) + value) + y * (std::fmax(-eta, 0.0) + value);
-    d1 -= y;
+    double log1p_e, s, curvature;
+    logistic_terms(eta, log1p_e, s, curvature);
+    value = (1.0 - y) * (std::fmax(eta, 0.0) + log1p_e) + y * (std::fmax(-eta, 0.0) + log1p_e);
+    d1 = s - y, d2 = curvature;
   }
 };
 
@@ -88,10 +89,10 @@ struct SmoothHingeLoss {
   }
   void terms(double y, double eta, double& value, double& d1, double& d2) const {
     const double u = margin(y, eta);
-    logistic_terms(u, value, d1, d2);
-    value = t * (std::fmax(u, 0.0) + value);
-    d1 = -y * d1;
-    d2 /= t;
+    double log1p_e, s, curvature;
+    logistic_terms(u, log1p_e, s, curvature);
+    value = t * (std::fmax(u, 0.0) + log1p_e);
+    d1 = -y * s, d2 = curvature / t;
   }
 };
 

@@ -93,7 +93,7 @@ template <class Block, class WType>
 void augmented_products(const Block& Xb, const WType& W, bool fit_intercept, RowMatrixXd& E) {
   const Index d = Xb.cols();
   E.resize(Xb.rows(), W.cols());
-  affine_product(Xb, W.topRows(d), W.row(d), fit_intercept, E);
+  affine_product(Xb, W.topRows(d), W.middleRows(d, fit_intercept ? 1 : 0), E);
 }
 
 // ---------------------------------------------------------------------------
@@ -228,7 +228,7 @@ Evaluation multinomial_evaluate(const Problem<XType>& prob, Index K, VectorCRef 
             // grad (q x K) += Xa_b^T (c (P - Y))
             G = c.asDiagonal() * G;
             Eigen::Map<MatrixXd> g(acc.gradient.data(), q, K);
-            gemm(Xb.transpose(), G, g.topRows(d), 1.0, /*accumulate=*/true);
+            gemm(Xb.transpose(), G, g.topRows(d));
             if (prob.fit_intercept) g.row(d) += G.colwise().sum();
           }
           if (fused_hessian)
@@ -290,7 +290,7 @@ void accumulate_multinomial_gram_product(const Block& Xb, const double* c, const
     augmented_products(Xb, Vq.middleCols(j0 * K, w * K), fit_intercept, E);
     for (Index i = 0; i < nb; ++i) curvature_transform(E.row(i).data(), w, K, c[i], P + i * K);
     auto a = acc.middleCols(j0 * K, w * K);
-    gemm(Xb.transpose(), E, a.topRows(d), 1.0, /*accumulate=*/true);
+    gemm(Xb.transpose(), E, a.topRows(d));
     if (fit_intercept) a.row(d) += E.colwise().sum();
   }
 }

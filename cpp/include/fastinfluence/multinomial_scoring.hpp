@@ -68,7 +68,7 @@ void multinomial_block_scores(const Block& Xb, const double* R, Index K, bool fi
     S.setZero(nb, w);
     for (Index k = 0; k < K; ++k) {
       T.resize(nb, w);
-      affine_product(Xb, M.M.block(k * q, j0, d, w), M.M.row(k * q + d).segment(j0, w), fit_intercept, T);
+      affine_product(Xb, M.M.block(k * q, j0, d, w), M.M.block(k * q + d, j0, fit_intercept ? 1 : 0, w), T);
       S += Column(R + k, nb, Eigen::InnerStride<>(K)).asDiagonal() * T;
     }
   }

@@ -62,7 +62,7 @@ void accumulate_gram_panel(const Block& Xb, const VectorXd& w, double alpha, boo
     auto Z = scratch.matrix<Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(Xb.rows(), d - j0);
     Z.noalias() = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
     rank_update_lower(Z.leftCols(width).transpose(), G.block(j0, j0, width, width), alpha);
-    if (below > 0) gemm(Z.rightCols(below).transpose(), Z.leftCols(width), G.block(j1, j0, below, width), alpha, true);
+    if (below > 0) gemm(Z.rightCols(below).transpose(), Z.leftCols(width), G.block(j1, j0, below, width), alpha);
     if (fit_intercept) G.row(d).segment(j0, width).noalias() += alpha * (w.transpose() * Xb.middleCols(j0, width));
   }
   if (fit_intercept && corner) G(d, d) += alpha * w.sum();

@@ -155,18 +155,21 @@ namespace detail {
 // so that the next reduction reuses their memory: partials allocated afresh (64 of 82 KiB
 // for a p = 101 Hessian) came from memory glibc had just returned to the system, and were
 // faulted in page by page on every call (1,100 page faults, 3 ms of a 23 ms evaluate at
-// n = 100,000, d = 100). Not kept past kKeepDoubles in all; a nested reduction on the same
-// thread gets partials of its own. Acc::doubles() says how large one partial is.
+// n = 100,000, d = 100). Not kept past kKeepDoubles in all (then each chunk makes its own,
+// as before); a nested reduction on the same thread gets partials of its own.
+// Acc::doubles() says how large one partial is. The partial of chunk 0 is the result, moved
+// out, so only the others' memory is reused.
 template <class Acc>
 class KeptPartials {
  public:
   static constexpr Index kKeepDoubles = Index{1} << 20;  // 8 MiB
 
   KeptPartials(Index n, Index acc_doubles) : store_(kept().in_use ? own_ : kept()) {
+    store_.partials.resize(static_cast<size_t>(n));
     store_.in_use = true;
     keep_ = n * acc_doubles <= kKeepDoubles;
-    store_.partials.resize(static_cast<size_t>(n));
   }
+  bool keeps() const { return keep_; }
   ~KeptPartials() {
     store_.in_use = false;
     if (!keep_) std::vector<Acc>().swap(store_.partials);
@@ -197,11 +200,17 @@ class KeptPartials {
 template <class Acc, class Make, class Body>
 Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body&& body) {
   if (plan.n_chunks == 0) return make();
-  const Acc zero = make();
+  Acc zero = make();
   detail::KeptPartials<Acc> partial(plan.n_chunks, zero.doubles());
+  // kept partials are overwritten with a copy of zero; otherwise chunk 0 takes zero itself
+  const bool copy = partial.keeps();
+  if (!copy) partial[0] = std::move(zero);
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     Acc& acc = partial[c];
-    acc = zero;
+    if (copy)
+      acc = zero;
+    else if (c != 0)
+      acc = make();
     body(acc, plan.begin(c), plan.size(c));
   });
   tree_reduce(plan.n_chunks, n_threads, false, [&](Index into, Index from) { partial[into] += partial[from]; });
@@ -234,9 +243,16 @@ Acc parallel_reduce_row_parts(const ChunkPlan& plan, Index n_parts, Index window
                               Body&& body) {
   if (plan.n_chunks == 0 || n_parts <= 0) return make();
   window_rows = std::max<Index>(1, window_rows);
-  const Acc zero = make();
+  Acc zero = make();
   detail::KeptPartials<Acc> partial(plan.n_chunks, zero.doubles());
-  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) { partial[c] = zero; });  // zeroed in parallel
+  const bool copy = partial.keeps();  // as in parallel_reduce_rows
+  if (!copy) partial[0] = std::move(zero);
+  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {  // zeroed in parallel
+    if (copy)
+      partial[c] = zero;
+    else if (c != 0)
+      partial[c] = make();
+  });
   for (Index w0 = 0; w0 < plan.chunk_rows; w0 += window_rows) {
     parallel_for_chunks(plan.n_chunks * n_parts, n_threads, [&](Index t) {
       const Index part = t / plan.n_chunks, c = t % plan.n_chunks;

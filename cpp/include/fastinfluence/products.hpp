@@ -23,20 +23,26 @@
 #include <cassert>
 #include <type_traits>
 
+static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90),
+              "products.hpp calls Eigen 3.4's internal product kernels");
+
 namespace fastinfluence {
 
 namespace detail {
 
 // A per-thread buffer grown on demand and kept from call to call, for the reason above; not
-// kept past kKeepBytes (a call that large amortises its own allocation).
+// kept past kKeepBytes once a use ends (a call that large amortises its own allocation).
 template <class Scalar>
 class KeptBuffer {
  public:
+  static constexpr Eigen::Index kKeepBytes = Eigen::Index{8} << 20;
   Scalar* get(Eigen::Index size) {
-    constexpr Eigen::Index kKeepBytes = Eigen::Index{8} << 20;
-    const bool too_large = buffer_.size() * Eigen::Index{sizeof(Scalar)} > kKeepBytes && buffer_.size() > size;
-    if (buffer_.size() < size || too_large) buffer_.resize(size);
+    if (buffer_.size() < size) buffer_.resize(size);
     return buffer_.data();
+  }
+  // Called when a use ends: a buffer grown past kKeepBytes is released.
+  void trim() {
+    if (buffer_.size() * Eigen::Index{sizeof(Scalar)} > kKeepBytes) buffer_.resize(0);
   }
   bool in_use = false;
 
@@ -62,16 +68,18 @@ class Scratch {
   explicit Scratch(Eigen::Index size) {
     thread_local detail::KeptBuffer<Scalar> kept;
     if (!kept.in_use) {
+      data_ = kept.get(size);
       kept_ = &kept;
       kept.in_use = true;
-      data_ = kept.get(size);
     } else {
       own_.resize(size);
       data_ = own_.data();
     }
   }
   ~Scratch() {
-    if (kept_ != nullptr) kept_->in_use = false;
+    if (kept_ == nullptr) return;
+    kept_->in_use = false;
+    kept_->trim();
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -114,6 +122,10 @@ class KeptBlocking : public Eigen::internal::level3_blocking<Scalar, Scalar> {
     this->m_blockA = packing_buffer<Scalar>(0).get(this->m_mc * this->m_kc);
     this->m_blockB = packing_buffer<Scalar>(1).get(this->m_kc * this->m_nc);
   }
+  ~KeptBlocking() {
+    packing_buffer<Scalar>(0).trim();
+    packing_buffer<Scalar>(1).trim();
+  }
   KeptBlocking(const KeptBlocking&) = delete;
   KeptBlocking& operator=(const KeptBlocking&) = delete;
 };
@@ -126,36 +138,29 @@ constexpr int storage_order() {
 template <class E>
 constexpr bool is_memory_block() {
   using T = std::decay_t<E>;
-  if constexpr (std::is_base_of_v<Eigen::DenseBase<T>, T>)
-    return bool(T::Flags & Eigen::DirectAccessBit);
+  if constexpr (std::is_base_of_v<Eigen::DenseBase<T>, T>)  // Eigen's own rule (HasUsableDirectAccess)
+    return bool(T::Flags & Eigen::DirectAccessBit) && int(T::InnerStrideAtCompileTime) == 1;
   else
     return false;
 }
 
-template <class E>
-void check_operand(const E& e) {
-  assert(e.innerStride() == 1);
-  (void)e;
-}
-
 }  // namespace detail
 
-// C += alpha A B, or C = alpha A B when !accumulate, for C not overlapping A or B. Dense
-// blocks of memory with unit inner stride (matrices, maps, blocks, refs, and transposes of
-// them; any storage orders) go through Eigen's kernels with kept buffers; a sparse A, and
-// matrix-vector products, through Eigen's expressions, which pack nothing.
+// C += alpha A B, for C not overlapping A or B. Dense blocks of memory with unit inner stride
+// (matrices, maps, blocks, refs, and transposes of them; any storage orders) go through
+// Eigen's kernels with kept buffers. A sparse A, matrix-vector products, and products so
+// small that Eigen computes them coefficient by coefficient (rows + cols + depth below
+// EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) go through Eigen's expressions, which pack nothing.
 template <class A, class B, class C>
-void gemm(const A& a, const B& b, C&& c, typename std::decay_t<C>::Scalar alpha = 1, bool accumulate = false) {
+void gemm(const A& a, const B& b, C&& c, typename std::decay_t<C>::Scalar alpha = 1) {
   using Scalar = typename std::decay_t<C>::Scalar;
   static_assert(std::is_same_v<typename A::Scalar, Scalar> && std::is_same_v<typename B::Scalar, Scalar>);
   const Eigen::Index rows = c.rows(), cols = c.cols(), depth = a.cols();
   assert(a.rows() == rows && b.rows() == depth && b.cols() == cols);
-  if (!accumulate) c.setZero();
   if (rows == 0 || cols == 0 || depth == 0) return;
   constexpr bool blocks = detail::is_memory_block<A>() && detail::is_memory_block<B>() && detail::is_memory_block<C>();
   if constexpr (blocks) {
-    if (rows > 1 && cols > 1) {
-      detail::check_operand(a), detail::check_operand(b), detail::check_operand(c);
+    if (rows > 1 && cols > 1 && rows + cols + depth >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
       constexpr int order_c = detail::storage_order<C>();
       using Kernel =
           Eigen::internal::general_matrix_matrix_product<Eigen::Index, Scalar, detail::storage_order<A>(), false,
@@ -177,10 +182,10 @@ void rank_update_lower(const U& u, C&& c, typename std::decay_t<C>::Scalar alpha
   using Scalar = typename std::decay_t<C>::Scalar;
   static_assert(std::is_same_v<typename U::Scalar, Scalar>);
   static_assert(detail::storage_order<C>() == Eigen::ColMajor);
+  static_assert(detail::is_memory_block<U>() && detail::is_memory_block<C>(), "blocks of memory, unit inner stride");
   const Eigen::Index size = u.rows(), depth = u.cols();
   assert(c.rows() == size && c.cols() == size);
   if (size == 0 || depth == 0) return;
-  detail::check_operand(u), detail::check_operand(c);
   constexpr int order_u = detail::storage_order<U>();
   constexpr int order_ut = order_u == Eigen::RowMajor ? Eigen::ColMajor : Eigen::RowMajor;
   using Kernel =
@@ -191,16 +196,18 @@ void rank_update_lower(const U& u, C&& c, typename std::decay_t<C>::Scalar alpha
               blocking);
 }
 
-// C = A B + 1 r^T, with the row r^T added to every row of C when add_row (the intercept's
-// row of an augmented parameter matrix), for C sized (A.rows() x B.cols()): r is written
-// first and the product added to it, one pass over C fewer than adding r afterwards.
-template <class A, class B, class Row, class C>
-void affine_product(const A& a, const B& b, const Row& r, bool add_row, C&& c) {
-  if (add_row)
-    c.rowwise() = r;
+// C = A B + 1 r^T, for C sized (A.rows() x B.cols()) and R a block of 0 or 1 rows: r^T is
+// R's row when it has one (the intercept's row of an augmented parameter matrix) and is
+// added to every row of C. Written first, so that the product adds to it: one pass over C
+// fewer than adding it afterwards.
+template <class A, class B, class R, class C>
+void affine_product(const A& a, const B& b, const R& r, C&& c) {
+  assert(r.rows() <= 1);
+  if (r.rows() == 1)
+    c.rowwise() = r.row(0);
   else
     c.setZero();
-  gemm(a, b, c, 1, /*accumulate=*/true);
+  gemm(a, b, c);
 }
 
 }  // namespace fastinfluence

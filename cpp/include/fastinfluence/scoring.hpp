@@ -23,7 +23,7 @@ void scaled_row_products(const XType& X, bool fit_intercept, VectorCRef row_scal
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       auto block = out.middleRows(b, nb);
-      affine_product(Xb, M.topRows(d), M.row(d), fit_intercept, block);
+      affine_product(Xb, M.topRows(d), M.middleRows(d, fit_intercept ? 1 : 0), block);
       block = row_scale.segment(b, nb).asDiagonal() * block;
     });
   });
@@ -40,7 +40,7 @@ void row_quadratic_forms(const XType& X, bool fit_intercept, MatrixCRef A, Eigen
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       Scratch<double> scratch(nb * At_w.cols());
       auto Z = scratch.matrix(nb, At_w.cols());
-      affine_product(Xb, At_w, A.col(d).transpose(), fit_intercept, Z);
+      affine_product(Xb, At_w, A.middleCols(d, fit_intercept ? 1 : 0).transpose(), Z);
       // Reduce into a fresh (aligned) vector, then copy: assigning the reduction
       // straight into `out` would let the buffer's alignment pick scalar or
       // SIMD (FMA) code for the first rows, changing results by an ulp.
@@ -62,7 +62,7 @@ void loo_loss_change(const LossSpec& spec, const XType& X, bool fit_intercept, V
   parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       auto block = out.middleRows(b, nb);
-      affine_product(Xb, U.topRows(d), U.row(d), fit_intercept, block);
+      affine_product(Xb, U.topRows(d), U.middleRows(d, fit_intercept ? 1 : 0), block);
       for (Index i = 0; i < nb; ++i) {
         double* row = block.row(i).data();
         for (Index j = 0; j < m; ++j) row[j] *= row_scale[b + i];  // delta eta_ij
@@ -85,7 +85,7 @@ void perturbation_loss(const XType& X, bool fit_intercept, VectorCRef d1, Vector
     for_each_block(X, plan.begin(c), plan.size(c), [&](const auto& Xb, Index b, Index nb) {
       Scratch<double> scratch(nb * m);
       auto A = scratch.matrix(nb, m);
-      affine_product(Xb, V.topRows(d), V.row(d), fit_intercept, A);
+      affine_product(Xb, V.topRows(d), V.middleRows(d, fit_intercept ? 1 : 0), A);
       for (Index i = 0; i < nb; ++i) {
         for (Index j = 0; j < m; ++j) {
           Eigen::Map<VectorXd> dst(out + ((b + i) * m + j) * d, d);

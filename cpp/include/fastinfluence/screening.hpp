@@ -195,7 +195,7 @@ class LinearScores : public DenseScores<T> {
     const Index d = this->d_;
     if (new_panel) {
       S.resize(Xb.rows(), w);
-      affine_product(Xb, this->M32_.block(0, j0, d, w), this->M32_.row(d).segment(j0, w), this->fit_intercept_, S);
+      affine_product(Xb, this->M32_.block(0, j0, d, w), this->M32_.block(d, j0, this->fit_intercept_ ? 1 : 0, w), S);
     }
     a = r_.segment(b, Xb.rows()).array() * S.col(jj).cast<double>().array();
   }
@@ -233,8 +233,8 @@ class MultinomialScores : public DenseScores<T> {
       S.setZero(nb, w);
       for (Index k = 0; k < K_; ++k) {
         scratch.resize(nb, w);
-        affine_product(Xb, this->M32_.block(k * q, j0, d, w), this->M32_.row(k * q + d).segment(j0, w),
-                       this->fit_intercept_, scratch);
+        affine_product(Xb, this->M32_.block(k * q, j0, d, w),
+                       this->M32_.block(k * q + d, j0, this->fit_intercept_ ? 1 : 0, w), scratch);
         S += R32_.col(k).segment(b, nb).asDiagonal() * scratch;
       }
     }

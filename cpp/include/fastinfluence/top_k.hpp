@@ -225,7 +225,7 @@ TopKResult top_k_scores(const XType& X, bool fit_intercept, VectorCRef row_scale
                          [&](const auto& Xb, Index b, Index nb, Index j0, Index w, MatrixXd& S, MatrixXd&) {
                            // S = diag(row_scale_b) (Xb M_w + 1 M_b) for this panel's columns of M
                            S.resize(nb, w);
-                           affine_product(Xb, M.block(0, j0, d, w), M.row(d).segment(j0, w), fit_intercept, S);
+                           affine_product(Xb, M.block(0, j0, d, w), M.block(d, j0, fit_intercept ? 1 : 0, w), S);
                            S = row_scale.segment(b, nb).asDiagonal() * S;
                          });
 }

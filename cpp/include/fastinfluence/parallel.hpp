@@ -157,19 +157,32 @@ namespace detail {
 // faulted in page by page on every call (1,100 page faults, 3 ms of a 23 ms evaluate at
 // n = 100,000, d = 100). Not kept past kKeepDoubles in all (then each chunk makes its own,
 // as before); a nested reduction on the same thread gets partials of its own.
-// Acc::doubles() says how large one partial is. The partial of chunk 0 is the result, moved
-// out, so only the others' memory is reused.
+// `zero` (from make()) is the zeroed accumulator, Acc::doubles() its size. The partial of
+// chunk 0 is the result, moved out, so only the others' memory is reused.
 template <class Acc>
 class KeptPartials {
  public:
   static constexpr Index kKeepDoubles = Index{1} << 20;  // 8 MiB
 
-  KeptPartials(Index n, Index acc_doubles) : store_(kept().in_use ? own_ : kept()) {
+  KeptPartials(Index n, Acc zero) : store_(kept().in_use ? own_ : kept()) {
     store_.partials.resize(static_cast<size_t>(n));
     store_.in_use = true;
-    keep_ = n * acc_doubles <= kKeepDoubles;
+    keep_ = n * zero.doubles() <= kKeepDoubles;
+    if (keep_)
+      zero_ = std::move(zero);  // copied into each kept partial
+    else
+      (*this)[0] = std::move(zero);  // chunk 0 starts from it, the others make their own
   }
-  bool keeps() const { return keep_; }
+  // Chunk c's partial, zeroed: a copy of zero over kept memory, or make()'s (once per chunk).
+  template <class Make>
+  Acc& zeroed(Index c, Make& make) {
+    Acc& acc = (*this)[c];
+    if (keep_)
+      acc = zero_;
+    else if (c != 0)
+      acc = make();
+    return acc;
+  }
   ~KeptPartials() {
     store_.in_use = false;
     if (!keep_) std::vector<Acc>().swap(store_.partials);
@@ -190,29 +203,20 @@ class KeptPartials {
   Store own_;
   Store& store_;
   bool keep_ = false;
+  Acc zero_;
 };
 
 }  // namespace detail
 
-// Deterministic map-reduce over row chunks: make() builds a zeroed accumulator,
-// copied into each chunk's partial (memory kept from the last call: detail::KeptPartials),
+// Deterministic map-reduce over row chunks: make() builds a zeroed accumulator, which
+// zeroes each chunk's partial (memory kept from the last call: detail::KeptPartials),
 // body(acc, begin, size) fills it, and the partials are summed by tree_reduce.
 template <class Acc, class Make, class Body>
 Acc parallel_reduce_rows(const ChunkPlan& plan, int n_threads, Make&& make, Body&& body) {
   if (plan.n_chunks == 0) return make();
-  Acc zero = make();
-  detail::KeptPartials<Acc> partial(plan.n_chunks, zero.doubles());
-  // kept partials are overwritten with a copy of zero; otherwise chunk 0 takes zero itself
-  const bool copy = partial.keeps();
-  if (!copy) partial[0] = std::move(zero);
-  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {
-    Acc& acc = partial[c];
-    if (copy)
-      acc = zero;
-    else if (c != 0)
-      acc = make();
-    body(acc, plan.begin(c), plan.size(c));
-  });
+  detail::KeptPartials<Acc> partial(plan.n_chunks, make());
+  parallel_for_chunks(plan.n_chunks, n_threads,
+                      [&](Index c) { body(partial.zeroed(c, make), plan.begin(c), plan.size(c)); });
   tree_reduce(plan.n_chunks, n_threads, false, [&](Index into, Index from) { partial[into] += partial[from]; });
   return std::move(partial[0]);
 }
@@ -243,16 +247,8 @@ Acc parallel_reduce_row_parts(const ChunkPlan& plan, Index n_parts, Index window
                               Body&& body) {
   if (plan.n_chunks == 0 || n_parts <= 0) return make();
   window_rows = std::max<Index>(1, window_rows);
-  Acc zero = make();
-  detail::KeptPartials<Acc> partial(plan.n_chunks, zero.doubles());
-  const bool copy = partial.keeps();  // as in parallel_reduce_rows
-  if (!copy) partial[0] = std::move(zero);
-  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) {  // zeroed in parallel
-    if (copy)
-      partial[c] = zero;
-    else if (c != 0)
-      partial[c] = make();
-  });
+  detail::KeptPartials<Acc> partial(plan.n_chunks, make());
+  parallel_for_chunks(plan.n_chunks, n_threads, [&](Index c) { partial.zeroed(c, make); });  // in parallel
   for (Index w0 = 0; w0 < plan.chunk_rows; w0 += window_rows) {
     parallel_for_chunks(plan.n_chunks * n_parts, n_threads, [&](Index t) {
       const Index part = t / plan.n_chunks, c = t % plan.n_chunks;

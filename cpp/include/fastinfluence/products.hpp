@@ -84,7 +84,6 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
-  Scalar* data() { return data_; }
   // The scratch as a (rows x cols) matrix of the given storage order; rows * cols <= size.
   template <int Order = Eigen::ColMajor>
   Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Order>, Eigen::AlignedMax> matrix(

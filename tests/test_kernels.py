@@ -344,6 +344,37 @@ def test_build_info_names_the_instruction_sets_compiled_for():
 
 
 @pytest.mark.requires_core
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_dense_matrix_vector_products_do_not_depend_on_the_address_of_X(fit_intercept):
+    """eta = X w + b and the gradient X^T r come from products that sweep a C-ordered X row by
+    row (products.hpp, contiguous_matrix_vector): the same X at any address, and any thread
+    count, gives the same bits; and the same values as the NumPy reference."""
+    rng = np.random.default_rng(11)
+    n, d = 3_000, 37  # d not a multiple of any SIMD width: every row has a tail
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    theta = rng.standard_normal(d + fit_intercept) * 0.3
+    results = []
+    for offset in range(8):  # every residue of the address modulo 64 bytes
+        buffer = np.empty(X.size + 16)
+        start = (-(buffer.ctypes.data // 8)) % 8 + offset
+        shifted = buffer[start : start + X.size].reshape(n, d)
+        shifted[...] = X
+        for n_jobs in (1, 2):
+            options = dict(fit_intercept=fit_intercept, n_jobs=n_jobs, backend="cpp")
+            eta = K.row_derivatives("logistic", shifted, y, theta, **options)[0]
+            value, gradient, hessian = K.evaluate("logistic", shifted, y, theta, l2=L2, **options)
+            results.append((np.array(eta), value, np.array(gradient), np.array(hessian)))
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            np.testing.assert_array_equal(a, b)
+    ref = K.evaluate("logistic", X, y, theta, fit_intercept=fit_intercept, l2=L2, backend="numpy")
+    eta = X @ theta[:d] + (theta[d] if fit_intercept else 0.0)
+    np.testing.assert_allclose(results[0][0], eta, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(results[0][2], ref[1], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(results[0][3], ref[2], rtol=1e-12, atol=1e-15)
+
+
 def test_gram_diagonal_does_not_depend_on_the_address_of_c():
     """The same c at any address gives the same bits: a sum over the caller's buffer used to peel
     a number of terms set by its alignment (two Influence objects on the same data then differed

@@ -63,7 +63,11 @@ void accumulate_gram_panel(const Block& Xb, const VectorXd& w, double alpha, boo
     Z.noalias() = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
     rank_update_lower(Z.leftCols(width).transpose(), G.block(j0, j0, width, width), alpha);
     if (below > 0) gemm(Z.rightCols(below).transpose(), Z.leftCols(width), G.block(j1, j0, below, width), alpha);
-    if (fit_intercept) G.row(d).segment(j0, width).noalias() += alpha * (w.transpose() * Xb.middleCols(j0, width));
+    if (fit_intercept) {  // G's row d is strided: the product into a vector first
+      VectorXd row = VectorXd::Zero(width);
+      gemm(Xb.middleCols(j0, width).transpose(), w, row, alpha);
+      G.row(d).segment(j0, width) += row.transpose();
+    }
   }
   if (fit_intercept && corner) G(d, d) += alpha * w.sum();
 }
@@ -173,7 +177,7 @@ Evaluation evaluate(const LossSpec& spec, const Problem<XType>& prob, VectorCRef
           if (rows.d2 != nullptr) VectorXd::Map(rows.d2 + b, nb) = d2;
           if (want.gradient) {
             // grad_w += Xb^T r ;  grad_b += sum r
-            acc.gradient.head(d).noalias() += Xb.transpose() * r;
+            gemm(Xb.transpose(), r, acc.gradient.head(d));
             if (prob.fit_intercept) acc.gradient[d] += r.sum();
           }
           if (fused_hessian) accumulate_gram(Xb, c, prob.fit_intercept, acc.hessian);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "products.hpp"
 
 namespace fastinfluence {
 
@@ -371,8 +372,8 @@ struct Problem {
 template <class Block>
 VectorXd linear_predictor(const Block& Xb, VectorCRef theta, bool fit_intercept) {
   const Index d = Xb.cols();
-  VectorXd eta = Xb * theta.head(d);
-  if (fit_intercept) eta.array() += theta[d];
+  VectorXd eta = VectorXd::Constant(Xb.rows(), fit_intercept ? theta[d] : 0.0);
+  gemm(Xb, theta.head(d), eta);
   return eta;
 }
 

@@ -22,6 +22,7 @@
 #include <Eigen/Core>
 #include <cassert>
 #include <type_traits>
+#include <utility>
 
 static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90),
               "products.hpp calls Eigen 3.4's internal product kernels");
@@ -134,20 +135,53 @@ constexpr int storage_order() {
   return (std::decay_t<E>::Flags & Eigen::RowMajorBit) ? Eigen::RowMajor : Eigen::ColMajor;
 }
 
+// Whether T is a dense expression: derived from some DenseBase, which a VectorBlock (head(),
+// segment()) is through its Block, not DenseBase<VectorBlock>.
+template <class D>
+std::true_type dense_base(const Eigen::DenseBase<D>*);
+std::false_type dense_base(...);
+
 template <class E>
 constexpr bool is_memory_block() {
   using T = std::decay_t<E>;
-  if constexpr (std::is_base_of_v<Eigen::DenseBase<T>, T>)  // Eigen's own rule (HasUsableDirectAccess)
+  if constexpr (decltype(dense_base(std::declval<const T*>()))::value)  // Eigen's own rule (HasUsableDirectAccess)
     return bool(T::Flags & Eigen::DirectAccessBit) && int(T::InnerStrideAtCompileTime) == 1;
   else
     return false;
 }
 
+// Whether a block of memory is one run of memory: its inner vectors follow each other.
+template <class E>
+bool is_contiguous(const E& e) {
+  return e.outerStride() == e.innerSize();
+}
+
+// c += alpha A b for a vector b and a contiguous A, in one sequential sweep of A: a dot
+// product per row of a row-major A, an axpy per column of a column-major one. Eigen's
+// matrix-vector kernels walk several rows (columns) at once instead; on a 2-core AMD EPYC
+// (Zen 5), n = 100,000, d = 100, one thread: X w took 10.8-11.5 ms that way and 3.8-4.4 ms
+// by rows; X w then X^T r on each 1,024-row block, 11.2 ms and 6.5 ms. Each c_i is summed in
+// the same order wherever A lies in memory (unaligned loads from its first element; the
+// vector c keeps its own alignment), so results do not depend on the caller's addresses.
+template <class A, class B, class C, class Scalar>
+void contiguous_matrix_vector(const A& a, const B& b, C& c, Scalar alpha) {
+  if constexpr (storage_order<A>() == Eigen::RowMajor) {
+    for (Eigen::Index i = 0; i < a.rows(); ++i) c.coeffRef(i) += alpha * a.row(i).dot(b);
+  } else {
+    for (Eigen::Index j = 0; j < a.cols(); ++j) c += (alpha * b.coeff(j)) * a.col(j);
+  }
+}
+
+static_assert(is_memory_block<Eigen::VectorBlock<Eigen::VectorXd>>(), "head() and segment() are blocks of memory");
+static_assert(!is_memory_block<Eigen::Block<Eigen::MatrixXd, 1, Eigen::Dynamic>>(),
+              "a row of a column-major matrix is strided");
+
 }  // namespace detail
 
 // C += alpha A B, for C not overlapping A or B. Dense blocks of memory with unit inner stride
 // (matrices, maps, blocks, refs, and transposes of them; any storage orders) go through
-// Eigen's kernels with kept buffers. A sparse A, matrix-vector products, and products so
+// Eigen's kernels with kept buffers, matrix-vector products with a contiguous matrix through
+// contiguous_matrix_vector. A sparse A, other matrix-vector products, and products so
 // small that Eigen computes them coefficient by coefficient (rows + cols + depth below
 // EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) go through Eigen's expressions, which pack nothing.
 template <class A, class B, class C>
@@ -159,6 +193,18 @@ void gemm(const A& a, const B& b, C&& c, typename std::decay_t<C>::Scalar alpha 
   if (rows == 0 || cols == 0 || depth == 0) return;
   constexpr bool blocks = detail::is_memory_block<A>() && detail::is_memory_block<B>() && detail::is_memory_block<C>();
   if constexpr (blocks) {
+    // a matrix-vector product with a contiguous A (a dense block of C-ordered rows, or its
+    // transpose) sweeps A once
+    if (cols == 1 && detail::is_contiguous(a)) {
+      auto cc = c.col(0);
+      detail::contiguous_matrix_vector(a, b.col(0), cc, alpha);
+      return;
+    }
+    if (rows == 1 && detail::is_contiguous(b)) {
+      auto cr = c.row(0).transpose();
+      detail::contiguous_matrix_vector(b.transpose(), a.row(0).transpose(), cr, alpha);
+      return;
+    }
     if (rows > 1 && cols > 1 && rows + cols + depth >= EIGEN_GEMM_TO_COEFFBASED_THRESHOLD) {
       constexpr int order_c = detail::storage_order<C>();
       using Kernel =

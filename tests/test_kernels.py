@@ -343,6 +343,16 @@ def test_build_info_names_the_instruction_sets_compiled_for():
     assert fi.build_info()["instruction_sets"] == (", ".join(sets) or "baseline")
 
 
+def _at_every_address(a):
+    """Copies of ``a`` (C order) starting at every residue of the address modulo 64 bytes."""
+    for offset in range(8):
+        buffer = np.empty(a.size + 16)
+        start = (-(buffer.ctypes.data // 8)) % 8 + offset
+        shifted = buffer[start : start + a.size].reshape(a.shape)
+        shifted[...] = a
+        yield shifted
+
+
 @pytest.mark.requires_core
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_dense_matrix_vector_products_do_not_depend_on_the_address_of_X(fit_intercept):
@@ -355,11 +365,7 @@ def test_dense_matrix_vector_products_do_not_depend_on_the_address_of_X(fit_inte
     y = (rng.random(n) < 0.5).astype(np.float64)
     theta = rng.standard_normal(d + fit_intercept) * 0.3
     results = []
-    for offset in range(8):  # every residue of the address modulo 64 bytes
-        buffer = np.empty(X.size + 16)
-        start = (-(buffer.ctypes.data // 8)) % 8 + offset
-        shifted = buffer[start : start + X.size].reshape(n, d)
-        shifted[...] = X
+    for shifted in _at_every_address(X):
         for n_jobs in (1, 2):
             options = dict(fit_intercept=fit_intercept, n_jobs=n_jobs, backend="cpp")
             eta = K.row_derivatives("logistic", shifted, y, theta, **options)[0]
@@ -375,6 +381,7 @@ def test_dense_matrix_vector_products_do_not_depend_on_the_address_of_X(fit_inte
     np.testing.assert_allclose(results[0][3], ref[2], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.requires_core
 def test_gram_diagonal_does_not_depend_on_the_address_of_c():
     """The same c at any address gives the same bits: a sum over the caller's buffer used to peel
     a number of terms set by its alignment (two Influence objects on the same data then differed
@@ -385,12 +392,6 @@ def test_gram_diagonal_does_not_depend_on_the_address_of_c():
     X = rng.standard_normal((40, 3))
     c = rng.random(40)
     cpp = get_backend("cpp")
-    results = []
-    for offset in range(8):  # every residue of the address modulo 64 bytes
-        buffer = np.empty(c.size + 16)
-        start = (-(buffer.ctypes.data // 8)) % 8 + offset
-        shifted = buffer[start : start + c.size]
-        shifted[...] = c
-        results.append(np.array(cpp.gram_diagonal(X, True, shifted, 1)))
+    results = [np.array(cpp.gram_diagonal(X, True, shifted, 1)) for shifted in _at_every_address(c)]
     for got in results[1:]:
         np.testing.assert_array_equal(got, results[0])

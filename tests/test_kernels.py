@@ -382,6 +382,31 @@ def test_dense_matrix_vector_products_do_not_depend_on_the_address_of_X(fit_inte
 
 
 @pytest.mark.requires_core
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 16, 17, 23, 24, 25, 41, 100, 400])
+def test_dense_hessian_matches_the_reference_at_every_tile_edge(d):
+    """The Hessian of C-ordered X comes, on 32-register CPUs, from register tiles of 8 rows and
+    up to 3 packets (register_tiles.hpp) whose edges fall at multiples of the packet width and
+    of 8 and 24 columns, with tails of 4, 2 and 1 rows; d = 400 is wide enough to be cut into
+    column panels (objective.hpp, hessian_panels). Every d matches the NumPy reference, and
+    gives the same bits at any thread count and at any address of X."""
+    rng = np.random.default_rng(d)
+    n = 4_000 if d < 400 else 1_500
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    theta = rng.standard_normal(d + 1) * (0.5 / np.sqrt(d))
+    ref = K.hessian("logistic", X, y, theta, l2=L2, backend="numpy")
+    results = [
+        np.array(K.hessian("logistic", shifted, y, theta, l2=L2, backend="cpp", n_jobs=n_jobs))
+        for shifted in _at_every_address(X)
+        for n_jobs in (1, 2)
+    ]
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+    np.testing.assert_allclose(results[0], ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(results[0], results[0].T)
+
+
+@pytest.mark.requires_core
 def test_gram_diagonal_does_not_depend_on_the_address_of_c():
     """The same c at any address gives the same bits: a sum over the caller's buffer used to peel
     a number of terms set by its alignment (two Influence objects on the same data then differed

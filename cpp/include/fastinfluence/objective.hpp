@@ -58,20 +58,22 @@ void accumulate_gram_panel(const Block& Xb, const VectorXd& w, double alpha, boo
     // block and a GEMM below it. Z keeps the block's storage order (a row-major Z for
     // C-ordered X is ~1.5x faster than a transposing copy at d = 100).
     // Z and the products' packing live in the thread's kept buffers (products.hpp).
-    const Index width = j1 - j0, below = d - j1;
+    const Index width = j1 - j0, cols = d - j0;
+    const auto root_w = w.array().sqrt().matrix().asDiagonal();
     if constexpr (tiles::kEnabled && std::is_same_v<Block, DenseBlock>) {
       // register tiles (register_tiles.hpp) over a Z padded with zeros to whole packets
-      const Index ldz = tiles::padded(d - j0);
+      const Index ldz = tiles::padded(cols);
       Scratch<double> scratch(Xb.rows() * ldz);
-      auto Zp = scratch.matrix<Eigen::RowMajor>(Xb.rows(), ldz);
-      Zp.leftCols(d - j0).noalias() = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
-      Zp.rightCols(ldz - (d - j0)).setZero();
-      tiles::gram_lower(Zp.data(), ldz, Xb.rows(), d, j0, j1, alpha, G.data(), G.outerStride());
+      auto Z = scratch.matrix<Eigen::RowMajor>(Xb.rows(), ldz);
+      Z.leftCols(cols).noalias() = root_w * Xb.rightCols(cols);
+      Z.rightCols(ldz - cols).setZero();
+      tiles::gram_lower(Z.data(), ldz, Xb.rows(), d, j0, j1, alpha, G.data(), G.outerStride());
     } else {
-      Scratch<double> scratch(Xb.rows() * (d - j0));
-      auto Z = scratch.matrix<Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(Xb.rows(), d - j0);
-      Z.noalias() = w.array().sqrt().matrix().asDiagonal() * Xb.rightCols(d - j0);
+      Scratch<double> scratch(Xb.rows() * cols);
+      auto Z = scratch.matrix<Block::IsRowMajor ? Eigen::RowMajor : Eigen::ColMajor>(Xb.rows(), cols);
+      Z.noalias() = root_w * Xb.rightCols(cols);
       rank_update_lower(Z.leftCols(width).transpose(), G.block(j0, j0, width, width), alpha);
+      const Index below = d - j1;
       if (below > 0) gemm(Z.rightCols(below).transpose(), Z.leftCols(width), G.block(j1, j0, below, width), alpha);
     }
     if (fit_intercept) {  // G's row d is strided: the product into a vector first
